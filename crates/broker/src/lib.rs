@@ -1,1 +1,187 @@
-//! meridian-broker
+//! The broker: request processors on top of the message store.
+//!
+//! - [`config`] — `broker.conf` keys.
+//! - [`topics`] — topic configs, auto-creation, `topics.json`.
+//! - [`offsets`] — consumer offsets, `consumerOffset.json`.
+//! - [`clients`] — producers and consumer groups known from heartbeats.
+//! - [`lock`] — queue locks for ordered consumption.
+//! - [`long_poll`] — pulls that wait for the next message.
+//! - [`delay`] — delayed messages and reconsume delays (`SCHEDULE_TOPIC_XXXX`).
+//! - [`register`] — registration with every name server.
+//! - [`processor`] — one file per family of remoting requests.
+//!
+//! [`Broker::start`] opens the store (recovering it), binds the port,
+//! registers with the name servers and starts the background tasks;
+//! [`Broker::shutdown`] undoes all of it in order.
+
+pub mod clients;
+pub mod config;
+pub mod delay;
+pub mod lock;
+pub mod long_poll;
+pub mod offsets;
+pub mod processor;
+pub mod register;
+pub mod topics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meridian_remoting::RemotingClient;
+use meridian_store::{MessageStore, RecoveryReport};
+
+pub use config::{BrokerConfig, BrokerRole};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Everything the processors share.
+pub struct BrokerInner {
+    pub config: BrokerConfig,
+    pub store: Arc<MessageStore>,
+    pub topics: topics::TopicConfigManager,
+    pub offsets: offsets::ConsumerOffsetManager,
+    pub clients: clients::ClientManager,
+    pub locks: lock::RebalanceLockManager,
+    pub long_poll: Arc<long_poll::LongPoll>,
+    pub delay: Arc<delay::DelayService>,
+    pub namesrv_client: RemotingClient,
+    /// The address written into message ids and records.
+    pub store_host: SocketAddr,
+    /// Wakes the registration task for an immediate registration (a topic
+    /// was created).
+    pub register_now: tokio::sync::Notify,
+    pub started: Instant,
+    pub shutting_down: AtomicBool,
+}
+
+impl BrokerInner {
+    /// Ask for a registration with every name server now.
+    pub fn register_soon(&self) {
+        self.register_now.notify_one();
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    inner: Arc<BrokerInner>,
+    server: meridian_remoting::Server,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    recovery: RecoveryReport,
+}
+
+impl Broker {
+    /// Open the store, bind, and start serving. Returns once the port is
+    /// bound; the first registration runs in the background (see
+    /// [`Broker::register_once`]).
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Broker> {
+        let delay_levels = meridian_store::message_delay_levels(&config.store.message_delay_level)
+            .map_err(|e| anyhow::anyhow!("messageDelayLevel: {e}"))?;
+        let store_config = config.store.clone();
+        let (store, recovery) =
+            tokio::task::spawn_blocking(move || MessageStore::open(store_config))
+                .await?
+                .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
+        tracing::info!("{recovery}");
+        let topics = topics::TopicConfigManager::open(&config, delay_levels.len())?;
+        let offsets = offsets::ConsumerOffsetManager::open(&config.store.root_dir)?;
+        let long_poll = long_poll::LongPoll::new(config.max_long_poll_waiters);
+        let delay = delay::DelayService::open(&config.store.root_dir, delay_levels)?;
+        let store_host = SocketAddr::new(config.broker_ip1, config.listen_port);
+        {
+            let lp = long_poll.clone();
+            store.set_arrival_listener(Arc::new(move |topic: &str, qid: i32, max: i64| {
+                lp.arrived(topic, qid, max)
+            }));
+        }
+        let inner = Arc::new(BrokerInner {
+            config,
+            store,
+            topics,
+            offsets,
+            clients: clients::ClientManager::default(),
+            locks: lock::RebalanceLockManager::default(),
+            long_poll,
+            delay,
+            namesrv_client: RemotingClient::new(),
+            store_host,
+            register_now: tokio::sync::Notify::new(),
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+        });
+        let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
+        let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
+        let server = meridian_remoting::serve(bind, handler, Default::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("broker cannot listen on {bind}: {e}"))?;
+        tracing::info!(addr = %server.local_addr(), advertised = %inner.config.broker_addr(), "broker listening");
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(register::run(inner.clone())));
+        tasks.push(tokio::spawn(delay::run(inner.clone())));
+        tasks.push(tokio::spawn(housekeeping(inner.clone())));
+        Ok(Broker {
+            inner,
+            server,
+            tasks,
+            recovery,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn inner(&self) -> &Arc<BrokerInner> {
+        &self.inner
+    }
+
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Register with every name server now; returns how many accepted.
+    pub async fn register_once(&self) -> usize {
+        register::register_all(&self.inner).await
+    }
+
+    /// Stop accepting, unregister, persist offsets, flush and close the
+    /// store.
+    pub async fn shutdown(self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        self.server.stop();
+        register::unregister_all(&self.inner).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.inner.offsets.persist();
+        self.inner.delay.persist();
+        let store = self.inner.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Periodic chores: persist offsets, drop silent clients.
+async fn housekeeping(inner: Arc<BrokerInner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let i = inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            i.offsets.persist();
+            i.delay.persist();
+        })
+        .await;
+        for group in inner.clients.expire() {
+            inner.clients.notify_ids_changed(&group);
+        }
+    }
+}

@@ -1,1 +1,98 @@
-fn main() {}
+//! `meridian` — the one binary: `dev` (name server and broker in one
+//! process), `namesrv`, `broker`, and `admin` (mqadmin's commands).
+//!
+//! - [`servers`] — starting and stopping the servers, signals.
+//! - [`admin`] — the admin commands and their tables.
+
+mod admin;
+mod servers;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "meridian", version, about = "Meridian: a RocketMQ-compatible message queue")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Name server and broker in one process, for development.
+    Dev {
+        /// Where the broker keeps its data.
+        #[arg(long, default_value = "./meridian-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 9876)]
+        namesrv_port: u16,
+        #[arg(long, default_value_t = 10911)]
+        broker_port: u16,
+        /// Extra broker.conf keys (override the dev defaults).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// A name server.
+    Namesrv {
+        /// namesrv.conf (`listenPort`, default 9876).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// A broker.
+    Broker {
+        /// broker.conf, with RocketMQ's keys.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Name server addresses, `;`-separated (overrides `namesrvAddr`).
+        #[arg(short = 'n', long = "namesrvAddr")]
+        namesrv_addr: Option<String>,
+    },
+    /// Administration, with mqadmin's command names and flags.
+    Admin(admin::AdminArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Admin(_));
+    init_logging(quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev {
+                data_dir,
+                namesrv_port,
+                broker_port,
+                config,
+            } => servers::dev(data_dir, namesrv_port, broker_port, config).await,
+            Command::Namesrv { config } => servers::namesrv(config).await,
+            Command::Broker {
+                config,
+                namesrv_addr,
+            } => servers::broker(config, namesrv_addr).await,
+            Command::Admin(args) => admin::run(args).await,
+        }
+    });
+    // Background tasks (connections, timers) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Err(e) = result {
+        eprintln!("meridian: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,279 @@
+//! Broker configuration, read from RocketMQ's `broker.conf` keys.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use meridian_remoting::conf::{Conf, ConfError};
+use meridian_store::{FlushDiskType, StoreConfig};
+
+/// RocketMQ's `brokerRole`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerRole {
+    AsyncMaster,
+    SyncMaster,
+    Slave,
+}
+
+impl std::str::FromStr for BrokerRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "ASYNC_MASTER" => Ok(BrokerRole::AsyncMaster),
+            "SYNC_MASTER" => Ok(BrokerRole::SyncMaster),
+            "SLAVE" => Ok(BrokerRole::Slave),
+            _ => Err("expected ASYNC_MASTER, SYNC_MASTER or SLAVE".into()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub broker_cluster_name: String,
+    pub broker_name: String,
+    pub broker_id: i64,
+    pub broker_role: BrokerRole,
+    /// Name servers to register with (`namesrvAddr`, `;`-separated).
+    pub namesrv_addrs: Vec<String>,
+    pub listen_port: u16,
+    pub listen_ip: IpAddr,
+    /// The address advertised to name servers and clients (`brokerIP1`).
+    pub broker_ip1: IpAddr,
+    pub auto_create_topic_enable: bool,
+    pub default_topic_queue_nums: i32,
+    pub auto_create_subscription_group: bool,
+    /// How often to re-register with the name servers.
+    pub register_name_server_period_ms: u64,
+    /// Longest a pull may be held waiting for a message, whatever the
+    /// client asks.
+    pub max_long_poll_ms: u64,
+    /// Most pulls held waiting at once; past it pulls are answered at once.
+    pub max_long_poll_waiters: usize,
+    pub max_pull_msgs: i32,
+    pub max_pull_bytes: usize,
+    /// Messages a consumer may fail before they go to `%DLQ%` (RocketMQ's
+    /// subscription group default `retryMaxTimes`).
+    pub default_max_reconsume_times: i32,
+    pub store: StoreConfig,
+}
+
+impl BrokerConfig {
+    /// Defaults for a broker whose data lives under `root`.
+    pub fn new(root: PathBuf) -> BrokerConfig {
+        BrokerConfig {
+            broker_cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            broker_role: BrokerRole::AsyncMaster,
+            namesrv_addrs: Vec::new(),
+            listen_port: 10911,
+            listen_ip: IpAddr::from([0, 0, 0, 0]),
+            broker_ip1: default_ip(),
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 8,
+            auto_create_subscription_group: true,
+            register_name_server_period_ms: 30_000,
+            max_long_poll_ms: 30_000,
+            max_long_poll_waiters: 65_536,
+            max_pull_msgs: 32 * 32,
+            max_pull_bytes: 4 * 1024 * 1024,
+            default_max_reconsume_times: 16,
+            store: StoreConfig::new(root),
+        }
+    }
+
+    /// Read a broker.conf. Returns the config and the keys it did not know.
+    pub fn from_conf(conf: &mut Conf) -> Result<(BrokerConfig, Vec<String>), ConfError> {
+        let home = dirs_home().join("store");
+        let root = conf.get::<PathBuf>("storePathRootDir")?.unwrap_or(home);
+        let mut c = BrokerConfig::new(root.clone());
+        if let Some(v) = conf.str("brokerClusterName") {
+            c.broker_cluster_name = v;
+        }
+        if let Some(v) = conf.str("brokerName") {
+            c.broker_name = v;
+        }
+        if let Some(v) = conf.get::<i64>("brokerId")? {
+            c.broker_id = v;
+        }
+        if let Some(v) = conf.get::<BrokerRole>("brokerRole")? {
+            c.broker_role = v;
+        }
+        if let Some(v) = conf.str("namesrvAddr") {
+            c.namesrv_addrs = split_addrs(&v);
+        }
+        if let Some(v) = conf.get::<u16>("listenPort")? {
+            c.listen_port = v;
+        }
+        if let Some(v) = conf.get::<IpAddr>("brokerIP1")? {
+            c.broker_ip1 = v;
+        }
+        if let Some(v) = conf.bool("autoCreateTopicEnable")? {
+            c.auto_create_topic_enable = v;
+        }
+        if let Some(v) = conf.bool("autoCreateSubscriptionGroup")? {
+            c.auto_create_subscription_group = v;
+        }
+        if let Some(v) = conf.get::<i32>("defaultTopicQueueNums")? {
+            if v <= 0 {
+                return Err(invalid("defaultTopicQueueNums", v, "must be at least 1"));
+            }
+            c.default_topic_queue_nums = v;
+        }
+        if let Some(v) = conf.get::<u64>("registerNameServerPeriod")? {
+            c.register_name_server_period_ms = v.clamp(1_000, 60_000);
+        }
+        if let Some(v) = conf.get::<PathBuf>("storePathCommitLog")? {
+            c.store.commit_log_dir = v;
+        }
+        if let Some(v) = conf.str("flushDiskType") {
+            c.store.flush_disk_type = match v.trim().to_ascii_uppercase().as_str() {
+                "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+                "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+                _ => return Err(invalid("flushDiskType", v, "expected ASYNC_FLUSH or SYNC_FLUSH")),
+            };
+        }
+        if let Some(v) = conf.get::<u64>("mappedFileSizeCommitLog")? {
+            if v < 64 * 1024 {
+                return Err(invalid("mappedFileSizeCommitLog", v, "must be at least 65536"));
+            }
+            c.store.mapped_file_size_commit_log = v;
+        }
+        if let Some(v) = conf.get::<u64>("fileReservedTime")? {
+            c.store.file_reserved_time_hours = v;
+        }
+        if let Some(v) = conf.str("deleteWhen") {
+            c.store.delete_when = v;
+        }
+        if let Some(v) = conf.get::<u32>("diskMaxUsedSpaceRatio")? {
+            if !(10..=95).contains(&v) {
+                return Err(invalid("diskMaxUsedSpaceRatio", v, "must be between 10 and 95"));
+            }
+            c.store.disk_max_used_space_ratio = v;
+        }
+        if let Some(v) = conf.get::<usize>("maxMessageSize")? {
+            if v == 0 || v > 64 * 1024 * 1024 {
+                return Err(invalid("maxMessageSize", v, "must be between 1 and 67108864"));
+            }
+            c.store.max_message_size = v;
+        }
+        if let Some(v) = conf.str("messageDelayLevel") {
+            if let Err(e) = meridian_store::message_delay_levels(&v) {
+                return Err(invalid("messageDelayLevel", v, &e));
+            }
+            c.store.message_delay_level = v;
+        }
+        if let Some(v) = conf.get::<u64>("flushIntervalCommitLog")? {
+            c.store.flush_interval_ms = v.max(1);
+        }
+        if let Some(v) = conf.get::<u64>("syncFlushTimeout")? {
+            c.store.sync_flush_timeout_ms = v.max(1);
+        }
+        if let Some(v) = conf.get::<u64>("longPollingMaxMillis")? {
+            c.max_long_poll_ms = v;
+        }
+        // Accepted for compatibility; they tune the Java broker's thread
+        // pools and Netty, which Meridian does not have.
+        conf.accept(&[
+            "rocketmqHome",
+            "brokerIP2",
+            "sendMessageThreadPoolNums",
+            "pullMessageThreadPoolNums",
+            "useReentrantLockWhenPutMessage",
+            "waitTimeMillsInSendQueue",
+            "serverWorkerThreads",
+            "serverSelectorThreads",
+            "clientWorkerThreads",
+            "transientStorePoolEnable",
+            "warmMapedFileEnable",
+            "flushCommitLogLeastPages",
+            "flushConsumeQueueLeastPages",
+            "storePathConsumeQueue",
+            "storePathIndex",
+            "storeCheckpoint",
+            "abortFile",
+            "brokerPermission",
+            "traceTopicEnable",
+            "enablePropertyFilter",
+            "slaveReadEnable",
+            "fastFailIfNoBufferInStorePool",
+            "isEnableBatchPush",
+            "mapedFileSizeConsumeQueue",
+            "mappedFileSizeConsumeQueue",
+            "haListenPort",
+            "aclEnable",
+        ]);
+        Ok((c, conf.unknown_keys()))
+    }
+
+    /// The address clients and name servers use to reach this broker.
+    pub fn broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+}
+
+fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfError {
+    ConfError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Split RocketMQ's `;`-separated address list.
+pub fn split_addrs(s: &str) -> Vec<String> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn dirs_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The first non-loopback IPv4 address of this host, as RocketMQ picks
+/// `brokerIP1`; loopback when there is none.
+fn default_ip() -> IpAddr {
+    // Connecting a UDP socket sends nothing; it only asks the kernel which
+    // local address would be used for an outside destination.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rocketmq_keys() {
+        let mut conf = Conf::parse(
+            "brokerClusterName=C1\nbrokerName=b1\nbrokerId=0\nbrokerRole=SYNC_MASTER\nnamesrvAddr=127.0.0.1:9876;127.0.0.1:9877\nlistenPort=10999\nstorePathRootDir=/tmp/x\nflushDiskType=SYNC_FLUSH\nautoCreateTopicEnable=false\ndefaultTopicQueueNums=4\nmaxMessageSize=1024\nbrokerIP1=127.0.0.1\nsomethingElse=1\n",
+        );
+        let (c, unknown) = BrokerConfig::from_conf(&mut conf).unwrap();
+        assert_eq!(c.broker_cluster_name, "C1");
+        assert_eq!(c.broker_role, BrokerRole::SyncMaster);
+        assert_eq!(c.namesrv_addrs.len(), 2);
+        assert_eq!(c.listen_port, 10999);
+        assert_eq!(c.store.flush_disk_type, FlushDiskType::SyncFlush);
+        assert!(!c.auto_create_topic_enable);
+        assert_eq!(c.default_topic_queue_nums, 4);
+        assert_eq!(c.store.max_message_size, 1024);
+        assert_eq!(c.broker_addr(), "127.0.0.1:10999");
+        assert_eq!(unknown, vec!["somethingElse".to_string()]);
+    }
+
+    #[test]
+    fn malformed_value_stops_with_the_key() {
+        let mut conf = Conf::parse("flushDiskType=SOMETIMES\n");
+        let err = BrokerConfig::from_conf(&mut conf).unwrap_err().to_string();
+        assert!(err.contains("flushDiskType"), "{err}");
+    }
+}

@@ -1,0 +1,277 @@
+//! Administration: topics, statistics, consumer progress, offset resets,
+//! runtime info.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use meridian_protocol::body::{
+    ConsumeStats, Connection as ConnectionInfo, ConsumerConnection, KVTable, MessageQueue,
+    OffsetWrapper, ResetOffsetBody, TopicConfig, TopicOffset, TopicStatsTable,
+};
+use meridian_protocol::codes::{request_code, response_code as rc};
+use meridian_protocol::header::admin::{
+    CreateTopicRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsRequestHeader,
+    GetConsumerConnectionListRequestHeader, GetTopicStatsInfoRequestHeader,
+    QueryTopicConsumeByWhoRequestHeader,
+};
+use meridian_protocol::header::consumer::ResetOffsetRequestHeader;
+use meridian_protocol::RemotingCommand;
+
+use super::{bad_header, error, json_ok, ok};
+use crate::{topics, BrokerInner};
+
+type Outcome = Result<RemotingCommand, RemotingCommand>;
+
+pub fn update_topic(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = CreateTopicRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    topics::validate_topic(&h.topic).map_err(|e| error(req, rc::SYSTEM_ERROR, e))?;
+    if h.topic == topics::AUTO_CREATE_TOPIC_KEY_TOPIC && !b.config.auto_create_topic_enable {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            "the default topic cannot be created while autoCreateTopicEnable=false",
+        ));
+    }
+    if h.read_queue_nums <= 0 || h.write_queue_nums <= 0 || h.read_queue_nums > 1024 || h.write_queue_nums > 1024 {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            "readQueueNums and writeQueueNums must be between 1 and 1024",
+        ));
+    }
+    let cfg = TopicConfig {
+        topic_name: h.topic.clone(),
+        read_queue_nums: h.read_queue_nums,
+        write_queue_nums: h.write_queue_nums,
+        perm: h.perm,
+        topic_filter_type: h.topic_filter_type.clone(),
+        topic_sys_flag: h.topic_sys_flag,
+        order: h.order,
+        ..Default::default()
+    };
+    if b.topics.upsert(cfg) {
+        tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, perm = h.perm, "topic updated");
+        b.register_soon();
+    }
+    Ok(ok(req))
+}
+
+pub fn delete_topic(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = DeleteTopicRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    if b.topics.delete(&h.topic) {
+        b.store.delete_topic(&h.topic);
+        b.offsets.delete_topic(&h.topic);
+        tracing::info!(topic = %h.topic, "topic deleted");
+        b.register_soon();
+    }
+    Ok(ok(req))
+}
+
+pub fn all_topic_config(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    json_ok(req, &b.topics.wrapper())
+}
+
+pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let s = b.store.stats();
+    let (producers, consumers) = b.clients.counts();
+    let mut t = HashMap::new();
+    let mut put = |k: &str, v: String| {
+        t.insert(k.to_string(), v);
+    };
+    put("brokerVersionDesc", format!("Meridian {}", env!("CARGO_PKG_VERSION")));
+    put("brokerVersion", "453".into());
+    put("bootTimestamp", (crate::now_ms() - b.started.elapsed().as_millis() as i64).to_string());
+    put("brokerRole", format!("{:?}", b.config.broker_role));
+    put("commitLogMinOffset", b.store.min_commit_log_offset().to_string());
+    put("commitLogMaxOffset", b.store.max_commit_log_offset().to_string());
+    put("commitLogFlushedOffset", b.store.flushed_offset().to_string());
+    put("msgPutTotal", s.put_message_count.to_string());
+    put("msgPutBytesTotal", s.put_message_bytes.to_string());
+    put("msgPutFailures", s.put_failures.to_string());
+    put("msgGetTotal", s.get_message_count.to_string());
+    put("flushTimeouts", s.flush_timeouts.to_string());
+    put("queueCount", s.queue_count.to_string());
+    put("commitLogSegments", s.segment_count.to_string());
+    put("flushCount", s.flush_count.to_string());
+    put("commitLogDiskRatio", format!("{:.4}", s.disk_used_ratio));
+    put("producerCount", producers.to_string());
+    put("consumerCount", consumers.to_string());
+    put("longPollWaiting", b.long_poll.waiting().to_string());
+    put("flushDiskType", format!("{:?}", b.config.store.flush_disk_type));
+    json_ok(req, &KVTable { table: t })
+}
+
+fn queue_count(b: &BrokerInner, topic: &str) -> Option<i32> {
+    b.topics
+        .get(topic)
+        .map(|c| c.read_queue_nums.max(c.write_queue_nums))
+}
+
+fn mq(b: &BrokerInner, topic: &str, queue_id: i32) -> MessageQueue {
+    MessageQueue {
+        topic: topic.to_string(),
+        broker_name: b.config.broker_name.clone(),
+        queue_id,
+    }
+}
+
+pub fn topic_stats(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = GetTopicStatsInfoRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    let n = queue_count(b, &h.topic).ok_or_else(|| {
+        error(req, rc::TOPIC_NOT_EXIST, format!("topic[{}] not exist", h.topic))
+    })?;
+    let mut table = TopicStatsTable::default();
+    for q in 0..n {
+        let max = b.store.max_offset_in_queue(&h.topic, q);
+        let last = if max > 0 {
+            b.store.store_time_at(&h.topic, q, max - 1).unwrap_or(0)
+        } else {
+            0
+        };
+        table.offset_table.insert(
+            mq(b, &h.topic, q),
+            TopicOffset {
+                min_offset: b.store.min_offset_in_queue(&h.topic, q),
+                max_offset: max,
+                last_update_timestamp: last,
+            },
+        );
+    }
+    Ok(ok(req).with_body(table.to_json_bytes()))
+}
+
+pub fn consume_stats(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = GetConsumeStatsRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    let topics: Vec<String> = match h.topic.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => vec![t.to_string()],
+        None => {
+            let mut set: BTreeSet<String> =
+                b.offsets.topics_of_group(&h.consumer_group).into_iter().collect();
+            if let Some(g) = b.clients.group(&h.consumer_group) {
+                set.extend(g.subscriptions.keys().cloned());
+            }
+            set.into_iter().collect()
+        }
+    };
+    let mut stats = ConsumeStats::default();
+    for topic in topics {
+        let Some(n) = queue_count(b, &topic) else {
+            continue;
+        };
+        let committed = b.offsets.queue_offsets(&h.consumer_group, &topic);
+        for q in 0..n {
+            let broker_offset = b.store.max_offset_in_queue(&topic, q);
+            let consumer_offset = committed.get(&q).copied().unwrap_or(-1);
+            let last = if consumer_offset > 0 {
+                b.store
+                    .store_time_at(&topic, q, consumer_offset - 1)
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            stats.offset_table.insert(
+                mq(b, &topic, q),
+                OffsetWrapper {
+                    broker_offset,
+                    consumer_offset,
+                    last_timestamp: last,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    Ok(ok(req).with_body(stats.to_json_bytes()))
+}
+
+pub fn consumed_by_who(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = QueryTopicConsumeByWhoRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    let mut groups: BTreeSet<String> = b.offsets.groups_of_topic(&h.topic).into_iter().collect();
+    groups.extend(b.clients.groups_subscribing(&h.topic));
+    json_ok(req, &serde_json::json!({ "groupList": groups }))
+}
+
+pub fn consumer_connections(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = GetConsumerConnectionListRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    let Some(g) = b.clients.group(&h.consumer_group) else {
+        return Err(error(
+            req,
+            rc::CONSUMER_NOT_ONLINE,
+            format!("the consumer group[{}] not online", h.consumer_group),
+        ));
+    };
+    let mut cc = ConsumerConnection {
+        consume_type: g.consume_type,
+        message_model: g.message_model,
+        consume_from_where: g.consume_from_where,
+        ..Default::default()
+    };
+    for c in g.clients.values() {
+        cc.connection_set.push(ConnectionInfo {
+            client_id: c.client_id.clone(),
+            client_addr: c.conn.peer().to_string(),
+            language: c.language.clone(),
+            version: c.version,
+        });
+    }
+    cc.subscription_table = g.subscriptions.clone().into_iter().collect();
+    json_ok(req, &cc)
+}
+
+pub fn reset_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = ResetOffsetRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    let n = queue_count(b, &h.topic).ok_or_else(|| {
+        error(req, rc::TOPIC_NOT_EXIST, format!("topic[{}] not exist", h.topic))
+    })?;
+    let mut body = ResetOffsetBody::default();
+    for q in 0..n {
+        let target = if h.timestamp < 0 {
+            b.store.max_offset_in_queue(&h.topic, q)
+        } else {
+            b.store.offset_by_time(&h.topic, q, h.timestamp)
+        };
+        let current = b.offsets.query(&h.group, &h.topic, q);
+        // Without force, only move a group backwards (to re-consume).
+        let apply = h.is_force || current.map(|c| target < c).unwrap_or(true);
+        let offset = if apply { target } else { current.unwrap_or(target) };
+        b.offsets.commit(&h.group, &h.topic, q, offset);
+        body.offset_table.insert(mq(b, &h.topic, q), offset);
+    }
+    b.offsets.persist();
+    // Running consumers hold offsets in memory; tell them, or their next
+    // commit would undo the reset.
+    if let Some(g) = b.clients.group(&h.group) {
+        let bytes = body.to_json_bytes();
+        for c in g.clients.values() {
+            let request = RemotingCommand::request(request_code::RESET_CONSUMER_CLIENT_OFFSET)
+                .with_ext("topic", &h.topic)
+                .with_ext("group", &h.group)
+                .with_ext("timestamp", h.timestamp)
+                .with_body(bytes.clone());
+            let conn = c.conn.clone();
+            tokio::spawn(async move {
+                let _ = conn.invoke_oneway(request).await;
+            });
+        }
+    }
+    tracing::info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp, "consumer offsets reset");
+    Ok(ok(req).with_body(body.to_json_bytes()))
+}
+
+pub fn broker_config(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let c = &b.config;
+    let text = format!(
+        "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nbrokerRole={:?}\nlistenPort={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={:?}\nautoCreateTopicEnable={}\ndefaultTopicQueueNums={}\nmaxMessageSize={}\n",
+        c.broker_cluster_name,
+        c.broker_name,
+        c.broker_id,
+        c.broker_role,
+        c.listen_port,
+        c.namesrv_addrs.join(";"),
+        c.store.root_dir.display(),
+        c.store.flush_disk_type,
+        c.auto_create_topic_enable,
+        c.default_topic_queue_nums,
+        c.store.max_message_size,
+    );
+    Ok(ok(req).with_body(text.into_bytes()))
+}

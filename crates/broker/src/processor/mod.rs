@@ -1,0 +1,106 @@
+//! The remoting requests a broker answers, one file per family, each with
+//! the same shape: parse the header, apply, build the response.
+//!
+//! [`BrokerProcessor`] routes a request by its code. Unknown codes are
+//! answered `REQUEST_CODE_NOT_SUPPORTED` and the connection stays open.
+
+pub mod admin;
+pub mod client;
+pub mod offset;
+pub mod pull;
+pub mod query;
+pub mod send;
+pub mod send_back;
+
+use std::sync::Arc;
+
+use meridian_protocol::codes::{request_code as rc, response_code};
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::{Connection, Handler, Reply};
+
+use crate::BrokerInner;
+
+pub struct BrokerProcessor {
+    broker: Arc<BrokerInner>,
+}
+
+impl BrokerProcessor {
+    pub fn new(broker: Arc<BrokerInner>) -> Self {
+        BrokerProcessor { broker }
+    }
+}
+
+impl Handler for BrokerProcessor {
+    fn handle(&self, conn: &Arc<Connection>, req: RemotingCommand) -> Reply {
+        let b = &self.broker;
+        let now = |r: Result<RemotingCommand, RemotingCommand>| Reply::Now(Some(r.unwrap_or_else(|e| e)));
+        match req.code {
+            rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
+                send::process(b, conn, req)
+            }
+            rc::PULL_MESSAGE => pull::process(b, req),
+            rc::CONSUMER_SEND_MSG_BACK => send_back::process(b, conn, req),
+            rc::HEART_BEAT => now(client::heartbeat(b, conn, &req)),
+            rc::UNREGISTER_CLIENT => now(client::unregister(b, &req)),
+            rc::GET_CONSUMER_LIST_BY_GROUP => now(client::consumer_list(b, &req)),
+            rc::LOCK_BATCH_MQ => now(client::lock_batch(b, &req)),
+            rc::UNLOCK_BATCH_MQ => now(client::unlock_batch(b, &req)),
+            rc::QUERY_CONSUMER_OFFSET => now(offset::query_consumer_offset(b, &req)),
+            rc::UPDATE_CONSUMER_OFFSET => now(offset::update_consumer_offset(b, &req)),
+            rc::GET_MAX_OFFSET => now(offset::max_offset(b, &req)),
+            rc::GET_MIN_OFFSET => now(offset::min_offset(b, &req)),
+            rc::SEARCH_OFFSET_BY_TIMESTAMP => now(offset::search_offset(b, &req)),
+            rc::GET_EARLIEST_MSG_STORETIME => now(offset::earliest_store_time(b, &req)),
+            rc::VIEW_MESSAGE_BY_ID => now(query::view_by_id(b, &req)),
+            rc::QUERY_MESSAGE => now(query::query_by_key(b, &req)),
+            rc::UPDATE_AND_CREATE_TOPIC => now(admin::update_topic(b, &req)),
+            rc::DELETE_TOPIC_IN_BROKER => now(admin::delete_topic(b, &req)),
+            rc::GET_ALL_TOPIC_CONFIG => now(admin::all_topic_config(b, &req)),
+            rc::GET_BROKER_RUNTIME_INFO => now(admin::runtime_info(b, &req)),
+            rc::GET_TOPIC_STATS_INFO => now(admin::topic_stats(b, &req)),
+            rc::GET_CONSUME_STATS => now(admin::consume_stats(b, &req)),
+            rc::QUERY_TOPIC_CONSUME_BY_WHO => now(admin::consumed_by_who(b, &req)),
+            rc::GET_CONSUMER_CONNECTION_LIST => now(admin::consumer_connections(b, &req)),
+            rc::INVOKE_BROKER_TO_RESET_OFFSET => now(admin::reset_offset(b, &req)),
+            rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
+            code => {
+                tracing::debug!(code, peer = %conn.peer(), "request code not supported");
+                Reply::Now(Some(req.response_to(
+                    response_code::REQUEST_CODE_NOT_SUPPORTED,
+                    format!("request code {code} is not supported by this Meridian broker"),
+                )))
+            }
+        }
+    }
+
+    fn on_close(&self, conn: &Arc<Connection>) {
+        for group in self.broker.clients.connection_closed(conn.id()) {
+            tracing::info!(group, peer = %conn.peer(), "consumer left (connection closed)");
+            self.broker.clients.notify_ids_changed(&group);
+        }
+    }
+}
+
+/// An error response with `code` and a remark; the `Err` side of every
+/// processor's result.
+pub fn error(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> RemotingCommand {
+    req.response_to(code, Some(remark.into()))
+}
+
+/// A header that does not parse is the client's mistake: say which field.
+pub fn bad_header(req: &RemotingCommand, e: meridian_protocol::ProtocolError) -> RemotingCommand {
+    error(req, response_code::SYSTEM_ERROR, format!("invalid request header: {e}"))
+}
+
+pub fn ok(req: &RemotingCommand) -> RemotingCommand {
+    req.response_to(response_code::SUCCESS, None)
+}
+
+pub fn json_ok<T: serde::Serialize>(
+    req: &RemotingCommand,
+    body: &T,
+) -> Result<RemotingCommand, RemotingCommand> {
+    serde_json::to_vec(body)
+        .map(|bytes| ok(req).with_body(bytes))
+        .map_err(|e| error(req, response_code::SYSTEM_ERROR, format!("cannot encode response: {e}")))
+}

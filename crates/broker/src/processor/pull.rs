@@ -1,0 +1,234 @@
+//! PULL_MESSAGE, with long polling.
+//!
+//! A pull is answered with the stored records of its queue, byte for byte
+//! as the commit log holds them. When there is nothing new and the client
+//! allows it (the suspend flag), the pull waits — up to its suspend timeout,
+//! capped by the broker — and is answered as soon as a message arrives.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use meridian_protocol::body::perm;
+use meridian_protocol::codes::response_code as rc;
+use meridian_protocol::header::pull::{PullMessageRequestHeader, PullMessageResponseHeader};
+use meridian_protocol::message::tags_hash_code;
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::Reply;
+use meridian_store::GetStatus;
+
+use super::{bad_header, error};
+use crate::BrokerInner;
+
+const FLAG_COMMIT_OFFSET: i32 = 0x1;
+const FLAG_SUSPEND: i32 = 0x2;
+const FLAG_SUBSCRIPTION: i32 = 0x4;
+
+/// Which tags a pull wants. `None` is every message.
+#[derive(Clone)]
+pub struct TagFilter(Option<HashSet<i64>>);
+
+impl TagFilter {
+    /// Parse a RocketMQ tag expression: `*`, empty, or `TagA || TagB`.
+    pub fn parse(expr: &str) -> TagFilter {
+        let expr = expr.trim();
+        if expr.is_empty() || expr == "*" {
+            return TagFilter(None);
+        }
+        let set: HashSet<i64> = expr
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(tags_hash_code)
+            .collect();
+        if set.is_empty() {
+            TagFilter(None)
+        } else {
+            TagFilter(Some(set))
+        }
+    }
+
+    pub fn matches(&self, tags_code: i64) -> bool {
+        match &self.0 {
+            None => true,
+            Some(set) => set.contains(&tags_code),
+        }
+    }
+}
+
+pub fn process(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
+    let h = match PullMessageRequestHeader::parse(&req) {
+        Ok(h) => h,
+        Err(e) => return Reply::Now(Some(bad_header(&req, e))),
+    };
+    let filter = match check(b, &req, &h) {
+        Ok(f) => f,
+        Err(r) => return Reply::Now(Some(r)),
+    };
+    if h.sys_flag & FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
+        b.offsets
+            .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+    }
+    let first = pull_once(b, &req, &h, &filter);
+    let wants_wait = h.sys_flag & FLAG_SUSPEND != 0 && h.suspend_timeout_millis > 0;
+    if first.code != rc::PULL_NOT_FOUND || !wants_wait {
+        return Reply::Now(Some(first));
+    }
+    let Some(slot) = b.long_poll.try_wait() else {
+        return Reply::Now(Some(first));
+    };
+    let mut arrivals = b.long_poll.subscribe(&h.topic, h.queue_id);
+    // A message may have arrived between the first pull and the subscribe.
+    let second = pull_once(b, &req, &h, &filter);
+    if second.code != rc::PULL_NOT_FOUND {
+        return Reply::Now(Some(second));
+    }
+    let wait = Duration::from_millis((h.suspend_timeout_millis as u64).min(b.config.max_long_poll_ms));
+    let b = b.clone();
+    Reply::Later(Box::pin(async move {
+        let _slot = slot;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                changed = arrivals.changed() => {
+                    if changed.is_err() {
+                        return Some(pull_once(&b, &req, &h, &filter));
+                    }
+                    let r = pull_once(&b, &req, &h, &filter);
+                    if r.code != rc::PULL_NOT_FOUND {
+                        return Some(r);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Some(pull_once(&b, &req, &h, &filter));
+                }
+            }
+        }
+    }))
+}
+
+/// Topic, queue and subscription checks; returns the tag filter to apply.
+fn check(
+    b: &BrokerInner,
+    req: &RemotingCommand,
+    h: &PullMessageRequestHeader,
+) -> Result<TagFilter, RemotingCommand> {
+    let Some(cfg) = b.topics.get(&h.topic) else {
+        return Err(error(
+            req,
+            rc::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist, apply first please!", h.topic),
+        ));
+    };
+    if cfg.perm & perm::PERM_READ == 0 {
+        return Err(error(
+            req,
+            rc::NO_PERMISSION,
+            format!("the topic[{}] pulling message is forbidden", h.topic),
+        ));
+    }
+    if h.queue_id < 0 || h.queue_id >= cfg.read_queue_nums.max(cfg.write_queue_nums) {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!(
+                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
+                h.queue_id, h.topic, cfg.read_queue_nums
+            ),
+        ));
+    }
+    if let Some(t) = h.expression_type.as_deref() {
+        if !t.is_empty() && !t.eq_ignore_ascii_case("TAG") {
+            return Err(error(
+                req,
+                rc::SUBSCRIPTION_PARSE_FAILED,
+                format!("filter expression type {t} is not supported; use TAG"),
+            ));
+        }
+    }
+    if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
+        return Ok(TagFilter::parse(h.subscription.as_deref().unwrap_or("*")));
+    }
+    // Without a subscription in the pull, use the one from the group's
+    // heartbeat; a group we have not heard from yet gets everything, and
+    // its client filters by tag on its side.
+    Ok(match b.clients.subscription(&h.consumer_group, &h.topic) {
+        Some(s) => TagFilter::parse(&s.sub_string),
+        None => TagFilter(None),
+    })
+}
+
+fn pull_once(
+    b: &BrokerInner,
+    req: &RemotingCommand,
+    h: &PullMessageRequestHeader,
+    filter: &TagFilter,
+) -> RemotingCommand {
+    let max_msgs = h.max_msg_nums.clamp(1, b.config.max_pull_msgs);
+    let max_bytes = h
+        .max_msg_bytes
+        .filter(|m| *m > 0)
+        .map(|m| (m as usize).min(b.config.max_pull_bytes))
+        .unwrap_or(b.config.max_pull_bytes);
+    let got = b.store.get_messages(
+        &h.topic,
+        h.queue_id,
+        h.queue_offset,
+        max_msgs,
+        max_bytes,
+        &|code| filter.matches(code),
+    );
+    let code = match got.status {
+        GetStatus::Found => rc::SUCCESS,
+        GetStatus::NoMatchedMessage => rc::PULL_RETRY_IMMEDIATELY,
+        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => rc::PULL_NOT_FOUND,
+        GetStatus::NoMessageInQueue => {
+            if h.queue_offset != 0 {
+                rc::PULL_OFFSET_MOVED
+            } else {
+                rc::PULL_NOT_FOUND
+            }
+        }
+        GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => rc::PULL_OFFSET_MOVED,
+    };
+    let mut response = req.response_to(code, None);
+    PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: got.next_begin_offset,
+        min_offset: got.min_offset,
+        max_offset: got.max_offset,
+    }
+    .write(&mut response);
+    if code == rc::SUCCESS {
+        response.body = concat(got.messages, got.total_bytes);
+    }
+    response
+}
+
+/// One buffer for the response body: the records back to back.
+fn concat(mut parts: Vec<Bytes>, total: usize) -> Bytes {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut buf = BytesMut::with_capacity(total);
+    for p in &parts {
+        buf.extend_from_slice(p);
+    }
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_expressions() {
+        let f = TagFilter::parse("TagA || TagB");
+        assert!(f.matches(tags_hash_code("TagA")));
+        assert!(f.matches(tags_hash_code("TagB")));
+        assert!(!f.matches(tags_hash_code("TagC")));
+        assert!(TagFilter::parse("*").matches(12345));
+        assert!(TagFilter::parse("").matches(0));
+    }
+}

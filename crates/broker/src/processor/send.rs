@@ -1,0 +1,271 @@
+//! SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE.
+//!
+//! The append to the commit log happens here, on the connection's reading
+//! task, so the sends of one connection are stored in the order they were
+//! sent. Under SYNC_FLUSH only the wait for the group commit is left for
+//! later.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use meridian_protocol::body::perm;
+use meridian_protocol::codes::response_code as rc;
+use meridian_protocol::header::send::{SendMessageRequestHeader, SendMessageResponseHeader};
+use meridian_protocol::message::{decode_batch, decode_properties, encode_properties, property};
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::{Connection, Reply};
+use meridian_store::{PutError, PutMessage, PutResult};
+
+use super::{bad_header, error};
+use crate::topics::{self, RETRY_GROUP_TOPIC_PREFIX, SCHEDULE_TOPIC};
+use crate::{BrokerInner, BrokerRole};
+
+pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingCommand) -> Reply {
+    match prepare(b, conn, &req) {
+        Err(response) => Reply::Now(Some(response)),
+        Ok((queue_id, msgs)) => {
+            let store = b.store.clone();
+            let batch = msgs.len() > 1 || req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE;
+            let fut = async move {
+                let result = if batch {
+                    store.put_messages(msgs).await
+                } else {
+                    let mut msgs = msgs;
+                    match msgs.pop() {
+                        Some(m) => store.put_message(m).await.map(|r| vec![r]),
+                        None => Ok(Vec::new()),
+                    }
+                };
+                respond(&req, queue_id, result)
+            };
+            // Poll once here: the append runs now, in arrival order; only a
+            // wait for the disk flush is left pending.
+            let mut fut = Box::pin(fut);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(r) => Reply::Now(Some(r)),
+                Poll::Pending => Reply::Later(Box::pin(async move { Some(fut.await) })),
+            }
+        }
+    }
+}
+
+/// Check the request and build what to store; `Err` is the response.
+fn prepare(
+    b: &Arc<BrokerInner>,
+    conn: &Arc<Connection>,
+    req: &RemotingCommand,
+) -> Result<(i32, Vec<PutMessage>), RemotingCommand> {
+    let h = SendMessageRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    if b.config.broker_role == BrokerRole::Slave {
+        return Err(error(
+            req,
+            rc::SERVICE_NOT_AVAILABLE,
+            format!("the broker[{}] is a slave; send to its master", b.config.broker_addr()),
+        ));
+    }
+    if b.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(error(req, rc::SERVICE_NOT_AVAILABLE, "the broker is shutting down"));
+    }
+    if let Err(e) = topics::validate_topic(&h.topic) {
+        return Err(error(req, rc::SYSTEM_ERROR, e));
+    }
+    let topic_cfg = match b.topics.get(&h.topic) {
+        Some(c) => c,
+        None => {
+            let created = if h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+                Some(b.topics.ensure(&h.topic, 1, perm::PERM_READ | perm::PERM_WRITE).0)
+            } else if !h.default_topic.is_empty() {
+                b.topics.create_in_send(
+                    &h.topic,
+                    &h.default_topic,
+                    h.default_topic_queue_nums,
+                    0,
+                )
+            } else {
+                None
+            };
+            match created {
+                Some(c) => {
+                    b.register_soon();
+                    c
+                }
+                None => {
+                    return Err(error(
+                        req,
+                        rc::TOPIC_NOT_EXIST,
+                        format!(
+                            "topic[{}] not exist, apply first please! (auto-create is off on broker {})",
+                            h.topic,
+                            b.config.broker_addr()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    if topic_cfg.perm & perm::PERM_WRITE == 0 {
+        return Err(error(
+            req,
+            rc::NO_PERMISSION,
+            format!("the topic[{}] sending message is forbidden", h.topic),
+        ));
+    }
+    let mut queue_id = h.queue_id;
+    if queue_id < 0 {
+        queue_id = (crate::now_ms().unsigned_abs() % topic_cfg.write_queue_nums.max(1) as u64) as i32;
+    }
+    if queue_id >= topic_cfg.write_queue_nums && queue_id >= topic_cfg.read_queue_nums {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!(
+                "request queueId[{}] is illegal, topic {} has {} write queues",
+                h.queue_id, h.topic, topic_cfg.write_queue_nums
+            ),
+        ));
+    }
+    let max = b.config.store.max_message_size;
+    let born_host = conn.peer();
+    let base = |flag: i32, body: bytes::Bytes, properties: String| PutMessage {
+        topic: h.topic.clone(),
+        queue_id,
+        flag,
+        body,
+        properties,
+        sys_flag: h.sys_flag,
+        born_timestamp: h.born_timestamp,
+        born_host,
+        store_host: b.store_host,
+        reconsume_times: h.reconsume_times.unwrap_or(0),
+        prepared_transaction_offset: 0,
+    };
+
+    if req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE || h.batch == Some(true) {
+        if req.body.len() > max {
+            return Err(too_big(req, req.body.len(), max));
+        }
+        let items = decode_batch(&req.body).map_err(|e| {
+            error(req, rc::MESSAGE_ILLEGAL, format!("the batch body is malformed: {e}"))
+        })?;
+        if items.is_empty() {
+            return Err(error(req, rc::MESSAGE_ILLEGAL, "the batch is empty"));
+        }
+        let msgs = items
+            .into_iter()
+            .map(|i| base(i.flag, i.body, i.properties))
+            .collect();
+        return Ok((queue_id, msgs));
+    }
+
+    if req.body.len() > max {
+        return Err(too_big(req, req.body.len(), max));
+    }
+    let properties = h.properties.clone().unwrap_or_default();
+    let mut msg = base(h.flag, req.body.clone(), properties);
+
+    // A client may send a failed message back by sending it to the retry
+    // topic itself; past its reconsume limit it belongs in the dead-letter
+    // topic, as with CONSUMER_SEND_MSG_BACK.
+    if let Some(group) = h.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
+        let max_times = h
+            .max_reconsume_times
+            .unwrap_or(b.config.default_max_reconsume_times);
+        if msg.reconsume_times > max_times {
+            let dlq = topics::dlq_topic(group);
+            b.topics.ensure(&dlq, 1, perm::PERM_READ | perm::PERM_WRITE);
+            b.register_soon();
+            msg.topic = dlq;
+            msg.queue_id = 0;
+            return Ok((0, vec![msg]));
+        }
+    }
+
+    if msg.properties.contains(property::DELAY) {
+        schedule_if_delayed(b, &mut msg);
+    }
+    Ok((queue_id, vec![msg]))
+}
+
+/// A message with a positive DELAY level goes to the schedule topic first,
+/// carrying its real topic and queue.
+pub fn schedule_if_delayed(b: &BrokerInner, msg: &mut PutMessage) {
+    let mut props = decode_properties(&msg.properties);
+    let level = props
+        .iter()
+        .find(|(k, _)| k == property::DELAY)
+        .and_then(|(_, v)| v.trim().parse::<i32>().ok())
+        .unwrap_or(0);
+    if level <= 0 || msg.topic == SCHEDULE_TOPIC {
+        return;
+    }
+    let level = level.min(b.delay.max_level());
+    props.retain(|(k, _)| k != property::DELAY && k != property::REAL_TOPIC && k != property::REAL_QID);
+    props.push((property::DELAY.to_string(), level.to_string()));
+    props.push((property::REAL_TOPIC.to_string(), msg.topic.clone()));
+    props.push((property::REAL_QID.to_string(), msg.queue_id.to_string()));
+    msg.properties = encode_properties(&props);
+    msg.topic = SCHEDULE_TOPIC.to_string();
+    msg.queue_id = level - 1;
+}
+
+fn too_big(req: &RemotingCommand, size: usize, max: usize) -> RemotingCommand {
+    error(
+        req,
+        rc::MESSAGE_ILLEGAL,
+        format!("the message body size {size} is over the limit (maxMessageSize = {max} bytes)"),
+    )
+}
+
+fn respond(
+    req: &RemotingCommand,
+    queue_id: i32,
+    result: Result<Vec<PutResult>, PutError>,
+) -> RemotingCommand {
+    let (code, remark, results) = match result {
+        Ok(r) => (rc::SUCCESS, None, r),
+        Err(PutError::FlushTimeout(r)) => (
+            rc::FLUSH_DISK_TIMEOUT,
+            Some("the message is stored but was not flushed to disk in time".to_string()),
+            vec![r],
+        ),
+        Err(PutError::MessageIllegal(why)) => return error(req, rc::MESSAGE_ILLEGAL, why),
+        Err(PutError::DiskFull) => {
+            return error(
+                req,
+                rc::SERVICE_NOT_AVAILABLE,
+                "the broker's disk is full; messages are refused until space is freed",
+            )
+        }
+        Err(PutError::ServiceNotAvailable(why)) => return error(req, rc::SERVICE_NOT_AVAILABLE, why),
+        Err(PutError::Io(e)) => {
+            tracing::error!(error = %e, "store write failed");
+            return error(req, rc::SYSTEM_ERROR, format!("store write failed: {e}"));
+        }
+    };
+    let Some(first) = results.first() else {
+        return error(req, rc::SYSTEM_ERROR, "nothing was stored");
+    };
+    let msg_id = if results.len() == 1 {
+        first.msg_id.clone()
+    } else {
+        results
+            .iter()
+            .map(|r| r.msg_id.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut response = req.response_to(code, remark);
+    SendMessageResponseHeader {
+        msg_id,
+        queue_id,
+        queue_offset: first.queue_offset,
+        transaction_id: None,
+        batch_uniq_id: None,
+    }
+    .write(&mut response);
+    response.set_ext("MSG_REGION", "DefaultRegion");
+    response.set_ext("TRACE_ON", "true");
+    response
+}

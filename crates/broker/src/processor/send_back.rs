@@ -1,0 +1,111 @@
+//! CONSUMER_SEND_MSG_BACK: a consumer failed a message; store it again for
+//! a later retry, or in the dead-letter topic once it has failed too often.
+//!
+//! The retry goes to `%RETRY%<group>` through the schedule topic with delay
+//! level `3 + reconsumeTimes` (10 s, 30 s, 1 m, …) unless the client asked
+//! for a level; past `maxReconsumeTimes` (16 by default) it goes to
+//! `%DLQ%<group>`. The message keeps its properties — its UNIQ_KEY above
+//! all, so the consumer sees the same message id — and records the topic it
+//! first came from in `RETRY_TOPIC`.
+
+use std::sync::Arc;
+
+use meridian_protocol::body::perm;
+use meridian_protocol::codes::response_code as rc;
+use meridian_protocol::header::consumer::ConsumerSendMsgBackRequestHeader;
+use meridian_protocol::message::{decode_properties, decode_record, encode_properties, property};
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::{Connection, Reply};
+use meridian_store::PutMessage;
+
+use super::{bad_header, error, ok};
+use super::send::schedule_if_delayed;
+use crate::topics;
+use crate::BrokerInner;
+
+pub fn process(b: &Arc<BrokerInner>, _conn: &Arc<Connection>, req: RemotingCommand) -> Reply {
+    let msg = match prepare(b, &req) {
+        Ok(m) => m,
+        Err(r) => return Reply::Now(Some(r)),
+    };
+    let store = b.store.clone();
+    Reply::Later(Box::pin(async move {
+        Some(match store.put_message(msg).await {
+            Ok(_) => ok(&req),
+            Err(e) => error(&req, rc::SYSTEM_ERROR, format!("cannot store the message for retry: {e:?}")),
+        })
+    }))
+}
+
+fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, RemotingCommand> {
+    let h = ConsumerSendMsgBackRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    let record = b.store.read_record(h.offset).ok_or_else(|| {
+        error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!("look message by offset failed, {}", h.offset),
+        )
+    })?;
+    let (m, _) = decode_record(&record)
+        .map_err(|e| error(req, rc::SYSTEM_ERROR, format!("stored message unreadable: {e}")))?;
+
+    let mut props = decode_properties(&m.properties);
+    let has = |props: &Vec<(String, String)>, k: &str| props.iter().any(|(key, _)| key == k);
+    if !has(&props, property::RETRY_TOPIC) {
+        props.push((property::RETRY_TOPIC.to_string(), m.topic.clone()));
+    }
+    if !has(&props, property::ORIGIN_MESSAGE_ID) {
+        let origin = h
+            .origin_msg_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                meridian_protocol::message_id::create_offset_msg_id(m.store_host, m.commit_log_offset)
+            });
+        props.push((property::ORIGIN_MESSAGE_ID.to_string(), origin));
+    }
+    props.retain(|(k, _)| k != property::DELAY && k != property::REAL_TOPIC && k != property::REAL_QID);
+
+    let max_times = h
+        .max_reconsume_times
+        .filter(|m| *m >= 0)
+        .unwrap_or(b.config.default_max_reconsume_times);
+    let reconsume_times = m.reconsume_times;
+    let mut delay_level = h.delay_level;
+    let (topic, to_dlq) = if reconsume_times >= max_times || delay_level < 0 {
+        (topics::dlq_topic(&h.group), true)
+    } else {
+        if delay_level == 0 {
+            delay_level = 3 + reconsume_times;
+        }
+        (topics::retry_topic(&h.group), false)
+    };
+    let (_, created) = b
+        .topics
+        .ensure(&topic, 1, perm::PERM_READ | perm::PERM_WRITE);
+    if created {
+        b.register_soon();
+    }
+    if to_dlq {
+        tracing::info!(group = %h.group, topic = %m.topic, reconsume_times, "message moved to the dead-letter topic");
+    } else {
+        props.push((property::DELAY.to_string(), delay_level.to_string()));
+    }
+    let mut msg = PutMessage {
+        topic,
+        queue_id: 0,
+        flag: m.flag,
+        body: m.body.clone(),
+        properties: encode_properties(&props),
+        sys_flag: m.sys_flag,
+        born_timestamp: m.born_timestamp,
+        born_host: m.born_host,
+        store_host: b.store_host,
+        reconsume_times: reconsume_times + 1,
+        prepared_transaction_offset: 0,
+    };
+    if !to_dlq {
+        schedule_if_delayed(b, &mut msg);
+    }
+    Ok(msg)
+}

@@ -1,0 +1,99 @@
+//! Registration with every name server: at start, every
+//! `registerNameServerPeriod` (30 s), and at once when a topic is created.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_protocol::body::RegisterBrokerBody;
+use meridian_protocol::codes::{request_code, response_code};
+use meridian_protocol::header::namesrv::{RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader};
+use meridian_protocol::RemotingCommand;
+
+use crate::BrokerInner;
+
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The registration loop.
+pub async fn run(inner: Arc<BrokerInner>) {
+    let period = Duration::from_millis(inner.config.register_name_server_period_ms);
+    loop {
+        register_all(&inner).await;
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = inner.register_now.notified() => {}
+        }
+    }
+}
+
+/// One registration with every name server, in parallel. Returns how many
+/// accepted it.
+pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
+    let body = RegisterBrokerBody {
+        topic_config_serialize_wrapper: inner.topics.wrapper(),
+        ..Default::default()
+    };
+    let body = match serde_json::to_vec(&body) {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode registration");
+            return 0;
+        }
+    };
+    let c = &inner.config;
+    let header = RegisterBrokerRequestHeader {
+        broker_name: c.broker_name.clone(),
+        broker_addr: c.broker_addr(),
+        cluster_name: c.broker_cluster_name.clone(),
+        ha_server_addr: String::new(),
+        broker_id: c.broker_id,
+        heartbeat_timeout_millis: None,
+        compressed: Some(false),
+        body_crc32: Some(0),
+        ..Default::default()
+    };
+    let calls = c.namesrv_addrs.iter().map(|addr| {
+        let mut req = RemotingCommand::request(request_code::REGISTER_BROKER).with_body(body.clone());
+        header.write(&mut req);
+        async move {
+            match inner.namesrv_client.invoke(addr, req, REGISTER_TIMEOUT).await {
+                Ok(r) if r.code == response_code::SUCCESS => true,
+                Ok(r) => {
+                    tracing::warn!(namesrv = %addr, code = r.code, remark = ?r.remark, "name server refused the registration");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(namesrv = %addr, error = %e, "cannot register with name server");
+                    false
+                }
+            }
+        }
+    });
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count()
+}
+
+/// Tell every name server this broker is going away.
+pub async fn unregister_all(inner: &Arc<BrokerInner>) {
+    let c = &inner.config;
+    let header = UnRegisterBrokerRequestHeader {
+        broker_name: c.broker_name.clone(),
+        broker_addr: c.broker_addr(),
+        cluster_name: c.broker_cluster_name.clone(),
+        broker_id: c.broker_id,
+    };
+    let calls = c.namesrv_addrs.iter().map(|addr| {
+        let mut req = RemotingCommand::request(request_code::UNREGISTER_BROKER);
+        header.write(&mut req);
+        async move {
+            let _ = inner
+                .namesrv_client
+                .invoke(addr, req, Duration::from_secs(2))
+                .await;
+        }
+    });
+    futures::future::join_all(calls).await;
+    inner.namesrv_client.close_all();
+}

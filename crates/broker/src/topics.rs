@@ -1,0 +1,301 @@
+//! The topics this broker serves, persisted in `config/topics.json`.
+//!
+//! RocketMQ's rules for creating topics without an operator:
+//! - a send to an unknown topic creates it when the default topic (`TBW102`)
+//!   exists with the inherit permission — which it does when
+//!   `autoCreateTopicEnable=true` — with min(requested, default) queues;
+//! - `%RETRY%<group>` appears when a consumer of the group sends its first
+//!   heartbeat, `%DLQ%<group>` when its first message dies.
+//! Each creation is persisted at once and registered with every name server
+//! at once, so clients can route to the new topic without waiting for the
+//! periodic registration.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use meridian_protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+use parking_lot::RwLock;
+
+use crate::config::BrokerConfig;
+
+pub const AUTO_CREATE_TOPIC_KEY_TOPIC: &str = "TBW102";
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
+pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
+
+/// Longest topic name RocketMQ accepts.
+pub const TOPIC_MAX_LENGTH: usize = 127;
+
+pub fn retry_topic(group: &str) -> String {
+    format!("{RETRY_GROUP_TOPIC_PREFIX}{group}")
+}
+
+pub fn dlq_topic(group: &str) -> String {
+    format!("{DLQ_GROUP_TOPIC_PREFIX}{group}")
+}
+
+/// RocketMQ's topic name rule: letters, digits, `%`, `-`, `_`, `|`, at most
+/// 127 characters.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("the topic name is empty".into());
+    }
+    if topic.len() > TOPIC_MAX_LENGTH {
+        return Err(format!(
+            "the topic name is longer than {TOPIC_MAX_LENGTH} characters"
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '-' | '_' | '|')))
+    {
+        return Err(format!(
+            "the topic name `{topic}` contains `{c}`; use letters, digits, %, -, _ or |"
+        ));
+    }
+    Ok(())
+}
+
+pub struct TopicConfigManager {
+    path: PathBuf,
+    table: RwLock<Tables>,
+}
+
+struct Tables {
+    topics: HashMap<String, TopicConfig>,
+    version: DataVersion,
+}
+
+impl TopicConfigManager {
+    /// Load `config/topics.json` (if any) and add the system topics.
+    pub fn open(config: &BrokerConfig, delay_levels: usize) -> std::io::Result<TopicConfigManager> {
+        let path = config.store.root_dir.join("config").join("topics.json");
+        let mut topics = HashMap::new();
+        if let Some(bytes) = meridian_store::config_file::load(&path)? {
+            match serde_json::from_slice::<TopicConfigSerializeWrapper>(&bytes) {
+                Ok(w) => topics = w.topic_config_table,
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not valid topic config JSON: {e}", path.display()),
+                    ))
+                }
+            }
+        }
+        let mut add = |name: &str, queues: i32, p: i32| {
+            topics
+                .entry(name.to_string())
+                .or_insert_with(|| topic_config(name, queues, p));
+        };
+        if config.auto_create_topic_enable {
+            add(
+                AUTO_CREATE_TOPIC_KEY_TOPIC,
+                config.default_topic_queue_nums,
+                perm::PERM_READ | perm::PERM_WRITE | perm::PERM_INHERIT,
+            );
+        }
+        add(SELF_TEST_TOPIC, 1, perm::PERM_READ | perm::PERM_WRITE);
+        add(BENCHMARK_TOPIC, 8, perm::PERM_READ | perm::PERM_WRITE);
+        add(OFFSET_MOVED_EVENT, 1, perm::PERM_READ | perm::PERM_WRITE);
+        add(
+            SCHEDULE_TOPIC,
+            delay_levels as i32,
+            perm::PERM_READ | perm::PERM_WRITE,
+        );
+        add(&config.broker_cluster_name, 16, perm::PERM_READ | perm::PERM_WRITE);
+        add(&config.broker_name, 1, perm::PERM_READ | perm::PERM_WRITE);
+        if !config.auto_create_topic_enable {
+            // The default topic must not keep granting auto-creation after
+            // an operator turned it off.
+            topics.remove(AUTO_CREATE_TOPIC_KEY_TOPIC);
+        }
+        let m = TopicConfigManager {
+            path,
+            table: RwLock::new(Tables {
+                topics,
+                version: DataVersion::default(),
+            }),
+        };
+        m.persist();
+        Ok(m)
+    }
+
+    pub fn get(&self, topic: &str) -> Option<TopicConfig> {
+        self.table.read().topics.get(topic).cloned()
+    }
+
+    pub fn contains(&self, topic: &str) -> bool {
+        self.table.read().topics.contains_key(topic)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.table.read().topics.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The table as registered with name servers.
+    pub fn wrapper(&self) -> TopicConfigSerializeWrapper {
+        let t = self.table.read();
+        TopicConfigSerializeWrapper {
+            topic_config_table: t.topics.clone(),
+            data_version: t.version.clone(),
+        }
+    }
+
+    /// Create or replace a topic (admin `updateTopic`). Returns true when
+    /// something changed.
+    pub fn upsert(&self, cfg: TopicConfig) -> bool {
+        let changed = {
+            let mut t = self.table.write();
+            let changed = t.topics.get(&cfg.topic_name) != Some(&cfg);
+            if changed {
+                t.topics.insert(cfg.topic_name.clone(), cfg);
+                bump(&mut t.version);
+            }
+            changed
+        };
+        if changed {
+            self.persist();
+        }
+        changed
+    }
+
+    pub fn delete(&self, topic: &str) -> bool {
+        let removed = {
+            let mut t = self.table.write();
+            let removed = t.topics.remove(topic).is_some();
+            if removed {
+                bump(&mut t.version);
+            }
+            removed
+        };
+        if removed {
+            self.persist();
+        }
+        removed
+    }
+
+    /// A send to `topic` that does not exist: create it from the default
+    /// topic's template, as RocketMQ does. Returns the new config, or `None`
+    /// when the default topic does not allow it.
+    pub fn create_in_send(
+        &self,
+        topic: &str,
+        default_topic: &str,
+        client_queue_nums: i32,
+        topic_sys_flag: i32,
+    ) -> Option<TopicConfig> {
+        let created = {
+            let mut t = self.table.write();
+            if let Some(existing) = t.topics.get(topic) {
+                return Some(existing.clone());
+            }
+            let template = t.topics.get(default_topic)?;
+            if template.perm & perm::PERM_INHERIT == 0 {
+                return None;
+            }
+            let queues = client_queue_nums.clamp(1, template.write_queue_nums.max(1));
+            let mut cfg = topic_config(topic, queues, template.perm & !perm::PERM_INHERIT);
+            cfg.topic_sys_flag = topic_sys_flag;
+            t.topics.insert(topic.to_string(), cfg.clone());
+            bump(&mut t.version);
+            cfg
+        };
+        tracing::info!(topic, queues = created.write_queue_nums, "topic auto-created by a send");
+        self.persist();
+        Some(created)
+    }
+
+    /// Create a retry or dead-letter topic if it is missing. Returns the
+    /// config and whether it was created now.
+    pub fn ensure(&self, topic: &str, queues: i32, p: i32) -> (TopicConfig, bool) {
+        if let Some(c) = self.get(topic) {
+            return (c, false);
+        }
+        let cfg = {
+            let mut t = self.table.write();
+            if let Some(c) = t.topics.get(topic) {
+                return (c.clone(), false);
+            }
+            let cfg = topic_config(topic, queues, p);
+            t.topics.insert(topic.to_string(), cfg.clone());
+            bump(&mut t.version);
+            cfg
+        };
+        tracing::info!(topic, "topic created");
+        self.persist();
+        (cfg, true)
+    }
+
+    /// Write the table crash-safely. A failure is logged: the table in
+    /// memory stays authoritative and the next change retries.
+    pub fn persist(&self) {
+        let wrapper = self.wrapper();
+        let result = serde_json::to_vec_pretty(&wrapper)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| meridian_store::config_file::persist(&self.path, &bytes));
+        if let Err(e) = result {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot persist topic config");
+        }
+    }
+}
+
+fn bump(v: &mut DataVersion) {
+    v.counter += 1;
+    v.timestamp = crate::now_ms();
+}
+
+pub fn topic_config(name: &str, queues: i32, p: i32) -> TopicConfig {
+    TopicConfig {
+        topic_name: name.to_string(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm: p,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_rocketmq_rules() {
+        assert!(validate_topic("orders-1_%RETRY%|x").is_ok());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("a b").is_err());
+        assert!(validate_topic(&"x".repeat(128)).is_err());
+    }
+
+    #[test]
+    fn auto_create_takes_min_of_requested_and_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = BrokerConfig::new(dir.path().to_path_buf());
+        cfg.default_topic_queue_nums = 4;
+        let m = TopicConfigManager::open(&cfg, 18).unwrap();
+        let t = m.create_in_send("fresh", AUTO_CREATE_TOPIC_KEY_TOPIC, 8, 0).unwrap();
+        assert_eq!(t.write_queue_nums, 4);
+        assert_eq!(t.perm & perm::PERM_INHERIT, 0);
+        let t = m.create_in_send("fresh2", AUTO_CREATE_TOPIC_KEY_TOPIC, 2, 0).unwrap();
+        assert_eq!(t.write_queue_nums, 2);
+        // Survives a reopen.
+        drop(m);
+        let m = TopicConfigManager::open(&cfg, 18).unwrap();
+        assert!(m.contains("fresh") && m.contains("fresh2"));
+    }
+
+    #[test]
+    fn auto_create_off_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = BrokerConfig::new(dir.path().to_path_buf());
+        cfg.auto_create_topic_enable = false;
+        let m = TopicConfigManager::open(&cfg, 18).unwrap();
+        assert!(m
+            .create_in_send("fresh", AUTO_CREATE_TOPIC_KEY_TOPIC, 4, 0)
+            .is_none());
+    }
+}

@@ -1,0 +1,331 @@
+//! Administrative requests to name servers and brokers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use meridian_protocol::body::{
+    ClusterInfo, ConsumeStats, KVTable, TopicConfig, TopicList, TopicRouteData, TopicStatsTable,
+};
+use meridian_protocol::codes::{request_code as rc, response_code};
+use meridian_protocol::header::admin::{
+    CreateTopicRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsRequestHeader,
+    GetTopicStatsInfoRequestHeader,
+};
+use meridian_protocol::header::consumer::ResetOffsetRequestHeader;
+use meridian_protocol::header::namesrv::{
+    DeleteTopicFromNamesrvRequestHeader, GetRouteInfoRequestHeader,
+};
+use meridian_protocol::header::query::{QueryMessageRequestHeader, ViewMessageRequestHeader};
+use meridian_protocol::message::{decode_record, MessageExt};
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::RemotingClient;
+
+use crate::ClientError;
+
+pub struct Admin {
+    namesrv: Vec<String>,
+    remoting: RemotingClient,
+    timeout: Duration,
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+impl Admin {
+    /// An admin client for the name servers in `namesrv` (`;`-separated).
+    pub fn new(namesrv: &str) -> Admin {
+        Admin {
+            namesrv: namesrv
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            remoting: RemotingClient::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Send to the first name server that answers.
+    async fn call_namesrv(&self, req: RemotingCommand) -> Result<RemotingCommand> {
+        let mut last = None;
+        for addr in &self.namesrv {
+            match self.remoting.invoke(addr, req.clone(), self.timeout).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) => e.into(),
+            None => ClientError::Other("no name server address given (use -n host:port)".into()),
+        })
+    }
+
+    /// Send to every name server; fails only if none accepted.
+    async fn call_all_namesrv(&self, what: &str, req: RemotingCommand) -> Result<()> {
+        let mut ok = false;
+        let mut last = None;
+        for addr in &self.namesrv {
+            match self.remoting.invoke(addr, req.clone(), self.timeout).await {
+                Ok(r) if r.code == response_code::SUCCESS => ok = true,
+                Ok(r) => last = Some(ClientError::broker(what, &r)),
+                Err(e) => last = Some(e.into()),
+            }
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(last.unwrap_or_else(|| ClientError::Other("no name server".into())))
+        }
+    }
+
+    pub async fn call(&self, addr: &str, req: RemotingCommand) -> Result<RemotingCommand> {
+        Ok(self.remoting.invoke(addr, req, self.timeout).await?)
+    }
+
+    fn expect_ok(what: &str, r: RemotingCommand) -> Result<RemotingCommand> {
+        if r.code == response_code::SUCCESS {
+            Ok(r)
+        } else {
+            Err(ClientError::broker(what, &r))
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T> {
+        serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The route of `topic`, or `None` when no broker serves it.
+    pub async fn route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
+        let mut req = RemotingCommand::request(rc::GET_ROUTEINFO_BY_TOPIC);
+        GetRouteInfoRequestHeader {
+            topic: topic.to_string(),
+        }
+        .write(&mut req);
+        let r = self.call_namesrv(req).await?;
+        if r.code == response_code::TOPIC_NOT_EXIST {
+            return Ok(None);
+        }
+        let r = Self::expect_ok("topic route", r)?;
+        Ok(Some(Self::json("topic route", &r.body)?))
+    }
+
+    pub async fn cluster_info(&self) -> Result<ClusterInfo> {
+        let r = self
+            .call_namesrv(RemotingCommand::request(rc::GET_BROKER_CLUSTER_INFO))
+            .await?;
+        let r = Self::expect_ok("cluster info", r)?;
+        Self::json("cluster info", &r.body)
+    }
+
+    pub async fn topic_list(&self) -> Result<BTreeSet<String>> {
+        let r = self
+            .call_namesrv(RemotingCommand::request(rc::GET_ALL_TOPIC_LIST_FROM_NAMESERVER))
+            .await?;
+        let r = Self::expect_ok("topic list", r)?;
+        let list: TopicList = Self::json("topic list", &r.body)?;
+        Ok(list.topic_list)
+    }
+
+    /// `(brokerName, master address)` of every broker group in `cluster`.
+    pub async fn master_addrs(&self, cluster: &str) -> Result<Vec<(String, String)>> {
+        let info = self.cluster_info().await?;
+        let names = info.cluster_addr_table.get(cluster).ok_or_else(|| {
+            ClientError::Other(format!(
+                "cluster `{cluster}` is not known to the name server (see `clusterList`)"
+            ))
+        })?;
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(addr) = info
+                .broker_addr_table
+                .get(name)
+                .and_then(|b| b.broker_addrs.get(&0))
+            {
+                out.push((name.clone(), addr.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Master addresses of the brokers serving `topic`.
+    pub async fn topic_masters(&self, topic: &str) -> Result<Vec<(String, String)>> {
+        let route = self.route(topic).await?.ok_or_else(|| {
+            ClientError::Other(format!("topic `{topic}` has no route (does it exist?)"))
+        })?;
+        Ok(route
+            .broker_datas
+            .iter()
+            .filter_map(|b| b.broker_addrs.get(&0).map(|a| (b.broker_name.clone(), a.clone())))
+            .collect())
+    }
+
+    pub async fn update_topic(&self, addr: &str, cfg: &TopicConfig) -> Result<()> {
+        let mut req = RemotingCommand::request(rc::UPDATE_AND_CREATE_TOPIC);
+        CreateTopicRequestHeader {
+            topic: cfg.topic_name.clone(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: cfg.read_queue_nums,
+            write_queue_nums: cfg.write_queue_nums,
+            perm: cfg.perm,
+            topic_filter_type: cfg.topic_filter_type.clone(),
+            topic_sys_flag: cfg.topic_sys_flag,
+            order: cfg.order,
+            ..Default::default()
+        }
+        .write(&mut req);
+        let r = self.call(addr, req).await?;
+        Self::expect_ok("updateTopic", r).map(|_| ())
+    }
+
+    pub async fn delete_topic_in_broker(&self, addr: &str, topic: &str) -> Result<()> {
+        let mut req = RemotingCommand::request(rc::DELETE_TOPIC_IN_BROKER);
+        DeleteTopicRequestHeader {
+            topic: topic.to_string(),
+        }
+        .write(&mut req);
+        let r = self.call(addr, req).await?;
+        Self::expect_ok("deleteTopic (broker)", r).map(|_| ())
+    }
+
+    pub async fn delete_topic_in_namesrv(&self, topic: &str, cluster: Option<&str>) -> Result<()> {
+        let mut req = RemotingCommand::request(rc::DELETE_TOPIC_IN_NAMESRV);
+        DeleteTopicFromNamesrvRequestHeader {
+            topic: topic.to_string(),
+            cluster_name: cluster.map(str::to_string),
+        }
+        .write(&mut req);
+        self.call_all_namesrv("deleteTopic (name server)", req).await
+    }
+
+    pub async fn topic_stats(&self, addr: &str, topic: &str) -> Result<TopicStatsTable> {
+        let mut req = RemotingCommand::request(rc::GET_TOPIC_STATS_INFO);
+        GetTopicStatsInfoRequestHeader {
+            topic: topic.to_string(),
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("topicStatus", self.call(addr, req).await?)?;
+        TopicStatsTable::from_json_bytes(&r.body).map_err(|e| ClientError::Decode {
+            what: "topic stats".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    pub async fn consume_stats(
+        &self,
+        addr: &str,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<ConsumeStats> {
+        let mut req = RemotingCommand::request(rc::GET_CONSUME_STATS);
+        GetConsumeStatsRequestHeader {
+            consumer_group: group.to_string(),
+            topic: topic.map(str::to_string),
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("consumerProgress", self.call(addr, req).await?)?;
+        ConsumeStats::from_json_bytes(&r.body).map_err(|e| ClientError::Decode {
+            what: "consume stats".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The message stored at `offset` on the broker at `addr`.
+    pub async fn view_message(&self, addr: &str, offset: i64) -> Result<MessageExt> {
+        let mut req = RemotingCommand::request(rc::VIEW_MESSAGE_BY_ID);
+        ViewMessageRequestHeader { offset }.write(&mut req);
+        let r = Self::expect_ok("queryMsgById", self.call(addr, req).await?)?;
+        decode_record(&r.body)
+            .map(|(m, _)| m)
+            .map_err(|e| ClientError::Decode {
+                what: "message".into(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// Messages of `topic` with `key` (a KEYS entry or the UNIQ_KEY) on the
+    /// broker at `addr`.
+    pub async fn query_message(
+        &self,
+        addr: &str,
+        topic: &str,
+        key: &str,
+        max_num: i32,
+        unique: bool,
+    ) -> Result<Vec<MessageExt>> {
+        let mut req = RemotingCommand::request(rc::QUERY_MESSAGE);
+        QueryMessageRequestHeader {
+            topic: topic.to_string(),
+            key: key.to_string(),
+            max_num,
+            begin_timestamp: 0,
+            end_timestamp: i64::MAX,
+        }
+        .write(&mut req);
+        if unique {
+            req.set_ext("_UNIQUE_KEY_QUERY", "true");
+        }
+        let r = self.call(addr, req).await?;
+        if r.code == response_code::QUERY_NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        let r = Self::expect_ok("queryMsgByKey", r)?;
+        let mut out = Vec::new();
+        let mut rest: &[u8] = &r.body;
+        while !rest.is_empty() {
+            match decode_record(rest) {
+                Ok((m, used)) if used > 0 => {
+                    out.push(m);
+                    rest = &rest[used..];
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reset `group`'s offsets on `topic` to the first message stored at or
+    /// after `timestamp` (ms); returns the new offsets.
+    pub async fn reset_offset(
+        &self,
+        addr: &str,
+        topic: &str,
+        group: &str,
+        timestamp: i64,
+        force: bool,
+    ) -> Result<Vec<(i32, i64)>> {
+        let mut req = RemotingCommand::request(rc::INVOKE_BROKER_TO_RESET_OFFSET);
+        ResetOffsetRequestHeader {
+            topic: topic.to_string(),
+            group: group.to_string(),
+            timestamp,
+            is_force: force,
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("resetOffsetByTime", self.call(addr, req).await?)?;
+        let body = meridian_protocol::body::ResetOffsetBody::from_json_bytes(&r.body).map_err(
+            |e| ClientError::Decode {
+                what: "reset offset".into(),
+                detail: e.to_string(),
+            },
+        )?;
+        let mut v: Vec<(i32, i64)> = body
+            .offset_table
+            .iter()
+            .map(|(mq, off)| (mq.queue_id, *off))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    pub async fn runtime_info(&self, addr: &str) -> Result<BTreeMap<String, String>> {
+        let r = self
+            .call(addr, RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO))
+            .await?;
+        let r = Self::expect_ok("brokerStatus", r)?;
+        let kv: KVTable = Self::json("broker runtime info", &r.body)?;
+        Ok(kv.table.into_iter().collect())
+    }
+}

@@ -1,0 +1,18 @@
+//! Test harness for end-to-end tests against the real `meridian` binary.
+//!
+//! - `cluster` starts `meridian dev`, or `meridian namesrv` + `meridian broker`,
+//!   in a temporary directory on free ports, waits until they are ready, and
+//!   kills them when dropped. It can SIGKILL and restart the broker, stop
+//!   everything cleanly, and run `meridian admin`.
+//! - `client` sets up the `rocketmq-client-rust` producers and push consumers
+//!   the tests use, and records what consumers receive.
+
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod cluster;
+
+pub use client::*;
+pub use cluster::Cluster;
+pub use cluster::ClusterOpts;

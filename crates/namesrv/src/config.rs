@@ -1,0 +1,57 @@
+//! Name server configuration (`namesrv.conf`).
+
+use std::net::IpAddr;
+
+use meridian_remoting::conf::{Conf, ConfError};
+
+#[derive(Clone, Debug)]
+pub struct NamesrvConfig {
+    /// `listenPort`, default 9876.
+    pub listen_port: u16,
+    /// Address to bind; all interfaces by default.
+    pub listen_ip: IpAddr,
+}
+
+impl Default for NamesrvConfig {
+    fn default() -> Self {
+        NamesrvConfig {
+            listen_port: 9876,
+            listen_ip: IpAddr::from([0, 0, 0, 0]),
+        }
+    }
+}
+
+impl NamesrvConfig {
+    /// Read the keys this server knows from `conf`; returns the config and
+    /// the keys it does not know (for a start-up warning).
+    pub fn from_conf(conf: &mut Conf) -> Result<(NamesrvConfig, Vec<String>), ConfError> {
+        let mut c = NamesrvConfig::default();
+        if let Some(p) = conf.get::<u16>("listenPort")? {
+            c.listen_port = p;
+        }
+        if let Some(ip) = conf.get::<IpAddr>("bindAddress")? {
+            c.listen_ip = ip;
+        }
+        // Accepted for compatibility with RocketMQ's file; Meridian keeps no
+        // KV config on disk and has no product-environment switch.
+        conf.accept(&[
+            "rocketmqHome",
+            "kvConfigPath",
+            "configStorePath",
+            "productEnvName",
+            "clusterTest",
+            "orderMessageEnable",
+            "serverWorkerThreads",
+            "serverCallbackExecutorThreads",
+            "serverSelectorThreads",
+            "serverOnewaySemaphoreValue",
+            "serverAsyncSemaphoreValue",
+            "serverChannelMaxIdleTimeSeconds",
+            "serverSocketSndBufSize",
+            "serverSocketRcvBufSize",
+            "serverPooledByteBufAllocatorEnable",
+            "useEpollNativeSelector",
+        ]);
+        Ok((c, conf.unknown_keys()))
+    }
+}

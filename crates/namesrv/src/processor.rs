@@ -1,0 +1,154 @@
+//! The requests a name server answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_protocol::body::{KVTable, RegisterBrokerBody, TopicList};
+use meridian_protocol::codes::{request_code as rc, response_code as resp};
+use meridian_protocol::header::namesrv::{
+    DeleteTopicFromNamesrvRequestHeader, GetRouteInfoRequestHeader, RegisterBrokerRequestHeader,
+    RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
+};
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::{Connection, Handler, Reply};
+
+use crate::routes::{Registration, RouteTable};
+
+pub struct NamesrvProcessor {
+    routes: Arc<RouteTable>,
+}
+
+impl NamesrvProcessor {
+    pub fn new(routes: Arc<RouteTable>) -> Self {
+        NamesrvProcessor { routes }
+    }
+
+    fn process(&self, conn: &Arc<Connection>, req: &RemotingCommand) -> RemotingCommand {
+        let result = match req.code {
+            rc::REGISTER_BROKER => self.register_broker(conn, req),
+            rc::UNREGISTER_BROKER => self.unregister_broker(req),
+            rc::GET_ROUTEINFO_BY_TOPIC => self.route(req),
+            rc::GET_BROKER_CLUSTER_INFO => json_response(req, &self.routes.cluster_info()),
+            rc::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => json_response(
+                req,
+                &TopicList {
+                    topic_list: self.routes.topics(),
+                    ..Default::default()
+                },
+            ),
+            rc::GET_TOPICS_BY_CLUSTER => match req.req_str("cluster") {
+                Ok(cluster) => json_response(
+                    req,
+                    &TopicList {
+                        topic_list: self.routes.topics_of_cluster(cluster),
+                        ..Default::default()
+                    },
+                ),
+                Err(e) => Err(e.to_string()),
+            },
+            rc::DELETE_TOPIC_IN_NAMESRV => self.delete_topic(req),
+            rc::GET_KV_CONFIG => Ok(req.response_to(resp::QUERY_NOT_FOUND, "no such KV config".to_string())),
+            rc::GET_KVLIST_BY_NAMESPACE => json_response(req, &KVTable::default()),
+            rc::PUT_KV_CONFIG | rc::DELETE_KV_CONFIG => Ok(req.response_to(resp::SUCCESS, None)),
+            other => Ok(not_supported(req, other)),
+        };
+        result.unwrap_or_else(|msg| {
+            tracing::debug!(code = req.code, peer = %conn.peer(), error = %msg, "request rejected");
+            req.response_to(resp::SYSTEM_ERROR, msg)
+        })
+    }
+
+    fn register_broker(
+        &self,
+        conn: &Arc<Connection>,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, String> {
+        let h = RegisterBrokerRequestHeader::parse(req).map_err(|e| e.to_string())?;
+        if h.compressed.unwrap_or(false) {
+            return Err(
+                "compressed broker registration is not supported; set compressedRegister=false"
+                    .into(),
+            );
+        }
+        let body: RegisterBrokerBody = if req.body.is_empty() {
+            RegisterBrokerBody::default()
+        } else {
+            serde_json::from_slice(&req.body)
+                .map_err(|e| format!("invalid register-broker body: {e}"))?
+        };
+        let topics = &body.topic_config_serialize_wrapper.topic_config_table;
+        let result = self.routes.register(Registration {
+            cluster: &h.cluster_name,
+            broker_name: &h.broker_name,
+            broker_addr: &h.broker_addr,
+            broker_id: h.broker_id,
+            ha_server_addr: &h.ha_server_addr,
+            topics,
+            connection_id: Some(conn.id()),
+            expiry: h
+                .heartbeat_timeout_millis
+                .filter(|ms| *ms > 0)
+                .map(|ms| Duration::from_millis(ms as u64)),
+        });
+        let mut response = req.response_to(resp::SUCCESS, None);
+        RegisterBrokerResponseHeader {
+            ha_server_addr: result.ha_server_addr,
+            master_addr: result.master_addr,
+        }
+        .write(&mut response);
+        Ok(response.with_body(serde_json::to_vec(&KVTable::default()).unwrap_or_default()))
+    }
+
+    fn unregister_broker(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
+        let h = UnRegisterBrokerRequestHeader::parse(req).map_err(|e| e.to_string())?;
+        self.routes.unregister(&h.broker_addr, "it unregistered");
+        Ok(req.response_to(resp::SUCCESS, None))
+    }
+
+    fn route(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
+        let h = GetRouteInfoRequestHeader::parse(req).map_err(|e| e.to_string())?;
+        match self.routes.route(&h.topic) {
+            Some(route) => json_response(req, &route),
+            None => Ok(req.response_to(
+                resp::TOPIC_NOT_EXIST,
+                format!("No topic route info in name server for the topic: {}", h.topic),
+            )),
+        }
+    }
+
+    fn delete_topic(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
+        let h = DeleteTopicFromNamesrvRequestHeader::parse(req).map_err(|e| e.to_string())?;
+        self.routes
+            .delete_topic(&h.topic, h.cluster_name.as_deref().filter(|c| !c.is_empty()));
+        Ok(req.response_to(resp::SUCCESS, None))
+    }
+}
+
+impl Handler for NamesrvProcessor {
+    fn handle(&self, conn: &Arc<Connection>, request: RemotingCommand) -> Reply {
+        Reply::Now(Some(self.process(conn, &request)))
+    }
+
+    fn on_close(&self, conn: &Arc<Connection>) {
+        // As RocketMQ's name server does: a broker whose connection closed
+        // is gone now, not when its registration expires.
+        self.routes.connection_closed(conn.id());
+    }
+}
+
+fn json_response<T: serde::Serialize>(
+    req: &RemotingCommand,
+    body: &T,
+) -> Result<RemotingCommand, String> {
+    let bytes = serde_json::to_vec(body).map_err(|e| format!("cannot encode response: {e}"))?;
+    Ok(req.response_to(resp::SUCCESS, None).with_body(bytes))
+}
+
+/// The answer to a code this server does not serve; the connection stays.
+pub fn not_supported(req: &RemotingCommand, code: i32) -> RemotingCommand {
+    tracing::debug!(code, "request code not supported");
+    req.response_to(
+        resp::REQUEST_CODE_NOT_SUPPORTED,
+        format!("request code {code} is not supported by the Meridian name server"),
+    )
+}

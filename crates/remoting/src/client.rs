@@ -1,0 +1,134 @@
+//! Outgoing connections, one per remote address, made on first use.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_protocol::RemotingCommand;
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+
+use crate::connection::{self, Connection, ConnectionLimits, Handler, Reply};
+use crate::RemotingError;
+
+/// Requests the remote side sends us are answered by this handler; by
+/// default they are answered REQUEST_CODE_NOT_SUPPORTED.
+struct NotSupported;
+
+impl Handler for NotSupported {
+    fn handle(&self, _conn: &Arc<Connection>, request: RemotingCommand) -> Reply {
+        Reply::Now(Some(request.response_to(
+            meridian_protocol::codes::response_code::REQUEST_CODE_NOT_SUPPORTED,
+            format!("request code {} is not supported by this client", request.code),
+        )))
+    }
+}
+
+/// A pool of connections keyed by "host:port".
+pub struct RemotingClient {
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
+    connect_lock: tokio::sync::Mutex<()>,
+    handler: Arc<dyn Handler>,
+    limits: ConnectionLimits,
+    connect_timeout: Duration,
+}
+
+impl Default for RemotingClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RemotingClient {
+    pub fn new() -> Self {
+        Self::with_handler(Arc::new(NotSupported))
+    }
+
+    /// A client whose connections serve requests from the remote side with
+    /// `handler`.
+    pub fn with_handler(handler: Arc<dyn Handler>) -> Self {
+        RemotingClient {
+            connections: Mutex::new(HashMap::new()),
+            connect_lock: tokio::sync::Mutex::new(()),
+            handler,
+            limits: ConnectionLimits::default(),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// The open connection to `addr`, connecting if there is none.
+    pub async fn connection(&self, addr: &str) -> Result<Arc<Connection>, RemotingError> {
+        if let Some(c) = self.live(addr) {
+            return Ok(c);
+        }
+        let _guard = self.connect_lock.lock().await;
+        if let Some(c) = self.live(addr) {
+            return Ok(c);
+        }
+        let connect = TcpStream::connect(addr);
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                return Err(RemotingError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(RemotingError::Connect {
+                    addr: addr.to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+                })
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let peer: SocketAddr = stream.peer_addr().map_err(|source| RemotingError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let conn = connection::spawn(stream, peer, self.handler.clone(), self.limits);
+        self.connections.lock().insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    fn live(&self, addr: &str) -> Option<Arc<Connection>> {
+        let mut map = self.connections.lock();
+        match map.get(addr) {
+            Some(c) if !c.is_closed() => Some(c.clone()),
+            Some(_) => {
+                map.remove(addr);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Send `request` to `addr` and wait up to `timeout` for the response.
+    pub async fn invoke(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
+        let conn = self.connection(addr).await?;
+        conn.invoke(request, timeout).await
+    }
+
+    /// Send `request` to `addr` without waiting for a response.
+    pub async fn invoke_oneway(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+    ) -> Result<(), RemotingError> {
+        let conn = self.connection(addr).await?;
+        conn.invoke_oneway(request).await
+    }
+
+    /// Close every connection.
+    pub fn close_all(&self) {
+        for (_, c) in self.connections.lock().drain() {
+            c.close();
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Reading RocketMQ-style `.conf` files (Java properties: `key=value`).
+//!
+//! Every server reads its file through [`Conf`], which remembers the keys it
+//! was asked for, so that the keys nobody asked for can be named in a
+//! warning instead of being silently dropped, and a malformed value stops
+//! start-up with a message that names its key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+#[derive(thiserror::Error, Debug)]
+pub enum ConfError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config key `{key}`: cannot parse `{value}`: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The key/value pairs of a config file, with a record of which were used.
+#[derive(Debug, Default, Clone)]
+pub struct Conf {
+    values: BTreeMap<String, String>,
+    used: std::collections::BTreeSet<String>,
+}
+
+impl Conf {
+    /// Parse properties text: `key=value`, `key:value` or `key value`;
+    /// lines starting with `#` or `!` are comments; a trailing `\` continues
+    /// the line.
+    pub fn parse(text: &str) -> Conf {
+        let mut values = BTreeMap::new();
+        let mut logical = String::new();
+        for raw in text.lines() {
+            let line = raw.trim_start();
+            if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!')) {
+                continue;
+            }
+            if let Some(stripped) = line.strip_suffix('\\') {
+                logical.push_str(stripped);
+                continue;
+            }
+            logical.push_str(line);
+            let entry = std::mem::take(&mut logical);
+            let entry = entry.trim();
+            let split = entry.find(['=', ':']).or_else(|| entry.find(char::is_whitespace));
+            let (k, v) = match split {
+                Some(i) => (&entry[..i], &entry[i + 1..]),
+                None => (entry, ""),
+            };
+            values.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Conf {
+            values,
+            used: Default::default(),
+        }
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &Path) -> Result<Conf, ConfError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Conf::parse(&text))
+    }
+
+    /// Set a value (command-line flags override the file).
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_string(), value.into());
+    }
+
+    /// The raw value of `key`, marking it as known.
+    pub fn str(&mut self, key: &str) -> Option<String> {
+        self.used.insert(key.to_string());
+        self.values.get(key).cloned()
+    }
+
+    /// The value of `key` parsed as `T`, or `None` when absent.
+    pub fn get<T: FromStr>(&mut self, key: &str) -> Result<Option<T>, ConfError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.str(key) {
+            None => Ok(None),
+            Some(v) => v.trim().parse::<T>().map(Some).map_err(|e| ConfError::Invalid {
+                key: key.to_string(),
+                value: v.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// A boolean in Java's spelling (`true`/`false`, any case).
+    pub fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfError> {
+        match self.str(key) {
+            None => Ok(None),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                _ => Err(ConfError::Invalid {
+                    key: key.to_string(),
+                    value: v,
+                    reason: "expected true or false".into(),
+                }),
+            },
+        }
+    }
+
+    /// Mark keys as known without reading them (accepted for compatibility
+    /// but without effect).
+    pub fn accept(&mut self, keys: &[&str]) {
+        for k in keys {
+            self.used.insert((*k).to_string());
+        }
+    }
+
+    /// Keys present in the file that nothing asked for.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        self.values
+            .keys()
+            .filter(|k| !self.used.contains(*k))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_java_properties_forms() {
+        let mut c = Conf::parse(
+            "# comment\n! also\nbrokerName = broker-a\nlistenPort:10911\nnamesrvAddr 127.0.0.1:9876;127.0.0.1:9877\nmulti=a\\\n  b\n",
+        );
+        assert_eq!(c.str("brokerName").as_deref(), Some("broker-a"));
+        assert_eq!(c.get::<u16>("listenPort").unwrap(), Some(10911));
+        assert_eq!(
+            c.str("namesrvAddr").as_deref(),
+            Some("127.0.0.1:9876;127.0.0.1:9877")
+        );
+        assert_eq!(c.str("multi").as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn malformed_value_names_the_key() {
+        let mut c = Conf::parse("listenPort=abc\n");
+        let err = c.get::<u16>("listenPort").unwrap_err().to_string();
+        assert!(err.contains("listenPort"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported() {
+        let mut c = Conf::parse("brokerName=a\nbrokerNmae=b\n");
+        c.str("brokerName");
+        assert_eq!(c.unknown_keys(), vec!["brokerNmae".to_string()]);
+    }
+}

@@ -1,0 +1,56 @@
+//! Errors of opening the store and of putting messages.
+
+use std::path::PathBuf;
+
+use crate::PutResult;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} is locked by another process: another broker is using this store directory; \
+         stop it or give this one its own storePathRootDir"
+    )]
+    Locked(PathBuf),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Why a put did not (fully) succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// The message cannot be stored as it is (too big, bad topic): the
+    /// broker answers MESSAGE_ILLEGAL.
+    #[error("message illegal: {0}")]
+    MessageIllegal(String),
+    /// Stored and readable, but not on disk within `sync_flush_timeout_ms`:
+    /// the broker answers FLUSH_DISK_TIMEOUT. For a batch, the result
+    /// describes the whole batch (see `MessageStore::put_messages`).
+    #[error("message stored at commit-log offset {} but not flushed to disk in time", .0.commit_log_offset)]
+    FlushTimeout(PutResult),
+    /// The disk holding the store is nearly full; nothing was written.
+    #[error("disk nearly full: the store refuses writes until retention frees space")]
+    DiskFull,
+    /// The store is shut down or otherwise not accepting writes.
+    #[error("store not available: {0}")]
+    ServiceNotAvailable(String),
+    #[error("store I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

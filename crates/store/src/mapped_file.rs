@@ -1,0 +1,314 @@
+//! A fixed-size file mapped into memory: the building block of commit-log
+//! segments, consume-queue files and index files.
+//!
+//! Appends are a `memcpy` into the mapping (no syscall) and reads hand out
+//! [`Bytes`] that point into the mapping (no copy). That needs raw pointers,
+//! and so `unsafe`, kept to this file. Soundness rests on three rules that
+//! the owners of mapped files follow:
+//!
+//! 1. **Publish, then read.** Each kind of file has a published boundary (the
+//!    commit log's readable offset, a consume queue's max offset, the index
+//!    under its mutex). A writer only writes at or beyond the boundary and
+//!    moves it forward with a `Release` store after writing; readers load it
+//!    with `Acquire` and only read below it. So no byte is ever read while it
+//!    is written, and bytes below the boundary never change again.
+//! 2. **One writer.** Bytes beyond the boundary are written by one thread at
+//!    a time (the store's put lock, or recovery before the store is shared).
+//! 3. **Never shrink a live mapping.** A mapped file is never truncated while
+//!    the store runs; retention only unlinks files, and the mapping (and any
+//!    `Bytes` still pointing into it) stays valid until the last reference
+//!    is dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{MmapOptions, MmapRaw};
+
+pub(crate) struct MappedFile {
+    path: PathBuf,
+    /// Logical offset of byte 0 (commit-log offset, or consume-queue byte offset).
+    start: i64,
+    size: usize,
+    map: MmapRaw,
+    _file: File,
+}
+
+impl std::fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFile")
+            .field("path", &self.path)
+            .field("start", &self.start)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// Reserve the file's blocks now, so a write through the mapping can never
+/// hit a full disk (which would kill the process with SIGBUS). Filesystems
+/// that cannot preallocate get a sparse file instead.
+fn preallocate(file: &File, size: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: plain syscall on a descriptor we own.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {}
+                _ => return Err(err),
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, size);
+    Ok(())
+}
+
+impl MappedFile {
+    /// Create (or reset to zeros) the file at `path` with `size` bytes.
+    pub fn create(path: &Path, start: i64, size: usize) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(size as u64)?;
+        preallocate(&file, size)?;
+        Self::map(path, file, start, size)
+    }
+
+    /// Map an existing file. A file shorter than `size` (a torn or
+    /// truncated tail) is extended with zeros; returns its length before.
+    pub fn open(path: &Path, start: i64, size: usize) -> io::Result<(Self, u64)> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len();
+        if len < size as u64 {
+            file.set_len(size as u64)?;
+            preallocate(&file, size)?;
+        }
+        Ok((Self::map(path, file, start, size)?, len))
+    }
+
+    fn map(path: &Path, file: File, start: i64, size: usize) -> io::Result<Self> {
+        let map = MmapOptions::new().len(size).map_raw(&file)?;
+        Ok(MappedFile {
+            path: path.to_path_buf(),
+            start,
+            size,
+            map,
+            _file: file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Logical offset just past the last byte.
+    pub fn end(&self) -> i64 {
+        self.start + self.size as i64
+    }
+
+    /// Borrow `[pos, pos + len)`.
+    ///
+    /// # Safety
+    /// No thread may write that range while the slice lives (rule 1 or 2 of
+    /// the module doc).
+    pub unsafe fn slice(&self, pos: usize, len: usize) -> &[u8] {
+        assert!(pos <= self.size && len <= self.size - pos, "range outside mapped file");
+        // SAFETY: in bounds of a live mapping; no concurrent writer per the caller.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) }
+    }
+
+    /// Mutably borrow `[pos, pos + len)`.
+    ///
+    /// # Safety
+    /// The caller must be the only thread touching that range, reading or
+    /// writing, while the slice lives: it lies beyond the published boundary
+    /// and the caller holds the writer's lock (or owns the store exclusively).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, pos: usize, len: usize) -> &mut [u8] {
+        assert!(pos <= self.size && len <= self.size - pos, "range outside mapped file");
+        // SAFETY: in bounds; exclusive access per the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(pos), len) }
+    }
+
+    /// `[pos, pos + len)` as `Bytes` pointing into the mapping; the mapping
+    /// lives as long as the `Bytes` does.
+    ///
+    /// # Safety
+    /// The range must lie below a published boundary, so it never changes
+    /// again (rule 1).
+    pub unsafe fn bytes(self: &Arc<Self>, pos: usize, len: usize) -> Bytes {
+        assert!(pos <= self.size && len <= self.size - pos, "range outside mapped file");
+        Bytes::from_owner(MappedRange {
+            file: Arc::clone(self),
+            pos,
+            len,
+        })
+    }
+
+    /// Force `[pos, pos + len)` to disk (msync, which is an fdatasync of that
+    /// range on Linux).
+    pub fn flush_range(&self, pos: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map.flush_range(pos, len)
+    }
+
+    /// Position just past the last non-zero byte at or after `from`, or
+    /// `from` if all of it is zero. Only for recovery (exclusive access).
+    pub fn data_end_from(&self, from: usize) -> usize {
+        // SAFETY: called during recovery, before any other thread can write.
+        let tail = unsafe { self.slice(from, self.size - from) };
+        const CHUNK: usize = 64 * 1024;
+        let mut end = tail.len();
+        while end > 0 {
+            let begin = end.saturating_sub(CHUNK);
+            let chunk = &tail[begin..end];
+            if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+                return from + begin + i + 1;
+            }
+            end = begin;
+        }
+        from
+    }
+
+    /// Zero `[from, to)` and force it to disk. Only for recovery.
+    pub fn zero_range(&self, from: usize, to: usize) -> io::Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        // SAFETY: recovery owns the store exclusively.
+        unsafe { self.slice_mut(from, to - from) }.fill(0);
+        self.flush_range(from, to - from)
+    }
+
+    /// Unlink the file. Readers holding the mapping keep it until they drop it.
+    pub fn delete(&self) -> io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Last modification time of the file, ms since the epoch.
+    pub fn modified_ms(&self) -> Option<i64> {
+        let t = std::fs::metadata(&self.path).ok()?.modified().ok()?;
+        t.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as i64)
+    }
+}
+
+// SAFETY: the mapping is plain memory shared between threads; every access
+// goes through the unsafe accessors above, whose contracts rule out data
+// races (module doc, rules 1 and 2).
+unsafe impl Send for MappedFile {}
+// SAFETY: as above.
+unsafe impl Sync for MappedFile {}
+
+/// The owner behind a `Bytes` that points into a mapping.
+struct MappedRange {
+    file: Arc<MappedFile>,
+    pos: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MappedRange {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: created by `MappedFile::bytes`, whose caller guaranteed the
+        // range is published and immutable; `file` keeps the mapping alive.
+        unsafe { self.file.slice(self.pos, self.len) }
+    }
+}
+
+/// 20-digit zero-padded decimal file name, RocketMQ's naming of segment and
+/// consume-queue files by their start offset.
+pub(crate) fn offset_file_name(offset: i64) -> String {
+    format!("{offset:020}")
+}
+
+/// The start offset a file name encodes, if it is one of ours.
+pub(crate) fn parse_offset_file_name(name: &str) -> Option<i64> {
+    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+        name.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Files in `dir` named by a 20-digit offset, sorted by offset. Other files
+/// are ignored.
+pub(crate) fn list_offset_files(dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        if let Some(off) = entry.file_name().to_str().and_then(parse_offset_file_name) {
+            out.push((off, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_and_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(offset_file_name(4096));
+        let f = Arc::new(MappedFile::create(&path, 4096, 4096).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+        unsafe { f.slice_mut(10, 3) }.copy_from_slice(b"abc");
+        let b = unsafe { f.bytes(10, 3) };
+        assert_eq!(&b[..], b"abc");
+        f.flush_range(10, 3).unwrap();
+        assert_eq!(f.data_end_from(0), 13);
+        assert_eq!(f.data_end_from(13), 13);
+        f.delete().unwrap();
+        // The bytes outlive the file's name.
+        drop(f);
+        assert_eq!(&b[..], b"abc");
+        let (g, old_len) = {
+            std::fs::write(&path, b"xy").unwrap();
+            MappedFile::open(&path, 4096, 4096).unwrap()
+        };
+        assert_eq!(old_len, 2);
+        assert_eq!(unsafe { g.slice(0, 3) }, b"xy\0");
+        g.zero_range(0, 2).unwrap();
+        assert_eq!(g.data_end_from(0), 0);
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(offset_file_name(1073741824), "00000000001073741824");
+        assert_eq!(parse_offset_file_name("00000000001073741824"), Some(1073741824));
+        assert_eq!(parse_offset_file_name("0000000000107374182x"), None);
+        assert_eq!(parse_offset_file_name("123"), None);
+    }
+}

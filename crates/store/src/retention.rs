@@ -1,0 +1,156 @@
+//! Retention: delete commit-log segments older than
+//! `file_reserved_time_hours` at the `delete_when` hour, or at once, oldest
+//! first and whatever their age, when the disk is fuller than
+//! `disk_max_used_space_ratio`; then the consume-queue and index files
+//! wholly below the new minimum offset. Above `disk_full_ratio` puts are
+//! refused (`PutError::DiskFull`) rather than risk the disk filling up.
+//!
+//! The segment being written is never deleted, nor one not yet flushed.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::parse_delete_when;
+use crate::stats::Counters;
+use crate::store::Inner;
+use crate::now_ms;
+
+pub(crate) fn run(inner: Arc<Inner>) {
+    let every = Duration::from_millis(inner.config.retention_check_interval_ms.max(1));
+    let hours = parse_delete_when(&inner.config.delete_when).unwrap_or_default();
+    loop {
+        std::thread::park_timeout(every);
+        if inner.shutdown.load(Ordering::Acquire) {
+            break;
+        }
+        let ratio = check_disk(&inner);
+        let over = ratio * 100.0 >= inner.config.disk_max_used_space_ratio as f64;
+        let hour_now = local_hour().is_some_and(|h| hours.contains(&h));
+        if over || hour_now {
+            if over {
+                tracing::warn!(
+                    used = format!("{:.1}%", ratio * 100.0),
+                    limit = inner.config.disk_max_used_space_ratio,
+                    "disk over diskMaxUsedSpaceRatio: deleting the oldest commit-log segments now"
+                );
+            }
+            if let Err(e) = clean(&inner, over) {
+                tracing::error!(error = %e, "retention pass failed");
+            }
+        }
+    }
+}
+
+/// Measure disk use, update the disk-full flag; returns the used fraction.
+pub(crate) fn check_disk(inner: &Inner) -> f64 {
+    let ratio = match disk_used_ratio(&inner.config.commit_log_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot measure disk use");
+            return f64::from_bits(inner.disk_ratio_bits.load(Ordering::Relaxed));
+        }
+    };
+    inner.disk_ratio_bits.store(ratio.to_bits(), Ordering::Relaxed);
+    let full = ratio * 100.0 >= inner.config.disk_full_ratio as f64;
+    if inner.disk_full.swap(full, Ordering::Relaxed) != full {
+        if full {
+            tracing::error!(
+                used = format!("{:.1}%", ratio * 100.0),
+                "disk nearly full: refusing puts until retention frees space"
+            );
+        } else {
+            tracing::info!("disk use back below the limit: accepting puts again");
+        }
+    }
+    ratio
+}
+
+/// One retention pass. `force` deletes regardless of age.
+pub(crate) fn clean(inner: &Inner, force: bool) -> io::Result<usize> {
+    let keep_ms = inner.config.file_reserved_time_hours as i64 * 3_600_000;
+    let now = now_ms();
+    let deleted = std::cell::Cell::new(0usize);
+    let new_min = inner.commit_log.delete_oldest(inner.config.delete_files_batch_max, |seg| {
+        let expired = force || seg.modified_ms().is_some_and(|m| m + keep_ms <= now);
+        if expired {
+            deleted.set(deleted.get() + 1);
+        }
+        expired
+    })?;
+    let Some(min) = new_min else {
+        return Ok(0);
+    };
+    let count = deleted.get();
+    Counters::add(&inner.counters.segments_deleted, count as u64);
+    let queues: Vec<_> = inner
+        .queues
+        .read()
+        .values()
+        .flat_map(|qs| qs.values().cloned())
+        .collect();
+    for cq in queues {
+        cq.delete_expired(min)?;
+    }
+    inner.index.lock().delete_expired(min)?;
+    Ok(count)
+}
+
+/// Used fraction (0.0..=1.0) of the filesystem holding `path`.
+pub(crate) fn disk_used_ratio(path: &Path) -> io::Result<f64> {
+    #[cfg(unix)]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs fills the zeroed struct; `c` is a valid C string.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let total = st.f_blocks as f64;
+        if total <= 0.0 {
+            return Ok(0.0);
+        }
+        // Space only root may use counts as used: the broker cannot have it.
+        Ok(((total - st.f_bavail as f64) / total).clamp(0.0, 1.0))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(0.0)
+    }
+}
+
+/// The hour of the day in local time (deleteWhen is local, as in RocketMQ).
+fn local_hour() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        let t = (now_ms() / 1000) as libc::time_t;
+        // SAFETY: localtime_r writes only into `tm`.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+            return None;
+        }
+        u32::try_from(tm.tm_hour).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        u32::try_from((now_ms() / 3_600_000) % 24).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_ratio_and_hour() {
+        let r = disk_used_ratio(Path::new("/")).unwrap();
+        assert!((0.0..=1.0).contains(&r));
+        assert!(local_hour().unwrap() < 24);
+    }
+}

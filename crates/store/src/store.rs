@@ -1,0 +1,1012 @@
+//! [`MessageStore`]: the store's public face. Puts append to the commit log
+//! and write consume-queue and index entries under one short lock; gets
+//! read consume queues and commit log without taking it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
+
+use bytes::Bytes;
+use meridian_protocol::message::{
+    self, encode_record, find_property, parse_record, property, record_len, RecordRef,
+    MAX_PROPERTIES_LEN, PROPERTY_SEPARATOR,
+};
+use meridian_protocol::message_id::create_offset_msg_id;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+use crate::checkpoint::{Checkpoint, QueueMark};
+use crate::commit_log::{Appender, CommitLog, END_FILE_MIN_BLANK_LENGTH};
+use crate::config::{message_delay_levels, FlushDiskType, StoreConfig};
+use crate::consume_queue::{ConsumeQueue, CqEntry};
+use crate::dispatch::{goes_to_index, goes_to_queue, has_key, index_keys, tags_code};
+use crate::error::{PutError, StoreError};
+use crate::index::IndexService;
+use crate::recovery::{self, RecoveryReport};
+use crate::retention;
+use crate::stats::{Counters, StoreStats};
+use crate::{flush, now_ms};
+
+/// Longest topic name accepted (RocketMQ allows 255 for retry and DLQ topics).
+pub const MAX_TOPIC_LEN: usize = 255;
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct PutMessage {
+    pub topic: String,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub body: Bytes,
+    /// Encoded properties (see `meridian_protocol::message::encode_properties`).
+    /// Stored with a trailing `\x02`, added if missing.
+    pub properties: String,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub store_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+}
+
+/// Where a message was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    pub commit_log_offset: i64,
+    /// Its offset in its queue (0 for prepared and rolled-back transaction
+    /// messages, which get no queue entry).
+    pub queue_offset: i64,
+    pub wrote_bytes: i32,
+    pub store_timestamp: i64,
+    /// The offset message id.
+    pub msg_id: String,
+}
+
+/// Outcome of a get, with RocketMQ's `GetMessageStatus` meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    /// `messages` holds at least one message.
+    Found,
+    /// Entries were there, but none passed the filter.
+    NoMatchedMessage,
+    /// The entries found point at records that are gone (retention).
+    OffsetFoundNull,
+    /// `offset` is beyond the queue's end.
+    OffsetOverflowBadly,
+    /// `offset` is exactly the queue's end: nothing new yet.
+    OffsetOverflowOne,
+    /// `offset` is below the queue's start.
+    OffsetTooSmall,
+    /// The queue is empty or does not exist.
+    NoMessageInQueue,
+}
+
+/// Messages found by [`MessageStore::get_messages`].
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    pub status: GetStatus,
+    /// Where the consumer should read next.
+    pub next_begin_offset: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+    /// The stored bytes of each record: zero-copy slices of the commit log,
+    /// one shared buffer per segment read.
+    pub messages: Vec<Bytes>,
+    pub total_bytes: usize,
+}
+
+/// Called after messages become readable: topic, queue id, new max offset.
+pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
+
+pub(crate) type QueueMap = HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>;
+
+/// What the put lock protects.
+pub(crate) struct Writer {
+    pub appender: Appender,
+    /// The writer's own copy of the queue map, so puts do not contend with
+    /// readers on `Inner::queues`.
+    pub queues: QueueMap,
+}
+
+/// Per-message facts worked out before taking the put lock.
+struct Prepared {
+    size: usize,
+    body_crc: i32,
+    to_queue: bool,
+    to_index: bool,
+    wait: bool,
+}
+
+/// Where one message went, reported from inside the put lock.
+#[derive(Clone, Copy)]
+struct Appended {
+    offset: i64,
+    queue_offset: i64,
+    size: usize,
+    store_ts: i64,
+}
+
+pub(crate) struct Inner {
+    pub config: StoreConfig,
+    pub delay_levels: Vec<u64>,
+    pub commit_log: CommitLog,
+    /// Readers' view of the consume queues.
+    pub queues: RwLock<QueueMap>,
+    pub writer: Mutex<Writer>,
+    pub index: Mutex<IndexService>,
+    /// Serializes flushes and checkpoints.
+    pub flush_lock: Mutex<()>,
+    pub flushed_tx: watch::Sender<i64>,
+    pub flush_pending: AtomicBool,
+    pub flusher: OnceLock<Thread>,
+    pub retainer: OnceLock<Thread>,
+    pub shutdown: AtomicBool,
+    pub counters: Counters,
+    pub listener: RwLock<Option<ArrivalListener>>,
+    pub disk_full: AtomicBool,
+    pub disk_ratio_bits: AtomicU64,
+    /// Held (flock) for the life of the store.
+    pub _lock_file: File,
+}
+
+/// The message store. `Send + Sync`; share it behind the `Arc` that
+/// [`MessageStore::open`] returns. Dropping the last reference shuts it down.
+pub struct MessageStore {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("root_dir", &self.inner.config.root_dir)
+            .field("max_offset", &self.inner.commit_log.readable_offset())
+            .finish()
+    }
+}
+
+fn lock_dir(path: &Path) -> Result<File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: plain syscall on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(StoreError::Locked(path.to_path_buf()));
+        }
+    }
+    Ok(file)
+}
+
+impl MessageStore {
+    /// Open (or create) the store under `config.root_dir`: recover the
+    /// commit log and derived files, then start the flush thread and the
+    /// retention task.
+    pub fn open(config: StoreConfig) -> Result<(Arc<MessageStore>, RecoveryReport), StoreError> {
+        config.validate().map_err(StoreError::Config)?;
+        let delay_levels = message_delay_levels(&config.message_delay_level).map_err(StoreError::Config)?;
+        std::fs::create_dir_all(&config.root_dir).map_err(|e| StoreError::io(&config.root_dir, e))?;
+        let lock_file = lock_dir(&config.lock_path())?;
+
+        let recovered = recovery::recover(&config, &delay_levels)?;
+        let report = recovered.report;
+        if report.truncated_at.is_some() || !report.rebuilt_queues.is_empty() {
+            tracing::warn!("{report}");
+        } else {
+            tracing::info!("{report}");
+        }
+        let flushed = recovered.commit_log.flushed_offset();
+        let (flushed_tx, _) = watch::channel(flushed);
+        let inner = Arc::new(Inner {
+            delay_levels,
+            commit_log: recovered.commit_log,
+            queues: RwLock::new(recovered.queues.clone()),
+            writer: Mutex::new(Writer {
+                appender: recovered.appender,
+                queues: recovered.queues,
+            }),
+            index: Mutex::new(recovered.index),
+            flush_lock: Mutex::new(()),
+            flushed_tx,
+            flush_pending: AtomicBool::new(false),
+            flusher: OnceLock::new(),
+            retainer: OnceLock::new(),
+            shutdown: AtomicBool::new(false),
+            counters: Counters::default(),
+            listener: RwLock::new(None),
+            disk_full: AtomicBool::new(false),
+            disk_ratio_bits: AtomicU64::new(0f64.to_bits()),
+            _lock_file: lock_file,
+            config,
+        });
+        // Derived files now agree with the commit log: record that before
+        // accepting writes, so a crash right away recovers from here.
+        inner
+            .checkpoint(false)
+            .map_err(|e| StoreError::io(inner.config.checkpoint_path(), e))?;
+        retention::check_disk(&inner);
+
+        let spawn = |name: &str, f: fn(Arc<Inner>), inner: &Arc<Inner>| {
+            let inner = Arc::clone(inner);
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || f(inner))
+                .map_err(|e| StoreError::io(name, e))
+        };
+        let flusher = spawn("store-flush", flush::run, &inner)?;
+        let _ = inner.flusher.set(flusher.thread().clone());
+        let retainer = spawn("store-retention", retention::run, &inner)?;
+        let _ = inner.retainer.set(retainer.thread().clone());
+        let store = Arc::new(MessageStore {
+            inner,
+            threads: Mutex::new(vec![flusher, retainer]),
+        });
+        Ok((store, report))
+    }
+
+    /// Append one message. Under SYNC_FLUSH (and unless its WAIT property
+    /// says otherwise) returns once it is on disk, or `FlushTimeout`.
+    /// Call from a Tokio runtime.
+    pub async fn put_message(&self, mut msg: PutMessage) -> Result<PutResult, PutError> {
+        let inner = &self.inner;
+        Counters::add(&inner.counters.put_calls, 1);
+        let prep = inner.prepare(&mut msg).inspect_err(|_| inner.count_failure())?;
+        let mut appended = None;
+        let end = inner
+            .append(std::slice::from_ref(&msg), std::slice::from_ref(&prep), |_, a| {
+                appended = Some(a)
+            })
+            .inspect_err(|_| inner.count_failure())?;
+        let a = appended.ok_or_else(|| PutError::ServiceNotAvailable("append reported nothing".into()))?;
+        let result = PutResult {
+            commit_log_offset: a.offset,
+            queue_offset: a.queue_offset,
+            wrote_bytes: a.size as i32,
+            store_timestamp: a.store_ts,
+            msg_id: create_offset_msg_id(msg.store_host, a.offset),
+        };
+        if prep.to_queue {
+            inner.notify_arrival(&msg.topic, msg.queue_id, a.queue_offset + 1);
+        }
+        if prep.wait && !inner.wait_flushed(end).await {
+            return Err(PutError::FlushTimeout(result));
+        }
+        Ok(result)
+    }
+
+    /// Append a batch with one lock acquisition: the records are contiguous
+    /// in one segment, in order, and a SYNC_FLUSH batch waits for one flush.
+    /// On `FlushTimeout` the result describes the batch: offsets, queue
+    /// offset and store time of the first message, total bytes, and the
+    /// messages' ids joined by commas (as RocketMQ reports a batch).
+    pub async fn put_messages(&self, mut msgs: Vec<PutMessage>) -> Result<Vec<PutResult>, PutError> {
+        let inner = &self.inner;
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        Counters::add(&inner.counters.put_calls, 1);
+        let preps = msgs
+            .iter_mut()
+            .map(|m| inner.prepare(m))
+            .collect::<Result<Vec<_>, _>>()
+            .inspect_err(|_| inner.count_failure())?;
+        let mut appended = Vec::with_capacity(msgs.len());
+        let end = inner
+            .append(&msgs, &preps, |_, a| appended.push(a))
+            .inspect_err(|_| inner.count_failure())?;
+        let results: Vec<PutResult> = msgs
+            .iter()
+            .zip(&appended)
+            .map(|(m, a)| PutResult {
+                commit_log_offset: a.offset,
+                queue_offset: a.queue_offset,
+                wrote_bytes: a.size as i32,
+                store_timestamp: a.store_ts,
+                msg_id: create_offset_msg_id(m.store_host, a.offset),
+            })
+            .collect();
+        // One wake-up per queue per batch, with the queue's final offset.
+        let mut woken: Vec<(&str, i32, i64)> = Vec::new();
+        for ((m, p), a) in msgs.iter().zip(&preps).zip(&appended) {
+            if !p.to_queue {
+                continue;
+            }
+            match woken.iter_mut().find(|(t, q, _)| *t == m.topic && *q == m.queue_id) {
+                Some(w) => w.2 = w.2.max(a.queue_offset + 1),
+                None => woken.push((&m.topic, m.queue_id, a.queue_offset + 1)),
+            }
+        }
+        for (topic, queue_id, max) in woken {
+            inner.notify_arrival(topic, queue_id, max);
+        }
+        if preps.iter().any(|p| p.wait) && !inner.wait_flushed(end).await {
+            let first = &results[0];
+            return Err(PutError::FlushTimeout(PutResult {
+                commit_log_offset: first.commit_log_offset,
+                queue_offset: first.queue_offset,
+                wrote_bytes: results.iter().map(|r| r.wrote_bytes).sum(),
+                store_timestamp: first.store_timestamp,
+                msg_id: results
+                    .iter()
+                    .map(|r| r.msg_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }));
+        }
+        Ok(results)
+    }
+
+    /// Read up to `max_msgs` messages (and about `max_bytes`) of a queue
+    /// from `offset`, keeping those whose tag code passes `filter`. Never
+    /// blocks on writers.
+    pub fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msgs: i32,
+        max_bytes: usize,
+        filter: &dyn Fn(i64) -> bool,
+    ) -> GetResult {
+        let result = self.inner.get_messages(topic, queue_id, offset, max_msgs, max_bytes, filter);
+        let c = &self.inner.counters;
+        if result.status == GetStatus::Found {
+            Counters::add(&c.get_found, 1);
+            Counters::add(&c.get_message_count, result.messages.len() as u64);
+        } else {
+            Counters::add(&c.get_miss, 1);
+        }
+        result
+    }
+
+    /// The next offset to be written in a queue (0 if it has none).
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner.queue(topic, queue_id).map_or(0, |q| q.max_offset())
+    }
+
+    /// The oldest offset still readable in a queue (0 if it has none).
+    pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner.queue(topic, queue_id).map_or(0, |q| q.min_offset())
+    }
+
+    /// The first offset whose store time is at or after `timestamp_ms`; the
+    /// max offset if there is none, the min offset if all are later.
+    pub fn offset_by_time(&self, topic: &str, queue_id: i32, timestamp_ms: i64) -> i64 {
+        let Some(cq) = self.inner.queue(topic, queue_id) else {
+            return 0;
+        };
+        let (mut lo, mut hi) = (cq.min_offset(), cq.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.inner.store_time_of(&cq, mid) {
+                Some(t) if t >= timestamp_ms => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        lo
+    }
+
+    /// Store time of the oldest message still in a queue.
+    pub fn earliest_store_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let cq = self.inner.queue(topic, queue_id)?;
+        self.inner.store_time_of(&cq, cq.min_offset())
+    }
+
+    /// Store time of the message at `offset` of a queue.
+    pub fn store_time_at(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        let cq = self.inner.queue(topic, queue_id)?;
+        self.inner.store_time_of(&cq, offset)
+    }
+
+    /// The exact stored bytes of the record at `commit_log_offset`.
+    pub fn read_record(&self, commit_log_offset: i64) -> Option<Bytes> {
+        self.inner.commit_log.read_record(commit_log_offset)
+    }
+
+    /// `size` stored bytes at `commit_log_offset` (one record, or several
+    /// contiguous ones within a segment).
+    pub fn read_record_at(&self, commit_log_offset: i64, size: i32) -> Option<Bytes> {
+        let size = usize::try_from(size).ok().filter(|&s| s > 0)?;
+        self.inner.commit_log.read(commit_log_offset, size)
+    }
+
+    /// Commit-log offsets of messages of `topic` carrying `key` in KEYS or
+    /// as UNIQ_KEY, stored within `[begin_ts, end_ts]`: newest first, at
+    /// most `max_num`. Each one is checked against the record itself.
+    pub fn query_by_key(&self, topic: &str, key: &str, max_num: usize, begin_ts: i64, end_ts: i64) -> Vec<i64> {
+        if max_num == 0 || key.is_empty() {
+            return Vec::new();
+        }
+        let candidates = self
+            .inner
+            .index
+            .lock()
+            .candidates(topic, key, begin_ts, end_ts, max_num.saturating_mul(2).saturating_add(16));
+        let mut out: Vec<i64> = Vec::new();
+        for offset in candidates {
+            if out.len() >= max_num {
+                break;
+            }
+            if out.contains(&offset) {
+                continue;
+            }
+            let Some(bytes) = self.inner.commit_log.read_record(offset) else {
+                continue;
+            };
+            let Ok(view) = parse_record(&bytes) else {
+                continue;
+            };
+            let matches = view.commit_log_offset == offset
+                && view.topic == topic.as_bytes()
+                && view.store_timestamp >= begin_ts
+                && view.store_timestamp <= end_ts
+                && view.properties_str().is_some_and(|p| has_key(p, key));
+            if matches {
+                out.push(offset);
+            }
+        }
+        out
+    }
+
+    /// Drop a topic's consume queues (its records stay in the commit log
+    /// until retention removes them).
+    pub fn delete_topic(&self, topic: &str) {
+        let removed = self.inner.writer.lock().queues.remove(topic);
+        self.inner.queues.write().remove(topic);
+        if let Some(queues) = removed {
+            for cq in queues.values() {
+                if let Err(e) = cq.wipe() {
+                    tracing::warn!(topic, queue_id = cq.queue_id(), error = %e, "could not delete consume-queue files");
+                }
+                cq.remove_dir();
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.inner.config.consume_queue_dir().join(topic));
+        // So recovery does not bring the queues back from an older checkpoint.
+        if let Err(e) = self.inner.checkpoint(false) {
+            tracing::warn!(error = %e, "could not write checkpoint after deleting topic {topic}");
+        }
+    }
+
+    /// Install the callback run after messages become readable (once per
+    /// put, or once per queue for a batch), for long-poll wake-ups.
+    pub fn set_arrival_listener(&self, f: Arc<dyn Fn(&str, i32, i64) + Send + Sync>) {
+        *self.inner.listener.write() = Some(f);
+    }
+
+    /// Where the next record will be written.
+    pub fn max_commit_log_offset(&self) -> i64 {
+        self.inner.commit_log.readable_offset()
+    }
+
+    /// The oldest commit-log offset still kept.
+    pub fn min_commit_log_offset(&self) -> i64 {
+        self.inner.commit_log.min_offset()
+    }
+
+    /// Everything below is on disk.
+    pub fn flushed_offset(&self) -> i64 {
+        self.inner.commit_log.flushed_offset()
+    }
+
+    /// Counters and sizes for GET_BROKER_RUNTIME_INFO.
+    pub fn stats(&self) -> StoreStats {
+        let i = &self.inner;
+        let c = &i.counters;
+        StoreStats {
+            put_message_count: Counters::get(&c.put_message_count),
+            put_message_bytes: Counters::get(&c.put_message_bytes),
+            put_calls: Counters::get(&c.put_calls),
+            put_failures: Counters::get(&c.put_failures),
+            flush_timeouts: Counters::get(&c.flush_timeouts),
+            get_found: Counters::get(&c.get_found),
+            get_miss: Counters::get(&c.get_miss),
+            get_message_count: Counters::get(&c.get_message_count),
+            flush_count: Counters::get(&c.flush_count),
+            commit_log_min_offset: i.commit_log.min_offset(),
+            commit_log_max_offset: i.commit_log.readable_offset(),
+            flushed_offset: i.commit_log.flushed_offset(),
+            disk_used_ratio: retention::disk_used_ratio(&i.config.commit_log_dir)
+                .unwrap_or_else(|_| f64::from_bits(i.disk_ratio_bits.load(Ordering::Relaxed))),
+            queue_count: i.queues.read().values().map(HashMap::len).sum(),
+            segment_count: i.commit_log.segments().len(),
+            segments_deleted: Counters::get(&c.segments_deleted),
+        }
+    }
+
+    /// Force the commit log, consume queues and index to disk and write the
+    /// checkpoint.
+    pub fn flush(&self) -> io::Result<()> {
+        self.inner.checkpoint(false)
+    }
+
+    /// Run a retention pass now: delete commit-log segments older than
+    /// `file_reserved_time_hours` (any age when `force`, oldest first, as
+    /// when the disk is over `disk_max_used_space_ratio`), then the
+    /// consume-queue and index files below the new minimum. Returns the
+    /// number of segments deleted.
+    pub fn delete_expired_files(&self, force: bool) -> io::Result<usize> {
+        retention::clean(&self.inner, force)
+    }
+
+    /// Flush everything, stop the threads, write a clean checkpoint. Puts
+    /// after this fail with `ServiceNotAvailable`. Idempotent.
+    pub fn shutdown(&self) {
+        if self.inner.shutdown.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for t in [self.inner.flusher.get(), self.inner.retainer.get()].into_iter().flatten() {
+            t.unpark();
+        }
+        for handle in self.threads.lock().drain(..) {
+            let _ = handle.join();
+        }
+        // Taking the put lock once waits for any put still inside it; new
+        // ones see the flag.
+        drop(self.inner.writer.lock());
+        if let Err(e) = self.inner.checkpoint(true) {
+            tracing::error!(error = %e, "final flush at shutdown failed");
+        }
+    }
+
+    /// Every consume queue: (topic, queue id).
+    pub fn topics_and_queues(&self) -> Vec<(String, i32)> {
+        let queues = self.inner.queues.read();
+        let mut out: Vec<(String, i32)> = queues
+            .iter()
+            .flat_map(|(t, qs)| qs.keys().map(move |q| (t.clone(), *q)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The configuration the store runs with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn count_failure(&self) {
+        Counters::add(&self.counters.put_failures, 1);
+    }
+
+    pub(crate) fn queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.queues.read().get(topic)?.get(&queue_id).cloned()
+    }
+
+    /// Check a message and work out what can be known before the lock.
+    fn prepare(&self, msg: &mut PutMessage) -> Result<Prepared, PutError> {
+        let illegal = |s: String| Err(PutError::MessageIllegal(s));
+        let topic = &msg.topic;
+        if topic.is_empty() {
+            return illegal("topic is empty".into());
+        }
+        if topic.len() > MAX_TOPIC_LEN {
+            return illegal(format!("topic is {} bytes; at most {MAX_TOPIC_LEN} are allowed", topic.len()));
+        }
+        // The topic names a directory, so it must not escape consumequeue/.
+        if topic.contains(['/', '\\', '\0']) || topic == "." || topic == ".." {
+            return illegal(format!("topic {topic:?} contains characters not allowed in a topic name"));
+        }
+        if msg.queue_id < 0 {
+            return illegal(format!("queue id {} is negative", msg.queue_id));
+        }
+        if msg.body.len() > self.config.max_message_size {
+            return illegal(format!(
+                "message body is {} bytes; the limit (maxMessageSize) is {}",
+                msg.body.len(),
+                self.config.max_message_size
+            ));
+        }
+        // A record ends in a non-zero byte (the properties' final separator,
+        // or the topic's last character), which lets recovery tell a torn,
+        // zero-filled tail from a record.
+        if !msg.properties.is_empty() && !msg.properties.ends_with(PROPERTY_SEPARATOR) {
+            msg.properties.push(PROPERTY_SEPARATOR);
+        }
+        if msg.properties.len() > MAX_PROPERTIES_LEN {
+            return illegal(format!(
+                "properties are {} bytes; at most {MAX_PROPERTIES_LEN} are allowed",
+                msg.properties.len()
+            ));
+        }
+        let size = record_len(
+            msg.born_host.is_ipv6(),
+            msg.store_host.is_ipv6(),
+            msg.body.len(),
+            msg.topic.len(),
+            msg.properties.len(),
+        );
+        if size + END_FILE_MIN_BLANK_LENGTH > self.commit_log.segment_size() {
+            return illegal(format!(
+                "record of {size} bytes does not fit in a commit-log segment of {}",
+                self.commit_log.segment_size()
+            ));
+        }
+        let wait = self.config.flush_disk_type == FlushDiskType::SyncFlush
+            && find_property(&msg.properties, property::WAIT)
+                .is_none_or(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Prepared {
+            size,
+            body_crc: message::body_crc(&msg.body),
+            to_queue: goes_to_queue(msg.sys_flag),
+            to_index: goes_to_index(msg.sys_flag),
+            wait,
+        })
+    }
+
+    /// Append messages contiguously under the put lock; `out(i, ..)` learns
+    /// where message `i` went. Returns the commit-log offset just past them.
+    fn append(
+        &self,
+        msgs: &[PutMessage],
+        preps: &[Prepared],
+        mut out: impl FnMut(usize, Appended),
+    ) -> Result<i64, PutError> {
+        debug_assert_eq!(msgs.len(), preps.len());
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(PutError::ServiceNotAvailable("the message store is shut down".into()));
+        }
+        if self.disk_full.load(Ordering::Relaxed) {
+            return Err(PutError::DiskFull);
+        }
+        let total: usize = preps.iter().map(|p| p.size).sum();
+        if total + END_FILE_MIN_BLANK_LENGTH > self.commit_log.segment_size() {
+            return Err(PutError::MessageIllegal(format!(
+                "batch of {total} bytes does not fit in a commit-log segment of {}",
+                self.commit_log.segment_size()
+            )));
+        }
+        let mut guard = self.writer.lock();
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(PutError::ServiceNotAvailable("the message store is shut down".into()));
+        }
+        let w = &mut *guard;
+        let (seg, pos) = self.commit_log.reserve(&mut w.appender, total)?;
+        let base = w.appender.write_offset();
+        let store_ts = now_ms();
+        let mut index = self.index.lock();
+        let mut cursor = 0usize;
+        for (i, (msg, prep)) in msgs.iter().zip(preps).enumerate() {
+            let cq = writer_queue(&mut w.queues, &self.queues, &self.config, &msg.topic, msg.queue_id);
+            let queue_offset = if prep.to_queue { cq.next_offset() } else { 0 };
+            let offset = base + cursor as i64;
+            let rec = RecordRef {
+                topic: &msg.topic,
+                queue_id: msg.queue_id,
+                flag: msg.flag,
+                queue_offset,
+                commit_log_offset: offset,
+                sys_flag: msg.sys_flag,
+                born_timestamp: msg.born_timestamp,
+                born_host: msg.born_host,
+                store_timestamp: store_ts,
+                store_host: msg.store_host,
+                reconsume_times: msg.reconsume_times,
+                prepared_transaction_offset: msg.prepared_transaction_offset,
+                body: &msg.body,
+                body_crc: prep.body_crc,
+                properties: &msg.properties,
+            };
+            // SAFETY: [pos, pos + total) lies beyond the readable offset and
+            // we hold the put lock, so nothing else touches it.
+            let dst = unsafe { seg.slice_mut(pos + cursor, prep.size) };
+            let step = encode_record(&rec, dst)
+                .map_err(|e| PutError::MessageIllegal(e.to_string()))
+                .and_then(|_| {
+                    if prep.to_queue {
+                        let tags = tags_code(&msg.topic, &msg.properties, store_ts, &self.delay_levels);
+                        cq.put(queue_offset, CqEntry { offset, size: prep.size as i32, tags_code: tags })?;
+                    }
+                    if prep.to_index {
+                        for key in index_keys(&msg.properties) {
+                            index.add(&msg.topic, key, offset, store_ts)?;
+                        }
+                    }
+                    Ok(())
+                });
+            if let Err(e) = step {
+                // Nothing was published: forget the queue offsets handed out.
+                for m in &msgs[..=i] {
+                    if let Some(q) = w.queues.get(m.topic.as_str()).and_then(|qs| qs.get(&m.queue_id)) {
+                        q.rewind();
+                    }
+                }
+                return Err(e);
+            }
+            out(
+                i,
+                Appended {
+                    offset,
+                    queue_offset,
+                    size: prep.size,
+                    store_ts,
+                },
+            );
+            cursor += prep.size;
+        }
+        debug_assert_eq!(cursor, total);
+        index.covered_to(base + total as i64);
+        drop(index);
+        w.appender.advance(total);
+        let end = w.appender.write_offset();
+        // Records first, then the queue entries that point at them.
+        self.commit_log.publish(end);
+        for (msg, prep) in msgs.iter().zip(preps) {
+            if prep.to_queue {
+                if let Some(q) = w.queues.get(msg.topic.as_str()).and_then(|qs| qs.get(&msg.queue_id)) {
+                    q.publish(q.next_offset());
+                }
+            }
+        }
+        drop(guard);
+        Counters::add(&self.counters.put_message_count, msgs.len() as u64);
+        Counters::add(&self.counters.put_message_bytes, total as u64);
+        Ok(end)
+    }
+
+    fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
+        let listener = self.listener.read().clone();
+        if let Some(f) = listener {
+            f(topic, queue_id, max_offset);
+        }
+    }
+
+    /// Wait (async) until the commit log is on disk up to `end`.
+    async fn wait_flushed(&self, end: i64) -> bool {
+        if self.commit_log.flushed_offset() >= end {
+            return true;
+        }
+        self.request_flush();
+        let mut rx = self.flushed_tx.subscribe();
+        let timeout = Duration::from_millis(self.config.sync_flush_timeout_ms);
+        let ok = matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|&f| f >= end)).await,
+            Ok(Ok(_))
+        );
+        if !ok {
+            Counters::add(&self.counters.flush_timeouts, 1);
+        }
+        ok
+    }
+
+    /// Wake the flush thread unless a flush is already requested.
+    pub(crate) fn request_flush(&self) {
+        if !self.flush_pending.swap(true, Ordering::AcqRel) {
+            if let Some(t) = self.flusher.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Force new commit-log bytes to disk and tell waiting puts.
+    pub(crate) fn flush_commit_log(&self) -> io::Result<()> {
+        let _g = self.flush_lock.lock();
+        self.flush_commit_log_locked()
+    }
+
+    fn flush_commit_log_locked(&self) -> io::Result<()> {
+        let before = self.commit_log.flushed_offset();
+        let after = self.commit_log.flush()?;
+        if after > before {
+            Counters::add(&self.counters.flush_count, 1);
+        }
+        self.flushed_tx.send_replace(after);
+        Ok(())
+    }
+
+    /// Force everything to disk and record it in the checkpoint.
+    pub(crate) fn checkpoint(&self, clean_shutdown: bool) -> io::Result<()> {
+        let _g = self.flush_lock.lock();
+        // A consistent cut: commit-log end and queue ends at the same instant.
+        let (derived, queues) = {
+            let w = self.writer.lock();
+            let mut marks = Vec::new();
+            for (topic, qs) in &w.queues {
+                for (qid, cq) in qs {
+                    marks.push(QueueMark {
+                        topic: topic.clone(),
+                        queue_id: *qid,
+                        max_offset: cq.max_offset(),
+                    });
+                }
+            }
+            (w.appender.write_offset(), marks)
+        };
+        self.flush_commit_log_locked()?;
+        let all: Vec<Arc<ConsumeQueue>> = self
+            .queues
+            .read()
+            .values()
+            .flat_map(|qs| qs.values().cloned())
+            .collect();
+        for cq in all {
+            cq.flush()?;
+        }
+        let index_begin = {
+            let index = self.index.lock();
+            index.flush()?;
+            index.begin_offset()
+        };
+        Checkpoint {
+            version: Checkpoint::VERSION,
+            commit_log_flushed: self.commit_log.flushed_offset(),
+            derived_flushed: derived,
+            index_begin,
+            clean_shutdown,
+            timestamp_ms: now_ms(),
+            queues,
+        }
+        .persist(&self.config.checkpoint_path())
+    }
+
+    /// Store time of message `q` of a queue, read from its record.
+    fn store_time_of(&self, cq: &ConsumeQueue, q: i64) -> Option<i64> {
+        let e = cq.entry(q).filter(CqEntry::is_valid)?;
+        self.commit_log.with_slice(e.offset, e.size as usize, |rec| {
+            let sys_flag = i32::from_be_bytes(rec.get(36..40)?.try_into().ok()?);
+            let at = message::store_timestamp_position(sys_flag);
+            Some(i64::from_be_bytes(rec.get(at..at + 8)?.try_into().ok()?))
+        })?
+    }
+
+    fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msgs: i32,
+        max_bytes: usize,
+        filter: &dyn Fn(i64) -> bool,
+    ) -> GetResult {
+        let mut result = GetResult {
+            status: GetStatus::NoMessageInQueue,
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+            messages: Vec::new(),
+            total_bytes: 0,
+        };
+        let Some(cq) = self.queue(topic, queue_id) else {
+            return result;
+        };
+        let (min, max) = (cq.min_offset(), cq.max_offset());
+        result.min_offset = min;
+        result.max_offset = max;
+        if max == 0 {
+            return result;
+        }
+        if offset < min {
+            result.status = GetStatus::OffsetTooSmall;
+            result.next_begin_offset = min;
+            return result;
+        }
+        if offset == max {
+            result.status = GetStatus::OffsetOverflowOne;
+            result.next_begin_offset = offset;
+            return result;
+        }
+        if offset > max {
+            result.status = GetStatus::OffsetOverflowBadly;
+            result.next_begin_offset = max;
+            return result;
+        }
+        let max_count = (max_msgs.max(1) as usize).min(self.config.max_transfer_count_per_get.max(1));
+        let byte_limit = max_bytes.max(100).min(self.config.max_transfer_bytes_per_get);
+        // How many entries one get may look at while filtering (RocketMQ's
+        // maxFilterMessageSize of 16000 bytes of entries).
+        let scan_limit = 800usize.max(max_count);
+        let commit_log_min = self.commit_log.min_offset();
+        let mut next = offset;
+        let mut found: Vec<CqEntry> = Vec::new();
+        let mut total = 0usize;
+        let mut gone = false;
+        cq.for_each_from(offset, scan_limit, |q, e| {
+            if !e.is_valid() {
+                next = q + 1;
+                return true;
+            }
+            let size = e.size as usize;
+            if e.offset < commit_log_min {
+                gone = true;
+                next = q + 1;
+                return true;
+            }
+            if !filter(e.tags_code) {
+                next = q + 1;
+                return true;
+            }
+            if !found.is_empty() && (found.len() + 1 > max_count || total + size > byte_limit) {
+                return false;
+            }
+            next = q + 1;
+            found.push(e);
+            total += size;
+            true
+        });
+        result.next_begin_offset = next;
+        self.materialize(&found, &mut result);
+        result.status = if !result.messages.is_empty() {
+            GetStatus::Found
+        } else if gone {
+            GetStatus::OffsetFoundNull
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        result
+    }
+
+    /// Turn entries into record bytes: one zero-copy buffer per segment,
+    /// sliced per record.
+    fn materialize(&self, entries: &[CqEntry], result: &mut GetResult) {
+        let seg_size = self.commit_log.segment_size() as i64;
+        let mut i = 0;
+        while i < entries.len() {
+            let seg_no = entries[i].offset / seg_size;
+            let mut j = i;
+            while j < entries.len() && entries[j].offset / seg_size == seg_no {
+                j += 1;
+            }
+            let lo = entries[i].offset;
+            let hi = entries[i..j].iter().map(CqEntry::end).max().unwrap_or(lo);
+            if let Some(buf) = self.commit_log.read(lo, (hi - lo) as usize) {
+                for e in &entries[i..j] {
+                    let at = (e.offset - lo) as usize;
+                    let rec = buf.slice(at..at + e.size as usize);
+                    // A queue entry must point at a record of its own size.
+                    if rec.get(0..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) != Some(e.size) {
+                        tracing::warn!(offset = e.offset, "consume-queue entry does not point at a record; skipped");
+                        continue;
+                    }
+                    result.total_bytes += rec.len();
+                    result.messages.push(rec);
+                }
+            }
+            i = j;
+        }
+    }
+}
+
+/// The writer's queue for (topic, queue id), created on first use.
+fn writer_queue<'a>(
+    queues: &'a mut QueueMap,
+    shared: &RwLock<QueueMap>,
+    config: &StoreConfig,
+    topic: &str,
+    queue_id: i32,
+) -> &'a Arc<ConsumeQueue> {
+    if !queues.get(topic).is_some_and(|qs| qs.contains_key(&queue_id)) {
+        let cq = Arc::new(ConsumeQueue::new(
+            &config.consume_queue_dir(),
+            topic,
+            queue_id,
+            config.consume_queue_entries_per_file,
+        ));
+        shared
+            .write()
+            .entry(topic.to_string())
+            .or_default()
+            .insert(queue_id, Arc::clone(&cq));
+        queues.entry(topic.to_string()).or_default().insert(queue_id, cq);
+    }
+    &queues[topic][&queue_id]
+}
