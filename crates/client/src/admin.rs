@@ -15,6 +15,9 @@ use meridian_protocol::header::consumer::ResetOffsetRequestHeader;
 use meridian_protocol::header::namesrv::{
     DeleteTopicFromNamesrvRequestHeader, GetRouteInfoRequestHeader,
 };
+use meridian_protocol::header::pull::{
+    pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader,
+};
 use meridian_protocol::header::query::{QueryMessageRequestHeader, ViewMessageRequestHeader};
 use meridian_protocol::message::{decode_record, MessageExt};
 use meridian_protocol::RemotingCommand;
@@ -318,6 +321,55 @@ impl Admin {
             .collect();
         v.sort();
         Ok(v)
+    }
+
+    /// One pull of up to `max` messages of a queue from `offset`, without
+    /// waiting: returns the response code, the next offset to pull from,
+    /// and the messages (decoded from the stored records).
+    pub async fn pull(
+        &self,
+        addr: &str,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max: i32,
+    ) -> Result<(i32, i64, Vec<MessageExt>)> {
+        let mut req = RemotingCommand::request(rc::PULL_MESSAGE);
+        PullMessageRequestHeader {
+            consumer_group: group.to_string(),
+            topic: topic.to_string(),
+            queue_id,
+            queue_offset: offset,
+            max_msg_nums: max,
+            sys_flag: pull_sys_flag::SUBSCRIPTION,
+            commit_offset: 0,
+            suspend_timeout_millis: 0,
+            subscription: Some("*".into()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+            max_msg_bytes: None,
+            broker_name: None,
+        }
+        .write(&mut req);
+        let r = self.call(addr, req).await?;
+        let h = PullMessageResponseHeader::parse(&r).map_err(|e| ClientError::Decode {
+            what: "pull response".into(),
+            detail: e.to_string(),
+        })?;
+        let mut msgs = Vec::new();
+        if r.code == response_code::SUCCESS {
+            let mut rest: &[u8] = &r.body;
+            while !rest.is_empty() {
+                let (m, used) = decode_record(rest).map_err(|e| ClientError::Decode {
+                    what: "pulled record".into(),
+                    detail: e.to_string(),
+                })?;
+                msgs.push(m);
+                rest = &rest[used..];
+            }
+        }
+        Ok((r.code, h.next_begin_offset, msgs))
     }
 
     pub async fn runtime_info(&self, addr: &str) -> Result<BTreeMap<String, String>> {

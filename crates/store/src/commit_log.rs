@@ -107,8 +107,8 @@ impl CommitLog {
                     path.display()
                 )));
             }
-            let (file, old_len) =
-                MappedFile::open(&path, start, segment_size).map_err(|e| StoreError::io(&path, e))?;
+            let (file, old_len) = MappedFile::open(&path, start, segment_size)
+                .map_err(|e| StoreError::io(&path, e))?;
             if old_len < segment_size as u64 {
                 notes.short_last = Some((path.clone(), old_len));
             }
@@ -164,9 +164,7 @@ impl CommitLog {
     pub fn recovered(&self, end: i64) -> Appender {
         self.readable.store(end, Ordering::Release);
         self.flushed.store(end, Ordering::Release);
-        let current = self
-            .segment_for(end)
-            .filter(|s| end < s.end());
+        let current = self.segment_for(end).filter(|s| end < s.end());
         Appender {
             current,
             write_offset: end,
@@ -184,7 +182,10 @@ impl CommitLog {
         if len + END_FILE_MIN_BLANK_LENGTH > self.segment_size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{len} bytes cannot fit in a segment of {}", self.segment_size),
+                format!(
+                    "{len} bytes cannot fit in a segment of {}",
+                    self.segment_size
+                ),
             ));
         }
         loop {
@@ -222,7 +223,10 @@ impl CommitLog {
 
     /// Make everything below `offset` readable. Put lock held.
     pub fn publish(&self, offset: i64) {
-        debug_assert!(offset >= self.readable.load(Ordering::Relaxed), "commit log only grows");
+        debug_assert!(
+            offset >= self.readable.load(Ordering::Relaxed),
+            "commit log only grows"
+        );
         self.readable.store(offset, Ordering::Release);
     }
 
@@ -310,11 +314,7 @@ impl CommitLog {
         let removed: Vec<Arc<MappedFile>> = {
             let mut segs = self.segments.write();
             let mut n = 0;
-            while n < max
-                && n + 1 < segs.len()
-                && segs[n].end() <= flushed
-                && expired(&segs[n])
-            {
+            while n < max && n + 1 < segs.len() && segs[n].end() <= flushed && expired(&segs[n]) {
                 n += 1;
             }
             let removed = segs.drain(..n).collect();
@@ -366,9 +366,7 @@ mod tests {
         let (seg2, pos2) = log.reserve(&mut app, 10_000).unwrap();
         assert_eq!((seg2.start(), pos2), (65_536, 0));
         log.publish(app.write_offset());
-        let marker = log
-            .with_slice(60_000, 8, |b| b.to_vec())
-            .unwrap();
+        let marker = log.with_slice(60_000, 8, |b| b.to_vec()).unwrap();
         assert_eq!(&marker[..4], &(5536i32).to_be_bytes());
         assert_eq!(&marker[4..], &BLANK_MAGIC_CODE.to_be_bytes());
         assert!(log.reserve(&mut app, 65_536).is_err());

@@ -153,7 +153,9 @@ impl StoreConfig {
             ));
         }
         if self.disk_max_used_space_ratio > 100 || self.disk_full_ratio > 100 {
-            return Err("disk_max_used_space_ratio and disk_full_ratio are percentages (0..=100)".into());
+            return Err(
+                "disk_max_used_space_ratio and disk_full_ratio are percentages (0..=100)".into(),
+            );
         }
         message_delay_levels(&self.message_delay_level)
             .map_err(|e| format!("message_delay_level: {e}"))?;

@@ -161,19 +161,23 @@ impl ConsumeQueue {
                 break;
             }
         }
-        // Files before the last two were full when the queue rolled past
-        // them; only the last two can end early.
-        let scan_file = files.len().saturating_sub(2);
-        let mut max = (files[scan_file].start() / CQ_ENTRY_SIZE as i64).max(min);
-        'scan: for f in &files[scan_file..] {
-            let fq = f.start() / CQ_ENTRY_SIZE as i64;
-            while max < fq + per_file {
-                if !read_slot(f, (max - fq) as usize).is_valid() {
-                    break 'scan;
-                }
-                max += 1;
+        // Every file but the last was full when the queue rolled past it.
+        // Entries are written in order, so the last file holds a prefix of
+        // written slots: find its end by binary search rather than reading
+        // it all (any slot it misjudges lies after the checkpoint and is
+        // rewritten by recovery).
+        let last = &files[files.len() - 1];
+        let last_q = last.start() / CQ_ENTRY_SIZE as i64;
+        let (mut lo, mut hi) = ((min - last_q).clamp(0, per_file), per_file);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if read_slot(last, mid as usize).is_valid() {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
         }
+        let max = last_q + lo;
         let min = min.min(max);
         cq.min_offset.store(min, Ordering::Release);
         cq.max_offset.store(max, Ordering::Release);
@@ -214,7 +218,9 @@ impl ConsumeQueue {
     fn file_for(&self, q: i64) -> Option<(Arc<MappedFile>, usize)> {
         let byte = q.checked_mul(CQ_ENTRY_SIZE as i64)?;
         let files = self.files.read();
-        let idx = files.partition_point(|f| f.start() <= byte).checked_sub(1)?;
+        let idx = files
+            .partition_point(|f| f.start() <= byte)
+            .checked_sub(1)?;
         let f = &files[idx];
         if byte >= f.end() {
             return None;
@@ -300,7 +306,10 @@ impl ConsumeQueue {
 
     /// Make entries below `next` visible. Put lock held.
     pub fn publish(&self, next: i64) {
-        debug_assert!(next >= self.max_offset.load(Ordering::Relaxed), "queue offsets only grow");
+        debug_assert!(
+            next >= self.max_offset.load(Ordering::Relaxed),
+            "queue offsets only grow"
+        );
         self.max_offset.store(next, Ordering::Release);
     }
 
@@ -309,8 +318,10 @@ impl ConsumeQueue {
         self.min_offset.store(min.min(next), Ordering::Release);
         self.max_offset.store(next, Ordering::Release);
         self.write_next.store(next, Ordering::Relaxed);
-        self.flushed
-            .store(self.flushed.load(Ordering::Relaxed).min(next), Ordering::Release);
+        self.flushed.store(
+            self.flushed.load(Ordering::Relaxed).min(next),
+            Ordering::Release,
+        );
     }
 
     /// Recovery: drop entries from `next` on: zero their slots and delete
@@ -353,14 +364,6 @@ impl ConsumeQueue {
         Ok(())
     }
 
-    /// Remove the queue's directory (after `wipe`).
-    pub fn remove_dir(&self) {
-        let _ = std::fs::remove_dir(&self.dir);
-        if let Some(topic_dir) = self.dir.parent() {
-            let _ = std::fs::remove_dir(topic_dir);
-        }
-    }
-
     /// Force written entries to disk.
     pub fn flush(&self) -> io::Result<()> {
         let max = self.max_offset();
@@ -389,12 +392,16 @@ impl ConsumeQueue {
         let removed: Vec<Arc<MappedFile>> = {
             let mut files = self.files.write();
             let mut n = 0;
+            let max = self.max_offset();
             while n + 1 < files.len() {
                 let f = &files[n];
-                // SAFETY: a file that is not the newest is full and published.
-                let last = CqEntry::decode(unsafe {
-                    f.slice(f.size() - CQ_ENTRY_SIZE, CQ_ENTRY_SIZE)
-                });
+                let last_q = f.end() / CQ_ENTRY_SIZE as i64 - 1;
+                if last_q >= max {
+                    break;
+                }
+                // SAFETY: slot `last_q` is below the published max offset.
+                let last =
+                    CqEntry::decode(unsafe { f.slice(f.size() - CQ_ENTRY_SIZE, CQ_ENTRY_SIZE) });
                 if last.is_valid() && last.end() <= commit_log_min {
                     n += 1;
                 } else {

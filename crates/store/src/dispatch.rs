@@ -29,7 +29,10 @@ pub(crate) fn tags_code(topic: &str, properties: &str, store_ts: i64, delay_leve
 }
 
 fn delay_level(properties: &str) -> Option<usize> {
-    let v: i64 = find_property(properties, property::DELAY)?.trim().parse().ok()?;
+    let v: i64 = find_property(properties, property::DELAY)?
+        .trim()
+        .parse()
+        .ok()?;
     usize::try_from(v).ok()
 }
 
@@ -72,9 +75,15 @@ mod tests {
         let levels = [1000, 5000];
         let props = "DELAY\u{1}2\u{2}TAGS\u{1}a\u{2}";
         assert_eq!(tags_code(SCHEDULE_TOPIC, props, 100, &levels), 5100);
-        assert_eq!(tags_code(SCHEDULE_TOPIC, "DELAY\u{1}9\u{2}", 100, &levels), 5100);
+        assert_eq!(
+            tags_code(SCHEDULE_TOPIC, "DELAY\u{1}9\u{2}", 100, &levels),
+            5100
+        );
         assert_eq!(tags_code("T", props, 100, &levels), tags_hash_code("a"));
-        assert_eq!(tags_code(SCHEDULE_TOPIC, "DELAY\u{1}x\u{2}", 100, &levels), 0);
+        assert_eq!(
+            tags_code(SCHEDULE_TOPIC, "DELAY\u{1}x\u{2}", 100, &levels),
+            0
+        );
         assert_eq!(tags_code("T", "", 100, &levels), 0);
     }
 

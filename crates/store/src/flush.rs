@@ -1,5 +1,7 @@
-//! The flush thread: forces the commit log to disk, and periodically the
-//! consume queues and index too, writing the checkpoint after them.
+//! The flush thread forces the commit log to disk; the checkpoint thread
+//! periodically forces consume queues and index too and then writes the
+//! checkpoint (on its own thread, so a slow msync of derived files never
+//! delays a SYNC_FLUSH put).
 //!
 //! - ASYNC_FLUSH: every `flush_interval_ms`.
 //! - SYNC_FLUSH: group commit. A put that must wait asks for a flush and
@@ -21,28 +23,26 @@ use crate::store::Inner;
 pub(crate) fn run(inner: Arc<Inner>) {
     let sync = inner.config.flush_disk_type == FlushDiskType::SyncFlush;
     let flush_every = Duration::from_millis(inner.config.flush_interval_ms.max(1));
-    let checkpoint_every = Duration::from_millis(inner.config.checkpoint_interval_ms.max(1));
     let mut next_flush = Instant::now() + flush_every;
-    let mut next_checkpoint = Instant::now() + checkpoint_every;
     loop {
         if inner.shutdown.load(Ordering::Acquire) {
             break;
         }
         let now = Instant::now();
-        let requested = inner.flush_pending.swap(false, Ordering::AcqRel);
         let due = if sync {
-            requested
+            inner.flush_pending.swap(false, Ordering::AcqRel)
         } else {
             now >= next_flush
         };
-        if !due && now < next_checkpoint {
-            let until = if sync {
-                next_checkpoint
+        if !due {
+            // Woken early by a put (unpark) or by shutdown; under SYNC_FLUSH
+            // the timeout only bounds how long a missed wake-up could last.
+            let wait = if sync {
+                flush_every
             } else {
-                next_flush.min(next_checkpoint)
+                next_flush.saturating_duration_since(now)
             };
-            // Woken early by a put (unpark) or by shutdown.
-            std::thread::park_timeout(until.saturating_duration_since(now));
+            std::thread::park_timeout(wait);
             continue;
         }
         if let Err(e) = inner.flush_commit_log() {
@@ -51,11 +51,24 @@ pub(crate) fn run(inner: Arc<Inner>) {
         if !sync {
             next_flush = Instant::now() + flush_every;
         }
-        if Instant::now() >= next_checkpoint {
-            if let Err(e) = inner.checkpoint(false) {
-                tracing::error!(error = %e, "checkpoint failed; will retry");
-            }
-            next_checkpoint = Instant::now() + checkpoint_every;
+    }
+}
+
+pub(crate) fn run_checkpoints(inner: Arc<Inner>) {
+    let every = Duration::from_millis(inner.config.checkpoint_interval_ms.max(1));
+    let mut next = Instant::now() + every;
+    loop {
+        if inner.shutdown.load(Ordering::Acquire) {
+            break;
         }
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
+            continue;
+        }
+        if let Err(e) = inner.checkpoint(false) {
+            tracing::error!(error = %e, "checkpoint failed; will retry");
+        }
+        next = Instant::now() + every;
     }
 }

@@ -24,6 +24,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::mapped_file::{list_offset_files, offset_file_name, MappedFile};
 
@@ -47,7 +48,7 @@ pub(crate) fn key_hash(topic: &str, key: &str) -> u32 {
 }
 
 struct IndexFile {
-    map: MappedFile,
+    map: Arc<MappedFile>,
     slots: usize,
     capacity: usize,
 }
@@ -59,7 +60,11 @@ impl IndexFile {
 
     fn create(dir: &Path, begin_phys: i64, slots: usize, capacity: usize) -> io::Result<IndexFile> {
         let path = dir.join(offset_file_name(begin_phys));
-        let map = MappedFile::create(&path, begin_phys, Self::size_for(slots, capacity))?;
+        let map = Arc::new(MappedFile::create(
+            &path,
+            begin_phys,
+            Self::size_for(slots, capacity),
+        )?);
         let f = IndexFile {
             map,
             slots,
@@ -91,16 +96,25 @@ impl IndexFile {
         }
         let (slots, capacity) = (word(8) as usize, word(12) as usize);
         if slots == 0 || capacity == 0 || Self::size_for(slots, capacity) != len {
-            return Err(format!("header says {slots} slots and {capacity} entries, file is {len} bytes"));
+            return Err(format!(
+                "header says {slots} slots and {capacity} entries, file is {len} bytes"
+            ));
         }
-        let (map, _) = MappedFile::open(path, begin_phys, len).map_err(|e| e.to_string())?;
+        let map = Arc::new(
+            MappedFile::open(path, begin_phys, len)
+                .map_err(|e| e.to_string())?
+                .0,
+        );
         let f = IndexFile {
             map,
             slots,
             capacity,
         };
         if f.count() > capacity {
-            return Err(format!("entry count {} over capacity {capacity}", f.count()));
+            return Err(format!(
+                "entry count {} over capacity {capacity}",
+                f.count()
+            ));
         }
         Ok(f)
     }
@@ -210,9 +224,9 @@ impl IndexFile {
         }
     }
 
-    fn flush(&self) -> io::Result<()> {
-        let used = self.entry_pos(self.count());
-        self.map.flush_range(0, used)
+    /// The mapping and how much of it is in use, to flush outside the lock.
+    fn flush_target(&self) -> (Arc<MappedFile>, usize) {
+        (Arc::clone(&self.map), self.entry_pos(self.count()))
     }
 }
 
@@ -233,7 +247,11 @@ pub(crate) struct IndexService {
 }
 
 impl IndexService {
-    pub fn load(dir: &Path, slots: usize, capacity: usize) -> io::Result<(IndexService, IndexLoadNotes)> {
+    pub fn load(
+        dir: &Path,
+        slots: usize,
+        capacity: usize,
+    ) -> io::Result<(IndexService, IndexLoadNotes)> {
         std::fs::create_dir_all(dir)?;
         let mut notes = IndexLoadNotes::default();
         let mut files = Vec::new();
@@ -243,7 +261,8 @@ impl IndexService {
                 Err(why) => {
                     tracing::warn!(file = %path.display(), %why, "index file unusable; deleting it and indexing its records again");
                     let _ = std::fs::remove_file(&path);
-                    notes.rebuild_from = Some(notes.rebuild_from.map_or(begin, |b: i64| b.min(begin)));
+                    notes.rebuild_from =
+                        Some(notes.rebuild_from.map_or(begin, |b: i64| b.min(begin)));
                     notes.deleted.push((path, why));
                 }
             }
@@ -295,7 +314,14 @@ impl IndexService {
 
     /// Commit-log offsets of records that may carry `key` in `topic`, stored
     /// within `[begin_ts, end_ts]`, newest first, at most `limit`.
-    pub fn candidates(&self, topic: &str, key: &str, begin_ts: i64, end_ts: i64, limit: usize) -> Vec<i64> {
+    pub fn candidates(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ts: i64,
+        end_ts: i64,
+        limit: usize,
+    ) -> Vec<i64> {
         let hash = key_hash(topic, key);
         let mut out = Vec::new();
         for f in self.files.iter().rev() {
@@ -338,9 +364,16 @@ impl IndexService {
         Ok(n)
     }
 
+    /// What to force to disk: taken under the index mutex, flushed after
+    /// releasing it so puts are not held up by msync.
+    pub fn flush_targets(&self) -> Vec<(Arc<MappedFile>, usize)> {
+        self.files.iter().map(IndexFile::flush_target).collect()
+    }
+
+    #[cfg(test)]
     pub fn flush(&self) -> io::Result<()> {
-        for f in &self.files {
-            f.flush()?;
+        for (map, used) in self.flush_targets() {
+            map.flush_range(0, used)?;
         }
         Ok(())
     }
@@ -361,14 +394,22 @@ mod tests {
         let (mut idx, notes) = IndexService::load(dir.path(), 16, 128).unwrap();
         assert!(notes.deleted.is_empty());
         for i in 0..300i64 {
-            idx.add("T", &format!("k{}", i % 10), i * 100, 1000 + i).unwrap();
+            idx.add("T", &format!("k{}", i % 10), i * 100, 1000 + i)
+                .unwrap();
             idx.covered_to(i * 100 + 100);
         }
         assert_eq!(idx.file_count(), 3);
         let got = idx.candidates("T", "k3", 0, i64::MAX, 100);
-        let want: Vec<i64> = (0..300).rev().filter(|i| i % 10 == 3).map(|i| i * 100).collect();
+        let want: Vec<i64> = (0..300)
+            .rev()
+            .filter(|i| i % 10 == 3)
+            .map(|i| i * 100)
+            .collect();
         assert_eq!(got, want);
-        assert_eq!(idx.candidates("T", "k3", 1000 + 250, 1000 + 280, 100), vec![27300, 26300, 25300]);
+        assert_eq!(
+            idx.candidates("T", "k3", 1000 + 250, 1000 + 280, 100),
+            vec![27300, 26300, 25300]
+        );
         assert_eq!(idx.candidates("T", "k3", 0, i64::MAX, 2).len(), 2);
         assert!(idx.candidates("U", "k3", 0, i64::MAX, 100).is_empty());
         idx.flush().unwrap();

@@ -33,7 +33,7 @@ pub(crate) struct MappedFile {
     start: i64,
     size: usize,
     map: MmapRaw,
-    _file: File,
+    file: File,
 }
 
 impl std::fmt::Debug for MappedFile {
@@ -101,7 +101,7 @@ impl MappedFile {
             start,
             size,
             map,
-            _file: file,
+            file,
         })
     }
 
@@ -128,7 +128,10 @@ impl MappedFile {
     /// No thread may write that range while the slice lives (rule 1 or 2 of
     /// the module doc).
     pub unsafe fn slice(&self, pos: usize, len: usize) -> &[u8] {
-        assert!(pos <= self.size && len <= self.size - pos, "range outside mapped file");
+        assert!(
+            pos <= self.size && len <= self.size - pos,
+            "range outside mapped file"
+        );
         // SAFETY: in bounds of a live mapping; no concurrent writer per the caller.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) }
     }
@@ -141,7 +144,10 @@ impl MappedFile {
     /// and the caller holds the writer's lock (or owns the store exclusively).
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn slice_mut(&self, pos: usize, len: usize) -> &mut [u8] {
-        assert!(pos <= self.size && len <= self.size - pos, "range outside mapped file");
+        assert!(
+            pos <= self.size && len <= self.size - pos,
+            "range outside mapped file"
+        );
         // SAFETY: in bounds; exclusive access per the caller.
         unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(pos), len) }
     }
@@ -153,7 +159,10 @@ impl MappedFile {
     /// The range must lie below a published boundary, so it never changes
     /// again (rule 1).
     pub unsafe fn bytes(self: &Arc<Self>, pos: usize, len: usize) -> Bytes {
-        assert!(pos <= self.size && len <= self.size - pos, "range outside mapped file");
+        assert!(
+            pos <= self.size && len <= self.size - pos,
+            "range outside mapped file"
+        );
         Bytes::from_owner(MappedRange {
             file: Arc::clone(self),
             pos,
@@ -173,8 +182,17 @@ impl MappedFile {
     /// Position just past the last non-zero byte at or after `from`, or
     /// `from` if all of it is zero. Only for recovery (exclusive access).
     pub fn data_end_from(&self, from: usize) -> usize {
+        self.data_end_in(from, self.size)
+    }
+
+    /// Like [`Self::data_end_from`], looking only at `[from, to)`.
+    pub fn data_end_in(&self, from: usize, to: usize) -> usize {
+        let to = to.min(self.size);
+        if to <= from {
+            return from;
+        }
         // SAFETY: called during recovery, before any other thread can write.
-        let tail = unsafe { self.slice(from, self.size - from) };
+        let tail = unsafe { self.slice(from, to - from) };
         const CHUNK: usize = 64 * 1024;
         let mut end = tail.len();
         while end > 0 {
@@ -186,6 +204,47 @@ impl MappedFile {
             end = begin;
         }
         from
+    }
+
+    /// Make everything from `from` to the end of the file read as zeros
+    /// (recovery only). Punching a hole costs a metadata update instead of
+    /// touching every page of a large segment; where the filesystem cannot,
+    /// the non-zero bytes are overwritten.
+    pub fn clear_from(&self, from: usize) -> io::Result<()> {
+        if from >= self.size {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let fd = self.file.as_raw_fd();
+            let (off, len) = (from as libc::off_t, (self.size - from) as libc::off_t);
+            // SAFETY: plain syscalls on a descriptor we own; the mapping sees
+            // the punched range as zeros.
+            let rc = unsafe {
+                libc::fallocate(
+                    fd,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    off,
+                    len,
+                )
+            };
+            if rc == 0 {
+                // Reserve the blocks again (see `preallocate`).
+                // SAFETY: as above.
+                let _ = unsafe { libc::fallocate(fd, 0, off, len) };
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if !matches!(
+                err.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL)
+            ) {
+                return Err(err);
+            }
+        }
+        let end = self.data_end_from(from);
+        self.zero_range(from, end)
     }
 
     /// Zero `[from, to)` and force it to disk. Only for recovery.
@@ -307,7 +366,10 @@ mod tests {
     #[test]
     fn file_names() {
         assert_eq!(offset_file_name(1073741824), "00000000001073741824");
-        assert_eq!(parse_offset_file_name("00000000001073741824"), Some(1073741824));
+        assert_eq!(
+            parse_offset_file_name("00000000001073741824"),
+            Some(1073741824)
+        );
         assert_eq!(parse_offset_file_name("0000000000107374182x"), None);
         assert_eq!(parse_offset_file_name("123"), None);
     }

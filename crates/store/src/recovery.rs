@@ -11,9 +11,10 @@
 //!    at most the start of the last `recover_segments` segments, or the
 //!    segment holding the checkpoint's flushed offset if that is earlier.
 //!    Each record is validated: magic, lengths within the record and the
-//!    segment, body CRC, physical-offset field equal to its position, a last
-//!    byte that is not zero (a record always ends with a property separator
-//!    or a topic character, so a zero-filled torn tail is caught). The first
+//!    segment, body CRC, physical-offset field equal to its position, and a
+//!    non-zero last byte of properties (or of the topic, when there are no
+//!    properties): the put path guarantees one, so a zero-filled torn tail
+//!    is caught even where lengths and body CRC survive. The first
 //!    invalid record in that verified region ends the log: the rest of its
 //!    segment is zeroed and later segments are deleted. (A bad record in an
 //!    older segment, read only to rebuild a queue, is reported and skipped
@@ -100,7 +101,11 @@ impl fmt::Display for RecoveryReport {
             )?;
         }
         if !self.deleted_segments.is_empty() {
-            write!(f, "; deleted {} segment(s) after the end", self.deleted_segments.len())?;
+            write!(
+                f,
+                "; deleted {} segment(s) after the end",
+                self.deleted_segments.len()
+            )?;
         }
         if !self.skipped_corrupt.is_empty() {
             write!(
@@ -114,7 +119,10 @@ impl fmt::Display for RecoveryReport {
         write!(
             f,
             "; {} queue(s), {} entries re-derived, {} dropped, {} index entries re-derived",
-            self.queues, self.rebuilt_queue_entries, self.dropped_queue_entries, self.rebuilt_index_entries
+            self.queues,
+            self.rebuilt_queue_entries,
+            self.dropped_queue_entries,
+            self.rebuilt_index_entries
         )?;
         if !self.rebuilt_queues.is_empty() {
             let (t, q, why) = &self.rebuilt_queues[0];
@@ -130,6 +138,9 @@ impl fmt::Display for RecoveryReport {
         Ok(())
     }
 }
+
+/// Bytes after a clean end of data that are checked for leftovers.
+const CLEAN_END_WINDOW: usize = 1024 * 1024;
 
 /// Everything `MessageStore::open` needs, recovered.
 pub(crate) struct Recovered {
@@ -188,8 +199,16 @@ fn classify<'a>(seg: &'a MappedFile, pos: usize) -> Slot<'a> {
             view.commit_log_offset
         ));
     }
-    if bytes[bytes.len() - 1] == 0 {
-        return Slot::Invalid("record ends in a zero byte: a torn write".into());
+    // The put path guarantees the last byte of the properties (or, with no
+    // properties, of the topic) is not zero; a zero-filled torn tail breaks
+    // that even when the lengths and body CRC survive.
+    let last = if view.properties.is_empty() {
+        view.topic.last()
+    } else {
+        view.properties.last()
+    };
+    if last.is_none_or(|&b| b == 0) {
+        return Slot::Invalid("record ends in zero bytes: a torn write".into());
     }
     if view.topic_str().is_none() {
         return Slot::Invalid("topic is not UTF-8".into());
@@ -226,16 +245,32 @@ fn scan(
     report: &mut RecoveryReport,
 ) -> Result<Scan, StoreError> {
     let io_err = |e: io::Error| StoreError::io(&config.root_dir, e);
-    let first = segs.iter().position(|s| s.end() > start).unwrap_or(segs.len());
+    let first = segs
+        .iter()
+        .position(|s| s.end() > start)
+        .unwrap_or(segs.len());
     for (si, seg) in segs.iter().enumerate().skip(first) {
-        let mut pos = if si == first { (start - seg.start()).max(0) as usize } else { 0 };
+        let mut pos = if si == first {
+            (start - seg.start()).max(0) as usize
+        } else {
+            0
+        };
         loop {
             let offset = seg.start() + pos as i64;
             match classify(seg, pos) {
                 Slot::Record(view) => {
                     report.records_scanned += 1;
-                    redispatch(&view, offset, dispatch, queues, index, config, delay_levels, report)
-                        .map_err(io_err)?;
+                    redispatch(
+                        &view,
+                        offset,
+                        dispatch,
+                        queues,
+                        index,
+                        config,
+                        delay_levels,
+                        report,
+                    )
+                    .map_err(io_err)?;
                     pos += view.total_size as usize;
                 }
                 Slot::Blank => break,
@@ -332,14 +367,16 @@ fn entry_matches(log: &CommitLog, cq: &ConsumeQueue, q: i64) -> bool {
     if !e.is_valid() {
         return false;
     }
-    log.with_slice(e.offset, e.size as usize, |bytes| match parse_record(bytes) {
-        Ok(v) => {
-            v.topic == cq.topic().as_bytes()
-                && v.queue_id == cq.queue_id()
-                && v.queue_offset == q
-                && v.total_size == e.size
+    log.with_slice(e.offset, e.size as usize, |bytes| {
+        match parse_record(bytes) {
+            Ok(v) => {
+                v.topic == cq.topic().as_bytes()
+                    && v.queue_id == cq.queue_id()
+                    && v.queue_offset == q
+                    && v.total_size == e.size
+            }
+            Err(_) => false,
         }
-        Err(_) => false,
     })
     .unwrap_or(false)
 }
@@ -361,15 +398,24 @@ fn load_queues(
         if !topic_dir.path().is_dir() {
             continue;
         }
-        let qdirs = std::fs::read_dir(topic_dir.path()).map_err(|e| StoreError::io(topic_dir.path(), e))?;
+        let qdirs =
+            std::fs::read_dir(topic_dir.path()).map_err(|e| StoreError::io(topic_dir.path(), e))?;
         for qdir in qdirs {
             let qdir = qdir.map_err(|e| StoreError::io(topic_dir.path(), e))?;
-            let Some(queue_id) = qdir.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(queue_id) = qdir
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
-            let (cq, notes) =
-                ConsumeQueue::load(&root, &topic, queue_id, config.consume_queue_entries_per_file)
-                    .map_err(|e| StoreError::io(qdir.path(), e))?;
+            let (cq, notes) = ConsumeQueue::load(
+                &root,
+                &topic,
+                queue_id,
+                config.consume_queue_entries_per_file,
+            )
+            .map_err(|e| StoreError::io(qdir.path(), e))?;
             if let Some(why) = notes.corrupt {
                 tracing::warn!(topic, queue_id, %why, "consume queue unusable; rebuilding it from the commit log");
                 cq.wipe().map_err(|e| StoreError::io(qdir.path(), e))?;
@@ -403,7 +449,10 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
     report.clean_shutdown = checkpoint.as_ref().is_some_and(|c| c.clean_shutdown);
 
     // The commit log's files.
-    let (log, notes) = CommitLog::load(&config.commit_log_dir, config.mapped_file_size_commit_log as usize)?;
+    let (log, notes) = CommitLog::load(
+        &config.commit_log_dir,
+        config.mapped_file_size_commit_log as usize,
+    )?;
     for orphan in &notes.orphans {
         tracing::warn!(file = %orphan.display(), "commit-log segment after a gap in the offsets; deleting it");
         std::fs::remove_file(orphan).map_err(|e| StoreError::io(orphan, e))?;
@@ -429,15 +478,21 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
     let mut queues = load_queues(config, &mut report, &mut rebuild)?;
     if let Some(cp) = &checkpoint {
         for mark in &cp.queues {
-            let cq = queues.entry(mark.topic.clone()).or_default().entry(mark.queue_id).or_insert_with(|| {
-                Arc::new(ConsumeQueue::new(
-                    &config.consume_queue_dir(),
-                    &mark.topic,
-                    mark.queue_id,
-                    config.consume_queue_entries_per_file,
-                ))
-            });
-            let already = rebuild.get(&mark.topic).is_some_and(|q| q.contains(&mark.queue_id));
+            let cq = queues
+                .entry(mark.topic.clone())
+                .or_default()
+                .entry(mark.queue_id)
+                .or_insert_with(|| {
+                    Arc::new(ConsumeQueue::new(
+                        &config.consume_queue_dir(),
+                        &mark.topic,
+                        mark.queue_id,
+                        config.consume_queue_entries_per_file,
+                    ))
+                });
+            let already = rebuild
+                .get(&mark.topic)
+                .is_some_and(|q| q.contains(&mark.queue_id));
             if !already && cq.max_offset() < mark.max_offset {
                 let why = format!(
                     "holds entries up to {} but the checkpoint recorded {}",
@@ -446,25 +501,39 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
                 );
                 tracing::warn!(topic = %mark.topic, queue_id = mark.queue_id, %why, "consume queue lost entries; rebuilding it from the commit log");
                 cq.wipe().map_err(|e| StoreError::io(&config.root_dir, e))?;
-                rebuild.entry(mark.topic.clone()).or_default().insert(mark.queue_id);
-                report.rebuilt_queues.push((mark.topic.clone(), mark.queue_id, why));
+                rebuild
+                    .entry(mark.topic.clone())
+                    .or_default()
+                    .insert(mark.queue_id);
+                report
+                    .rebuilt_queues
+                    .push((mark.topic.clone(), mark.queue_id, why));
             }
         }
     }
     let index_dir = config.index_dir();
-    let (mut index, index_notes) = IndexService::load(&index_dir, config.max_hash_slot_num, config.max_index_num)
-        .map_err(|e| StoreError::io(&index_dir, e))?;
+    let (mut index, index_notes) =
+        IndexService::load(&index_dir, config.max_hash_slot_num, config.max_index_num)
+            .map_err(|e| StoreError::io(&index_dir, e))?;
     for (path, why) in &index_notes.deleted {
-        report.notes.push(format!("index file {} unusable ({why})", path.display()));
+        report
+            .notes
+            .push(format!("index file {} unusable ({why})", path.display()));
     }
 
     // Where to start.
-    let derived = checkpoint.as_ref().map_or(min, |c| c.derived_flushed).max(min);
+    let derived = checkpoint
+        .as_ref()
+        .map_or(min, |c| c.derived_flushed)
+        .max(min);
     let mut verified_from = segs
         .get(segs.len().saturating_sub(config.recover_segments.max(1)))
         .map_or(min, |s| s.start());
     if let Some(cp) = &checkpoint {
-        if let Some(seg) = segs.iter().find(|s| s.start() <= cp.commit_log_flushed && cp.commit_log_flushed < s.end()) {
+        if let Some(seg) = segs
+            .iter()
+            .find(|s| s.start() <= cp.commit_log_flushed && cp.commit_log_flushed < s.end())
+        {
             verified_from = verified_from.min(seg.start());
         }
     }
@@ -481,7 +550,11 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
     }
     let index_from = index_from.max(min);
     let rebuild_from = if rebuild.is_empty() { i64::MAX } else { min };
-    let start = verified_from.min(queue_from).min(index_from).min(rebuild_from).max(min);
+    let start = verified_from
+        .min(queue_from)
+        .min(index_from)
+        .min(rebuild_from)
+        .max(min);
     report.scanned_from = start;
 
     let dispatch = Dispatch {
@@ -489,24 +562,52 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
         rebuild: &rebuild,
         index_from,
     };
-    let result = scan(&segs, start, verified_from, &dispatch, &mut queues, &mut index, config, delay_levels, &mut report)?;
-    let end = result.end.unwrap_or_else(|| segs.last().map_or(min, |s| s.end()));
+    let result = scan(
+        &segs,
+        start,
+        verified_from,
+        &dispatch,
+        &mut queues,
+        &mut index,
+        config,
+        delay_levels,
+        &mut report,
+    )?;
+    let end = result
+        .end
+        .unwrap_or_else(|| segs.last().map_or(min, |s| s.end()));
 
     // Cut the commit log at `end`.
     let io_err = |e: io::Error| StoreError::io(&config.commit_log_dir, e);
-    let keep = segs.iter().position(|s| s.end() > end).unwrap_or(segs.len());
+    let keep = segs
+        .iter()
+        .position(|s| s.end() > end)
+        .unwrap_or(segs.len());
     let mut cut_bytes = 0u64;
     if let Some(seg) = segs.get(keep) {
         if seg.start() <= end {
             let pos = (end - seg.start()) as usize;
-            let data_end = seg.data_end_from(pos);
-            cut_bytes += (data_end - pos) as u64;
-            seg.zero_range(pos, data_end).map_err(io_err)?;
+            // Measure what is cut: all of it after an invalid record (rare);
+            // after a clean end only a window, since the rest of a large
+            // segment is normally zeros and reading it all would cost a
+            // full pass over the file at every start.
+            let look_to = if result.cut_reason.is_some() {
+                seg.size()
+            } else {
+                pos + CLEAN_END_WINDOW
+            };
+            cut_bytes += (seg.data_end_in(pos, look_to) - pos) as u64;
+            // Stale bytes past the end must go: a later crash could otherwise
+            // find an old record exactly where a scan lands.
+            seg.clear_from(pos).map_err(io_err)?;
         }
     }
     // Segments wholly past the end go; an empty one that starts exactly at
     // the end may stay as the next segment to write.
-    let first_gone = segs.iter().position(|s| s.start() > end).unwrap_or(segs.len());
+    let first_gone = segs
+        .iter()
+        .position(|s| s.start() > end)
+        .unwrap_or(segs.len());
     for seg in &segs[first_gone..] {
         cut_bytes += data_in(seg);
         report.deleted_segments.push(seg.path().to_path_buf());
@@ -530,7 +631,10 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
     let appender = log.recovered(end);
     // Valid records may still be only in the page cache: make them durable
     // before anything new is acknowledged after them.
-    let durable = checkpoint.as_ref().map_or(min, |c| c.commit_log_flushed).clamp(min, end);
+    let durable = checkpoint
+        .as_ref()
+        .map_or(min, |c| c.commit_log_flushed)
+        .clamp(min, end);
     log.set_flushed_for_recovery(durable);
     log.flush().map_err(io_err)?;
 
@@ -544,7 +648,11 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
             let (lo, hi) = (cq.min_offset(), cq.max_offset());
             if hi > lo && !(entry_matches(&log, cq, hi - 1) && entry_matches(&log, cq, lo)) {
                 let why = "entries do not match the records they point at".to_string();
-                tracing::warn!(topic, queue_id = qid, "consume queue corrupt; rebuilding it from the commit log");
+                tracing::warn!(
+                    topic,
+                    queue_id = qid,
+                    "consume queue corrupt; rebuilding it from the commit log"
+                );
                 cq.wipe().map_err(io_err)?;
                 second_pass.entry(topic.clone()).or_default().insert(*qid);
                 report.rebuilt_queues.push((topic.clone(), *qid, why));
@@ -557,7 +665,17 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
             rebuild: &second_pass,
             index_from: i64::MAX,
         };
-        scan(&segs[..first_gone.min(segs.len())], min, i64::MIN, &dispatch, &mut queues, &mut index, config, delay_levels, &mut report)?;
+        scan(
+            &segs[..first_gone.min(segs.len())],
+            min,
+            i64::MIN,
+            &dispatch,
+            &mut queues,
+            &mut index,
+            config,
+            delay_levels,
+            &mut report,
+        )?;
         for (topic, ids) in &second_pass {
             for qid in ids {
                 if let Some(cq) = queues.get(topic).and_then(|qs| qs.get(qid)) {
@@ -573,12 +691,17 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
         qs.retain(|_, cq| cq.max_offset() > 0 || cq.file_count() > 0);
     }
     queues.retain(|_, qs| !qs.is_empty());
-    index.truncate(end).map_err(|e| StoreError::io(&index_dir, e))?;
+    index
+        .truncate(end)
+        .map_err(|e| StoreError::io(&index_dir, e))?;
 
     report.commit_log_min_offset = log.min_offset();
     report.commit_log_max_offset = end;
     report.queues = queues.values().map(HashMap::len).sum();
-    debug_assert!(queues.values().flat_map(|qs| qs.values()).all(|cq| cq.min_offset() <= cq.max_offset()));
+    debug_assert!(queues
+        .values()
+        .flat_map(|qs| qs.values())
+        .all(|cq| cq.min_offset() <= cq.max_offset()));
     Ok(Recovered {
         commit_log: log,
         appender,

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::parse_delete_when;
+use crate::now_ms;
 use crate::stats::Counters;
 use crate::store::Inner;
-use crate::now_ms;
 
 pub(crate) fn run(inner: Arc<Inner>) {
     let every = Duration::from_millis(inner.config.retention_check_interval_ms.max(1));
@@ -53,7 +53,9 @@ pub(crate) fn check_disk(inner: &Inner) -> f64 {
             return f64::from_bits(inner.disk_ratio_bits.load(Ordering::Relaxed));
         }
     };
-    inner.disk_ratio_bits.store(ratio.to_bits(), Ordering::Relaxed);
+    inner
+        .disk_ratio_bits
+        .store(ratio.to_bits(), Ordering::Relaxed);
     let full = ratio * 100.0 >= inner.config.disk_full_ratio as f64;
     if inner.disk_full.swap(full, Ordering::Relaxed) != full {
         if full {
@@ -73,13 +75,15 @@ pub(crate) fn clean(inner: &Inner, force: bool) -> io::Result<usize> {
     let keep_ms = inner.config.file_reserved_time_hours as i64 * 3_600_000;
     let now = now_ms();
     let deleted = std::cell::Cell::new(0usize);
-    let new_min = inner.commit_log.delete_oldest(inner.config.delete_files_batch_max, |seg| {
-        let expired = force || seg.modified_ms().is_some_and(|m| m + keep_ms <= now);
-        if expired {
-            deleted.set(deleted.get() + 1);
-        }
-        expired
-    })?;
+    let new_min = inner
+        .commit_log
+        .delete_oldest(inner.config.delete_files_batch_max, |seg| {
+            let expired = force || seg.modified_ms().is_some_and(|m| m + keep_ms <= now);
+            if expired {
+                deleted.set(deleted.get() + 1);
+            }
+            expired
+        })?;
     let Some(min) = new_min else {
         return Ok(0);
     };

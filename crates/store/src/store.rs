@@ -139,11 +139,14 @@ pub(crate) struct Inner {
     pub queues: RwLock<QueueMap>,
     pub writer: Mutex<Writer>,
     pub index: Mutex<IndexService>,
-    /// Serializes flushes and checkpoints.
+    /// Serializes commit-log flushes.
     pub flush_lock: Mutex<()>,
+    /// Serializes checkpoints.
+    pub checkpoint_lock: Mutex<()>,
     pub flushed_tx: watch::Sender<i64>,
     pub flush_pending: AtomicBool,
     pub flusher: OnceLock<Thread>,
+    pub checkpointer: OnceLock<Thread>,
     pub retainer: OnceLock<Thread>,
     pub shutdown: AtomicBool,
     pub counters: Counters,
@@ -196,8 +199,10 @@ impl MessageStore {
     /// retention task.
     pub fn open(config: StoreConfig) -> Result<(Arc<MessageStore>, RecoveryReport), StoreError> {
         config.validate().map_err(StoreError::Config)?;
-        let delay_levels = message_delay_levels(&config.message_delay_level).map_err(StoreError::Config)?;
-        std::fs::create_dir_all(&config.root_dir).map_err(|e| StoreError::io(&config.root_dir, e))?;
+        let delay_levels =
+            message_delay_levels(&config.message_delay_level).map_err(StoreError::Config)?;
+        std::fs::create_dir_all(&config.root_dir)
+            .map_err(|e| StoreError::io(&config.root_dir, e))?;
         let lock_file = lock_dir(&config.lock_path())?;
 
         let recovered = recovery::recover(&config, &delay_levels)?;
@@ -219,9 +224,11 @@ impl MessageStore {
             }),
             index: Mutex::new(recovered.index),
             flush_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
             flushed_tx,
             flush_pending: AtomicBool::new(false),
             flusher: OnceLock::new(),
+            checkpointer: OnceLock::new(),
             retainer: OnceLock::new(),
             shutdown: AtomicBool::new(false),
             counters: Counters::default(),
@@ -247,11 +254,13 @@ impl MessageStore {
         };
         let flusher = spawn("store-flush", flush::run, &inner)?;
         let _ = inner.flusher.set(flusher.thread().clone());
+        let checkpointer = spawn("store-checkpoint", flush::run_checkpoints, &inner)?;
+        let _ = inner.checkpointer.set(checkpointer.thread().clone());
         let retainer = spawn("store-retention", retention::run, &inner)?;
         let _ = inner.retainer.set(retainer.thread().clone());
         let store = Arc::new(MessageStore {
             inner,
-            threads: Mutex::new(vec![flusher, retainer]),
+            threads: Mutex::new(vec![flusher, checkpointer, retainer]),
         });
         Ok((store, report))
     }
@@ -262,14 +271,19 @@ impl MessageStore {
     pub async fn put_message(&self, mut msg: PutMessage) -> Result<PutResult, PutError> {
         let inner = &self.inner;
         Counters::add(&inner.counters.put_calls, 1);
-        let prep = inner.prepare(&mut msg).inspect_err(|_| inner.count_failure())?;
+        let prep = inner
+            .prepare(&mut msg)
+            .inspect_err(|_| inner.count_failure())?;
         let mut appended = None;
         let end = inner
-            .append(std::slice::from_ref(&msg), std::slice::from_ref(&prep), |_, a| {
-                appended = Some(a)
-            })
+            .append(
+                std::slice::from_ref(&msg),
+                std::slice::from_ref(&prep),
+                |_, a| appended = Some(a),
+            )
             .inspect_err(|_| inner.count_failure())?;
-        let a = appended.ok_or_else(|| PutError::ServiceNotAvailable("append reported nothing".into()))?;
+        let a = appended
+            .ok_or_else(|| PutError::ServiceNotAvailable("append reported nothing".into()))?;
         let result = PutResult {
             commit_log_offset: a.offset,
             queue_offset: a.queue_offset,
@@ -291,7 +305,10 @@ impl MessageStore {
     /// On `FlushTimeout` the result describes the batch: offsets, queue
     /// offset and store time of the first message, total bytes, and the
     /// messages' ids joined by commas (as RocketMQ reports a batch).
-    pub async fn put_messages(&self, mut msgs: Vec<PutMessage>) -> Result<Vec<PutResult>, PutError> {
+    pub async fn put_messages(
+        &self,
+        mut msgs: Vec<PutMessage>,
+    ) -> Result<Vec<PutResult>, PutError> {
         let inner = &self.inner;
         if msgs.is_empty() {
             return Ok(Vec::new());
@@ -323,7 +340,10 @@ impl MessageStore {
             if !p.to_queue {
                 continue;
             }
-            match woken.iter_mut().find(|(t, q, _)| *t == m.topic && *q == m.queue_id) {
+            match woken
+                .iter_mut()
+                .find(|(t, q, _)| *t == m.topic && *q == m.queue_id)
+            {
                 Some(w) => w.2 = w.2.max(a.queue_offset + 1),
                 None => woken.push((&m.topic, m.queue_id, a.queue_offset + 1)),
             }
@@ -360,7 +380,9 @@ impl MessageStore {
         max_bytes: usize,
         filter: &dyn Fn(i64) -> bool,
     ) -> GetResult {
-        let result = self.inner.get_messages(topic, queue_id, offset, max_msgs, max_bytes, filter);
+        let result = self
+            .inner
+            .get_messages(topic, queue_id, offset, max_msgs, max_bytes, filter);
         let c = &self.inner.counters;
         if result.status == GetStatus::Found {
             Counters::add(&c.get_found, 1);
@@ -373,12 +395,16 @@ impl MessageStore {
 
     /// The next offset to be written in a queue (0 if it has none).
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
-        self.inner.queue(topic, queue_id).map_or(0, |q| q.max_offset())
+        self.inner
+            .queue(topic, queue_id)
+            .map_or(0, |q| q.max_offset())
     }
 
     /// The oldest offset still readable in a queue (0 if it has none).
     pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
-        self.inner.queue(topic, queue_id).map_or(0, |q| q.min_offset())
+        self.inner
+            .queue(topic, queue_id)
+            .map_or(0, |q| q.min_offset())
     }
 
     /// The first offset whose store time is at or after `timestamp_ms`; the
@@ -425,15 +451,24 @@ impl MessageStore {
     /// Commit-log offsets of messages of `topic` carrying `key` in KEYS or
     /// as UNIQ_KEY, stored within `[begin_ts, end_ts]`: newest first, at
     /// most `max_num`. Each one is checked against the record itself.
-    pub fn query_by_key(&self, topic: &str, key: &str, max_num: usize, begin_ts: i64, end_ts: i64) -> Vec<i64> {
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin_ts: i64,
+        end_ts: i64,
+    ) -> Vec<i64> {
         if max_num == 0 || key.is_empty() {
             return Vec::new();
         }
-        let candidates = self
-            .inner
-            .index
-            .lock()
-            .candidates(topic, key, begin_ts, end_ts, max_num.saturating_mul(2).saturating_add(16));
+        let candidates = self.inner.index.lock().candidates(
+            topic,
+            key,
+            begin_ts,
+            end_ts,
+            max_num.saturating_mul(2).saturating_add(16),
+        );
         let mut out: Vec<i64> = Vec::new();
         for offset in candidates {
             if out.len() >= max_num {
@@ -463,17 +498,20 @@ impl MessageStore {
     /// Drop a topic's consume queues (its records stay in the commit log
     /// until retention removes them).
     pub fn delete_topic(&self, topic: &str) {
-        let removed = self.inner.writer.lock().queues.remove(topic);
+        // Under the put lock, so a concurrent put cannot recreate the queue
+        // files while the old ones are being removed.
+        let mut w = self.inner.writer.lock();
+        let removed = w.queues.remove(topic);
         self.inner.queues.write().remove(topic);
         if let Some(queues) = removed {
             for cq in queues.values() {
                 if let Err(e) = cq.wipe() {
                     tracing::warn!(topic, queue_id = cq.queue_id(), error = %e, "could not delete consume-queue files");
                 }
-                cq.remove_dir();
             }
         }
         let _ = std::fs::remove_dir_all(self.inner.config.consume_queue_dir().join(topic));
+        drop(w);
         // So recovery does not bring the queues back from an older checkpoint.
         if let Err(e) = self.inner.checkpoint(false) {
             tracing::warn!(error = %e, "could not write checkpoint after deleting topic {topic}");
@@ -482,7 +520,7 @@ impl MessageStore {
 
     /// Install the callback run after messages become readable (once per
     /// put, or once per queue for a batch), for long-poll wake-ups.
-    pub fn set_arrival_listener(&self, f: Arc<dyn Fn(&str, i32, i64) + Send + Sync>) {
+    pub fn set_arrival_listener(&self, f: ArrivalListener) {
         *self.inner.listener.write() = Some(f);
     }
 
@@ -547,7 +585,10 @@ impl MessageStore {
         if self.inner.shutdown.swap(true, Ordering::AcqRel) {
             return;
         }
-        for t in [self.inner.flusher.get(), self.inner.retainer.get()].into_iter().flatten() {
+        for t in [self.inner.flusher.get(), self.inner.retainer.get()]
+            .into_iter()
+            .flatten()
+        {
             t.unpark();
         }
         for handle in self.threads.lock().drain(..) {
@@ -601,11 +642,16 @@ impl Inner {
             return illegal("topic is empty".into());
         }
         if topic.len() > MAX_TOPIC_LEN {
-            return illegal(format!("topic is {} bytes; at most {MAX_TOPIC_LEN} are allowed", topic.len()));
+            return illegal(format!(
+                "topic is {} bytes; at most {MAX_TOPIC_LEN} are allowed",
+                topic.len()
+            ));
         }
         // The topic names a directory, so it must not escape consumequeue/.
         if topic.contains(['/', '\\', '\0']) || topic == "." || topic == ".." {
-            return illegal(format!("topic {topic:?} contains characters not allowed in a topic name"));
+            return illegal(format!(
+                "topic {topic:?} contains characters not allowed in a topic name"
+            ));
         }
         if msg.queue_id < 0 {
             return illegal(format!("queue id {} is negative", msg.queue_id));
@@ -617,9 +663,9 @@ impl Inner {
                 self.config.max_message_size
             ));
         }
-        // A record ends in a non-zero byte (the properties' final separator,
-        // or the topic's last character), which lets recovery tell a torn,
-        // zero-filled tail from a record.
+        // The properties end in a non-zero byte (their final separator), and
+        // a topic has no NUL, which lets recovery tell a torn, zero-filled
+        // tail from a record.
         if !msg.properties.is_empty() && !msg.properties.ends_with(PROPERTY_SEPARATOR) {
             msg.properties.push(PROPERTY_SEPARATOR);
         }
@@ -664,7 +710,9 @@ impl Inner {
     ) -> Result<i64, PutError> {
         debug_assert_eq!(msgs.len(), preps.len());
         if self.shutdown.load(Ordering::Acquire) {
-            return Err(PutError::ServiceNotAvailable("the message store is shut down".into()));
+            return Err(PutError::ServiceNotAvailable(
+                "the message store is shut down".into(),
+            ));
         }
         if self.disk_full.load(Ordering::Relaxed) {
             return Err(PutError::DiskFull);
@@ -678,7 +726,9 @@ impl Inner {
         }
         let mut guard = self.writer.lock();
         if self.shutdown.load(Ordering::Acquire) {
-            return Err(PutError::ServiceNotAvailable("the message store is shut down".into()));
+            return Err(PutError::ServiceNotAvailable(
+                "the message store is shut down".into(),
+            ));
         }
         let w = &mut *guard;
         let (seg, pos) = self.commit_log.reserve(&mut w.appender, total)?;
@@ -687,7 +737,13 @@ impl Inner {
         let mut index = self.index.lock();
         let mut cursor = 0usize;
         for (i, (msg, prep)) in msgs.iter().zip(preps).enumerate() {
-            let cq = writer_queue(&mut w.queues, &self.queues, &self.config, &msg.topic, msg.queue_id);
+            let cq = writer_queue(
+                &mut w.queues,
+                &self.queues,
+                &self.config,
+                &msg.topic,
+                msg.queue_id,
+            );
             let queue_offset = if prep.to_queue { cq.next_offset() } else { 0 };
             let offset = base + cursor as i64;
             let rec = RecordRef {
@@ -714,8 +770,16 @@ impl Inner {
                 .map_err(|e| PutError::MessageIllegal(e.to_string()))
                 .and_then(|_| {
                     if prep.to_queue {
-                        let tags = tags_code(&msg.topic, &msg.properties, store_ts, &self.delay_levels);
-                        cq.put(queue_offset, CqEntry { offset, size: prep.size as i32, tags_code: tags })?;
+                        let tags =
+                            tags_code(&msg.topic, &msg.properties, store_ts, &self.delay_levels);
+                        cq.put(
+                            queue_offset,
+                            CqEntry {
+                                offset,
+                                size: prep.size as i32,
+                                tags_code: tags,
+                            },
+                        )?;
                     }
                     if prep.to_index {
                         for key in index_keys(&msg.properties) {
@@ -727,7 +791,11 @@ impl Inner {
             if let Err(e) = step {
                 // Nothing was published: forget the queue offsets handed out.
                 for m in &msgs[..=i] {
-                    if let Some(q) = w.queues.get(m.topic.as_str()).and_then(|qs| qs.get(&m.queue_id)) {
+                    if let Some(q) = w
+                        .queues
+                        .get(m.topic.as_str())
+                        .and_then(|qs| qs.get(&m.queue_id))
+                    {
                         q.rewind();
                     }
                 }
@@ -753,7 +821,11 @@ impl Inner {
         self.commit_log.publish(end);
         for (msg, prep) in msgs.iter().zip(preps) {
             if prep.to_queue {
-                if let Some(q) = w.queues.get(msg.topic.as_str()).and_then(|qs| qs.get(&msg.queue_id)) {
+                if let Some(q) = w
+                    .queues
+                    .get(msg.topic.as_str())
+                    .and_then(|qs| qs.get(&msg.queue_id))
+                {
                     q.publish(q.next_offset());
                 }
             }
@@ -801,10 +873,6 @@ impl Inner {
     /// Force new commit-log bytes to disk and tell waiting puts.
     pub(crate) fn flush_commit_log(&self) -> io::Result<()> {
         let _g = self.flush_lock.lock();
-        self.flush_commit_log_locked()
-    }
-
-    fn flush_commit_log_locked(&self) -> io::Result<()> {
         let before = self.commit_log.flushed_offset();
         let after = self.commit_log.flush()?;
         if after > before {
@@ -816,23 +884,28 @@ impl Inner {
 
     /// Force everything to disk and record it in the checkpoint.
     pub(crate) fn checkpoint(&self, clean_shutdown: bool) -> io::Result<()> {
-        let _g = self.flush_lock.lock();
+        let _g = self.checkpoint_lock.lock();
         // A consistent cut: commit-log end and queue ends at the same instant.
-        let (derived, queues) = {
+        // Only `Arc` clones under the put lock; names are copied after.
+        let (derived, ends) = {
             let w = self.writer.lock();
-            let mut marks = Vec::new();
-            for (topic, qs) in &w.queues {
-                for (qid, cq) in qs {
-                    marks.push(QueueMark {
-                        topic: topic.clone(),
-                        queue_id: *qid,
-                        max_offset: cq.max_offset(),
-                    });
-                }
-            }
-            (w.appender.write_offset(), marks)
+            let ends: Vec<(Arc<ConsumeQueue>, i64)> = w
+                .queues
+                .values()
+                .flat_map(|qs| qs.values())
+                .map(|cq| (Arc::clone(cq), cq.max_offset()))
+                .collect();
+            (w.appender.write_offset(), ends)
         };
-        self.flush_commit_log_locked()?;
+        let queues = ends
+            .iter()
+            .map(|(cq, max)| QueueMark {
+                topic: cq.topic().to_string(),
+                queue_id: cq.queue_id(),
+                max_offset: *max,
+            })
+            .collect();
+        self.flush_commit_log()?;
         let all: Vec<Arc<ConsumeQueue>> = self
             .queues
             .read()
@@ -842,11 +915,13 @@ impl Inner {
         for cq in all {
             cq.flush()?;
         }
-        let index_begin = {
+        let (targets, index_begin) = {
             let index = self.index.lock();
-            index.flush()?;
-            index.begin_offset()
+            (index.flush_targets(), index.begin_offset())
         };
+        for (map, used) in targets {
+            map.flush_range(0, used)?;
+        }
         Checkpoint {
             version: Checkpoint::VERSION,
             commit_log_flushed: self.commit_log.flushed_offset(),
@@ -862,11 +937,12 @@ impl Inner {
     /// Store time of message `q` of a queue, read from its record.
     fn store_time_of(&self, cq: &ConsumeQueue, q: i64) -> Option<i64> {
         let e = cq.entry(q).filter(CqEntry::is_valid)?;
-        self.commit_log.with_slice(e.offset, e.size as usize, |rec| {
-            let sys_flag = i32::from_be_bytes(rec.get(36..40)?.try_into().ok()?);
-            let at = message::store_timestamp_position(sys_flag);
-            Some(i64::from_be_bytes(rec.get(at..at + 8)?.try_into().ok()?))
-        })?
+        self.commit_log
+            .with_slice(e.offset, e.size as usize, |rec| {
+                let sys_flag = i32::from_be_bytes(rec.get(36..40)?.try_into().ok()?);
+                let at = message::store_timestamp_position(sys_flag);
+                Some(i64::from_be_bytes(rec.get(at..at + 8)?.try_into().ok()?))
+            })?
     }
 
     fn get_messages(
@@ -910,14 +986,17 @@ impl Inner {
             result.next_begin_offset = max;
             return result;
         }
-        let max_count = (max_msgs.max(1) as usize).min(self.config.max_transfer_count_per_get.max(1));
-        let byte_limit = max_bytes.max(100).min(self.config.max_transfer_bytes_per_get);
+        let max_count =
+            (max_msgs.max(1) as usize).min(self.config.max_transfer_count_per_get.max(1));
+        let byte_limit = max_bytes
+            .max(100)
+            .min(self.config.max_transfer_bytes_per_get);
         // How many entries one get may look at while filtering (RocketMQ's
         // maxFilterMessageSize of 16000 bytes of entries).
         let scan_limit = 800usize.max(max_count);
         let commit_log_min = self.commit_log.min_offset();
         let mut next = offset;
-        let mut found: Vec<CqEntry> = Vec::new();
+        let mut found: Vec<(i64, CqEntry)> = Vec::new();
         let mut total = 0usize;
         let mut gone = false;
         cq.for_each_from(offset, scan_limit, |q, e| {
@@ -939,12 +1018,12 @@ impl Inner {
                 return false;
             }
             next = q + 1;
-            found.push(e);
+            found.push((q, e));
             total += size;
             true
         });
         result.next_begin_offset = next;
-        self.materialize(&found, &mut result);
+        self.materialize(queue_id, &found, &mut result);
         result.status = if !result.messages.is_empty() {
             GetStatus::Found
         } else if gone {
@@ -957,26 +1036,44 @@ impl Inner {
 
     /// Turn entries into record bytes: one zero-copy buffer per segment,
     /// sliced per record.
-    fn materialize(&self, entries: &[CqEntry], result: &mut GetResult) {
+    fn materialize(&self, queue_id: i32, entries: &[(i64, CqEntry)], result: &mut GetResult) {
         let seg_size = self.commit_log.segment_size() as i64;
         let mut i = 0;
         while i < entries.len() {
-            let seg_no = entries[i].offset / seg_size;
+            let seg_no = entries[i].1.offset / seg_size;
             let mut j = i;
-            while j < entries.len() && entries[j].offset / seg_size == seg_no {
+            while j < entries.len() && entries[j].1.offset / seg_size == seg_no {
                 j += 1;
             }
-            let lo = entries[i].offset;
-            let hi = entries[i..j].iter().map(CqEntry::end).max().unwrap_or(lo);
+            let lo = entries[i].1.offset;
+            let hi = entries[i..j]
+                .iter()
+                .map(|(_, e)| e.end())
+                .max()
+                .unwrap_or(lo);
             if let Some(buf) = self.commit_log.read(lo, (hi - lo) as usize) {
-                for e in &entries[i..j] {
+                for (q, e) in &entries[i..j] {
                     let at = (e.offset - lo) as usize;
                     let rec = buf.slice(at..at + e.size as usize);
                     // A queue entry must point at a record of its own size.
-                    if rec.get(0..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) != Some(e.size) {
-                        tracing::warn!(offset = e.offset, "consume-queue entry does not point at a record; skipped");
+                    if be_i32(&rec, 0) != Some(e.size) {
+                        tracing::warn!(
+                            offset = e.offset,
+                            "consume-queue entry does not point at a record; skipped"
+                        );
                         continue;
                     }
+                    debug_assert_eq!(
+                        be_i32(&rec, 12),
+                        Some(queue_id),
+                        "entry points at another queue's record"
+                    );
+                    debug_assert_eq!(
+                        rec.get(20..28)
+                            .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8]))),
+                        Some(*q),
+                        "entry points at a record with another queue offset"
+                    );
                     result.total_bytes += rec.len();
                     result.messages.push(rec);
                 }
@@ -984,6 +1081,10 @@ impl Inner {
             i = j;
         }
     }
+}
+
+fn be_i32(b: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// The writer's queue for (topic, queue id), created on first use.
@@ -994,7 +1095,10 @@ fn writer_queue<'a>(
     topic: &str,
     queue_id: i32,
 ) -> &'a Arc<ConsumeQueue> {
-    if !queues.get(topic).is_some_and(|qs| qs.contains_key(&queue_id)) {
+    if !queues
+        .get(topic)
+        .is_some_and(|qs| qs.contains_key(&queue_id))
+    {
         let cq = Arc::new(ConsumeQueue::new(
             &config.consume_queue_dir(),
             topic,
@@ -1006,7 +1110,10 @@ fn writer_queue<'a>(
             .entry(topic.to_string())
             .or_default()
             .insert(queue_id, Arc::clone(&cq));
-        queues.entry(topic.to_string()).or_default().insert(queue_id, cq);
+        queues
+            .entry(topic.to_string())
+            .or_default()
+            .insert(queue_id, cq);
     }
     &queues[topic][&queue_id]
 }

@@ -112,8 +112,18 @@ pub fn push_consumer(namesrv: &str, group: &str) -> DefaultMQPushConsumerBuilder
 }
 
 /// A message with a tag, a key and user properties.
-pub fn message(topic: &str, tag: &str, key: &str, body: &str, properties: &[(&str, &str)]) -> Message {
-    let mut builder = Message::builder().topic(topic).tags(tag).key(key).body_slice(body.as_bytes());
+pub fn message(
+    topic: &str,
+    tag: &str,
+    key: &str,
+    body: &str,
+    properties: &[(&str, &str)],
+) -> Message {
+    let mut builder = Message::builder()
+        .topic(topic)
+        .tags(tag)
+        .key(key)
+        .body_slice(body.as_bytes());
     for (name, value) in properties {
         builder = builder
             .raw_property(*name, *value)
@@ -124,7 +134,11 @@ pub fn message(topic: &str, tag: &str, key: &str, body: &str, properties: &[(&st
 
 /// Wait until the nameserver gives `producer` a route to `topic` with
 /// `queues` writable queues; returns them sorted by queue id.
-pub async fn wait_for_route(producer: &mut DefaultMQProducer, topic: &str, queues: usize) -> Vec<MessageQueue> {
+pub async fn wait_for_route(
+    producer: &mut DefaultMQProducer,
+    topic: &str,
+    queues: usize,
+) -> Vec<MessageQueue> {
     let deadline = Instant::now() + RECEIVE_TIMEOUT;
     let mut last;
     loop {
@@ -152,7 +166,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !condition().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -229,7 +246,10 @@ impl Inbox {
     /// A concurrent listener that records every message and acknowledges it.
     pub fn listener(
         &self,
-    ) -> impl Fn(&[&MessageExt], &ConsumeConcurrentlyContext) -> ClientResult<ConsumeConcurrentlyStatus>
+    ) -> impl Fn(
+        &[&MessageExt],
+        &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus>
            + Send
            + Sync
            + 'static {
@@ -262,7 +282,11 @@ impl Inbox {
         let deadline = Instant::now() + RECEIVE_TIMEOUT;
         loop {
             let seen: HashSet<String> = self.bodies().into_iter().collect();
-            let missing: Vec<&str> = wanted.iter().copied().filter(|b| !seen.contains(*b)).collect();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .copied()
+                .filter(|b| !seen.contains(*b))
+                .collect();
             if missing.is_empty() {
                 break;
             }
@@ -282,19 +306,40 @@ impl Inbox {
 
 /// Assert that `received` holds each body of `expected` exactly once and
 /// nothing else; returns the messages by body.
-pub fn assert_exactly_once(received: &[Received], expected: &[String]) -> BTreeMap<String, Received> {
+pub fn assert_exactly_once(
+    received: &[Received],
+    expected: &[String],
+) -> BTreeMap<String, Received> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in received {
         *counts.entry(r.body.as_str()).or_default() += 1;
     }
-    let duplicated: Vec<(&str, usize)> = counts.iter().filter(|(_, n)| **n > 1).map(|(b, n)| (*b, *n)).collect();
-    assert!(duplicated.is_empty(), "delivered more than once: {duplicated:?}");
+    let duplicated: Vec<(&str, usize)> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(b, n)| (*b, *n))
+        .collect();
+    assert!(
+        duplicated.is_empty(),
+        "delivered more than once: {duplicated:?}"
+    );
     let wanted: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
-    let strays: Vec<&str> = counts.keys().copied().filter(|b| !wanted.contains(b)).collect();
+    let strays: Vec<&str> = counts
+        .keys()
+        .copied()
+        .filter(|b| !wanted.contains(b))
+        .collect();
     assert!(strays.is_empty(), "unexpected messages: {strays:?}");
-    let missing: Vec<&str> = wanted.iter().copied().filter(|b| !counts.contains_key(b)).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|b| !counts.contains_key(b))
+        .collect();
     assert!(missing.is_empty(), "never delivered: {missing:?}");
-    received.iter().map(|r| (r.body.clone(), r.clone())).collect()
+    received
+        .iter()
+        .map(|r| (r.body.clone(), r.clone()))
+        .collect()
 }
 
 /// The queue ids a consumer currently owns for one topic, as reported by the
@@ -319,9 +364,15 @@ impl Assignment {
 }
 
 impl MessageQueueListener for Assignment {
-    fn message_queue_changed(&self, topic: &str, _all: &HashSet<MessageQueue>, assigned: &HashSet<MessageQueue>) {
+    fn message_queue_changed(
+        &self,
+        topic: &str,
+        _all: &HashSet<MessageQueue>,
+        assigned: &HashSet<MessageQueue>,
+    ) {
         if topic == self.topic {
-            *self.queues.lock().expect("assignment lock") = assigned.iter().map(MessageQueue::queue_id).collect();
+            *self.queues.lock().expect("assignment lock") =
+                assigned.iter().map(MessageQueue::queue_id).collect();
         }
     }
 }

@@ -66,7 +66,10 @@ impl ClusterOpts {
 
     /// `autoCreateTopicEnable`.
     pub fn auto_create_topics(self, enabled: bool) -> Self {
-        self.broker_conf("autoCreateTopicEnable", if enabled { "true" } else { "false" })
+        self.broker_conf(
+            "autoCreateTopicEnable",
+            if enabled { "true" } else { "false" },
+        )
     }
 
     /// `maxMessageSize` in bytes.
@@ -196,6 +199,30 @@ impl Cluster {
         output.stdout
     }
 
+    /// The broker's store root (`storePathRootDir`): `commitlog/`,
+    /// `consumequeue/` and the rest live here.
+    pub fn data_dir(&self) -> PathBuf {
+        match self.layout {
+            Layout::Dev => self.dir.path().join("data"),
+            Layout::Separate => self.dir.path().join("store"),
+        }
+    }
+
+    /// Everything the processes printed so far, stdout and stderr, in the
+    /// order the processes were started.
+    pub fn logs(&self) -> String {
+        self.log_files()
+            .iter()
+            .map(|log| {
+                format!(
+                    "---- {} ----\n{}\n",
+                    log.file_name().unwrap_or_default().to_string_lossy(),
+                    fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
     /// `admin updateTopic -t <topic> -c DefaultCluster -r <queues> -w <queues>`.
     pub fn create_topic(&self, topic: &str, queues: u32) {
         let queues = queues.to_string();
@@ -215,7 +242,7 @@ impl Cluster {
     fn start_processes(&mut self) {
         match self.layout {
             Layout::Dev => {
-                let data_dir = self.dir.path().join("data");
+                let data_dir = self.data_dir();
                 let mut args = vec![
                     "dev".to_owned(),
                     "--data-dir".to_owned(),
@@ -236,11 +263,17 @@ impl Cluster {
             }
             Layout::Separate => {
                 if self.namesrv.is_none() {
-                    let conf = self.write_file("namesrv.conf", &format!("listenPort={}\n", self.namesrv_port));
-                    let process = self.spawn("namesrv", &["namesrv".to_owned(), "-c".to_owned(), path_arg(&conf)]);
+                    let conf = self.write_file(
+                        "namesrv.conf",
+                        &format!("listenPort={}\n", self.namesrv_port),
+                    );
+                    let process = self.spawn(
+                        "namesrv",
+                        &["namesrv".to_owned(), "-c".to_owned(), path_arg(&conf)],
+                    );
                     self.namesrv = Some(process.wait_for_port(self.namesrv_port));
                 }
-                let store = self.dir.path().join("store");
+                let store = self.data_dir();
                 let conf = format!(
                     "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort={}\n\
                      storePathRootDir={}\nbrokerIP1=127.0.0.1\n{}",
@@ -270,7 +303,7 @@ impl Cluster {
 
     fn spawn(&mut self, name: &str, args: &[String]) -> Process {
         self.starts += 1;
-        Process::spawn(&format!("{name}-{}", self.starts), self.dir.path(), args)
+        Process::spawn(&format!("{:02}-{name}", self.starts), self.dir.path(), args)
     }
 
     fn log_files(&self) -> Vec<PathBuf> {
@@ -292,7 +325,11 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if thread::panicking() {
             for log in self.log_files() {
-                eprintln!("---- last lines of {} ----\n{}", log.display(), tail(&log, LOG_TAIL_LINES));
+                eprintln!(
+                    "---- last lines of {} ----\n{}",
+                    log.display(),
+                    tail(&log, LOG_TAIL_LINES)
+                );
             }
         }
         // Kill the processes here: the fields would drop in declaration order,
@@ -370,7 +407,9 @@ impl Process {
                 self.fail(&format!("exited ({status}) before printing `{marker}`"));
             }
             if Instant::now() >= deadline {
-                self.fail(&format!("did not print `{marker}` within {READY_TIMEOUT:?}"));
+                self.fail(&format!(
+                    "did not print `{marker}` within {READY_TIMEOUT:?}"
+                ));
             }
         }
     }
@@ -384,10 +423,14 @@ impl Process {
                 return self;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                self.fail(&format!("exited ({status}) before listening on port {port}"));
+                self.fail(&format!(
+                    "exited ({status}) before listening on port {port}"
+                ));
             }
             if Instant::now() >= deadline {
-                self.fail(&format!("did not listen on port {port} within {READY_TIMEOUT:?}"));
+                self.fail(&format!(
+                    "did not listen on port {port} within {READY_TIMEOUT:?}"
+                ));
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -421,7 +464,9 @@ impl Process {
             }
         };
         if !status.success() {
-            self.fail(&format!("exited with {status} after SIGTERM, expected status 0"));
+            self.fail(&format!(
+                "exited with {status} after SIGTERM, expected status 0"
+            ));
         }
     }
 

@@ -8,7 +8,7 @@
 //!   the tests use, and records what consumers receive.
 
 // Each test binary that includes this module uses a different part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod cluster;
