@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meridian_protocol::body::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData};
+use meridian_protocol::body::{
+    ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData,
+};
 use meridian_protocol::codes::request_code;
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::Connection;
@@ -122,7 +124,9 @@ impl ClientManager {
     /// groups that lost a member.
     pub fn expire(&self) -> Vec<String> {
         let now = Instant::now();
-        self.remove_where(|c| now.duration_since(c.last_update) > CLIENT_EXPIRY || c.conn.is_closed())
+        self.remove_where(|c| {
+            now.duration_since(c.last_update) > CLIENT_EXPIRY || c.conn.is_closed()
+        })
     }
 
     fn remove_where(&self, pred: impl Fn(&ClientChannel) -> bool) -> Vec<String> {
@@ -184,7 +188,12 @@ impl ClientManager {
     }
 
     pub fn counts(&self) -> (usize, usize) {
-        let c = self.consumers.read().values().map(|g| g.clients.len()).sum();
+        let c = self
+            .consumers
+            .read()
+            .values()
+            .map(|g| g.clients.len())
+            .sum();
         let p = self.producers.read().values().map(|g| g.len()).sum();
         (p, c)
     }

@@ -129,12 +129,22 @@ impl BrokerConfig {
             c.store.flush_disk_type = match v.trim().to_ascii_uppercase().as_str() {
                 "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
                 "SYNC_FLUSH" => FlushDiskType::SyncFlush,
-                _ => return Err(invalid("flushDiskType", v, "expected ASYNC_FLUSH or SYNC_FLUSH")),
+                _ => {
+                    return Err(invalid(
+                        "flushDiskType",
+                        v,
+                        "expected ASYNC_FLUSH or SYNC_FLUSH",
+                    ))
+                }
             };
         }
         if let Some(v) = conf.get::<u64>("mappedFileSizeCommitLog")? {
             if v < 64 * 1024 {
-                return Err(invalid("mappedFileSizeCommitLog", v, "must be at least 65536"));
+                return Err(invalid(
+                    "mappedFileSizeCommitLog",
+                    v,
+                    "must be at least 65536",
+                ));
             }
             c.store.mapped_file_size_commit_log = v;
         }
@@ -146,13 +156,21 @@ impl BrokerConfig {
         }
         if let Some(v) = conf.get::<u32>("diskMaxUsedSpaceRatio")? {
             if !(10..=95).contains(&v) {
-                return Err(invalid("diskMaxUsedSpaceRatio", v, "must be between 10 and 95"));
+                return Err(invalid(
+                    "diskMaxUsedSpaceRatio",
+                    v,
+                    "must be between 10 and 95",
+                ));
             }
             c.store.disk_max_used_space_ratio = v;
         }
         if let Some(v) = conf.get::<usize>("maxMessageSize")? {
             if v == 0 || v > 64 * 1024 * 1024 {
-                return Err(invalid("maxMessageSize", v, "must be between 1 and 67108864"));
+                return Err(invalid(
+                    "maxMessageSize",
+                    v,
+                    "must be between 1 and 67108864",
+                ));
             }
             c.store.max_message_size = v;
         }

@@ -113,9 +113,10 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
     let delay_ms = inner.delay.levels()[(level - 1) as usize] as i64;
     let mut offset = inner.delay.offset(level);
     loop {
-        let got = inner
-            .store
-            .get_messages(SCHEDULE_TOPIC, queue_id, offset, 32, 1024 * 1024, &|_| true);
+        let got =
+            inner
+                .store
+                .get_messages(SCHEDULE_TOPIC, queue_id, offset, 32, 1024 * 1024, &|_| true);
         if got.messages.is_empty() {
             if matches!(
                 got.status,
@@ -123,7 +124,12 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
             ) {
                 // Retention removed what the cursor pointed at, or the
                 // store was rebuilt: continue from where the queue is.
-                tracing::warn!(level, offset, next = got.next_begin_offset, "delay cursor moved");
+                tracing::warn!(
+                    level,
+                    offset,
+                    next = got.next_begin_offset,
+                    "delay cursor moved"
+                );
                 inner.delay.set_offset(level, got.next_begin_offset);
             }
             return;
@@ -152,7 +158,11 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
                 .and_then(|(_, v)| v.parse::<i32>().ok())
                 .unwrap_or(0);
             let Some(real_topic) = real_topic else {
-                tracing::error!(level, offset = m.queue_offset, "delayed message without REAL_TOPIC skipped");
+                tracing::error!(
+                    level,
+                    offset = m.queue_offset,
+                    "delayed message without REAL_TOPIC skipped"
+                );
                 offset = m.queue_offset + 1;
                 inner.delay.set_offset(level, offset);
                 continue;

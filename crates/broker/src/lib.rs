@@ -123,10 +123,11 @@ impl Broker {
             .map_err(|e| anyhow::anyhow!("broker cannot listen on {bind}: {e}"))?;
         tracing::info!(addr = %server.local_addr(), advertised = %inner.config.broker_addr(), "broker listening");
 
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(register::run(inner.clone())));
-        tasks.push(tokio::spawn(delay::run(inner.clone())));
-        tasks.push(tokio::spawn(housekeeping(inner.clone())));
+        let tasks = vec![
+            tokio::spawn(register::run(inner.clone())),
+            tokio::spawn(delay::run(inner.clone())),
+            tokio::spawn(housekeeping(inner.clone())),
+        ];
         Ok(Broker {
             inner,
             server,

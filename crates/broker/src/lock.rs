@@ -13,10 +13,13 @@ use parking_lot::Mutex;
 
 pub const LOCK_MAX_LIVE: Duration = Duration::from_secs(60);
 
+/// queue → (client id, last renewal)
+type GroupLocks = HashMap<MessageQueue, (String, Instant)>;
+
 #[derive(Default)]
 pub struct RebalanceLockManager {
-    /// group → queue → (client id, last renewal)
-    locks: Mutex<HashMap<String, HashMap<MessageQueue, (String, Instant)>>>,
+    /// group → its queue locks
+    locks: Mutex<HashMap<String, GroupLocks>>,
 }
 
 impl RebalanceLockManager {
@@ -35,7 +38,9 @@ impl RebalanceLockManager {
         for mq in mqs {
             let free = match table.get(mq) {
                 None => true,
-                Some((holder, at)) => holder == client_id || now.duration_since(*at) > LOCK_MAX_LIVE,
+                Some((holder, at)) => {
+                    holder == client_id || now.duration_since(*at) > LOCK_MAX_LIVE
+                }
             };
             if free {
                 table.insert(mq.clone(), (client_id.to_string(), now));

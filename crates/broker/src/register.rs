@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use meridian_protocol::body::RegisterBrokerBody;
 use meridian_protocol::codes::{request_code, response_code};
-use meridian_protocol::header::namesrv::{RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader};
+use meridian_protocol::header::namesrv::{
+    RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader,
+};
 use meridian_protocol::RemotingCommand;
 
 use crate::BrokerInner;
@@ -49,7 +51,6 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         heartbeat_timeout_millis: None,
         compressed: Some(false),
         body_crc32: Some(0),
-        ..Default::default()
     };
     let calls = c.namesrv_addrs.iter().map(|addr| {
         let mut req = RemotingCommand::request(request_code::REGISTER_BROKER).with_body(body.clone());

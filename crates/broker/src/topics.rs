@@ -6,6 +6,7 @@
 //!   `autoCreateTopicEnable=true` — with min(requested, default) queues;
 //! - `%RETRY%<group>` appears when a consumer of the group sends its first
 //!   heartbeat, `%DLQ%<group>` when its first message dies.
+//!
 //! Each creation is persisted at once and registered with every name server
 //! at once, so clients can route to the new topic without waiting for the
 //! periodic registration.
@@ -105,7 +106,11 @@ impl TopicConfigManager {
             delay_levels as i32,
             perm::PERM_READ | perm::PERM_WRITE,
         );
-        add(&config.broker_cluster_name, 16, perm::PERM_READ | perm::PERM_WRITE);
+        add(
+            &config.broker_cluster_name,
+            16,
+            perm::PERM_READ | perm::PERM_WRITE,
+        );
         add(&config.broker_name, 1, perm::PERM_READ | perm::PERM_WRITE);
         if !config.auto_create_topic_enable {
             // The default topic must not keep granting auto-creation after
@@ -205,7 +210,11 @@ impl TopicConfigManager {
             bump(&mut t.version);
             cfg
         };
-        tracing::info!(topic, queues = created.write_queue_nums, "topic auto-created by a send");
+        tracing::info!(
+            topic,
+            queues = created.write_queue_nums,
+            "topic auto-created by a send"
+        );
         self.persist();
         Some(created)
     }
@@ -277,10 +286,14 @@ mod tests {
         let mut cfg = BrokerConfig::new(dir.path().to_path_buf());
         cfg.default_topic_queue_nums = 4;
         let m = TopicConfigManager::open(&cfg, 18).unwrap();
-        let t = m.create_in_send("fresh", AUTO_CREATE_TOPIC_KEY_TOPIC, 8, 0).unwrap();
+        let t = m
+            .create_in_send("fresh", AUTO_CREATE_TOPIC_KEY_TOPIC, 8, 0)
+            .unwrap();
         assert_eq!(t.write_queue_nums, 4);
         assert_eq!(t.perm & perm::PERM_INHERIT, 0);
-        let t = m.create_in_send("fresh2", AUTO_CREATE_TOPIC_KEY_TOPIC, 2, 0).unwrap();
+        let t = m
+            .create_in_send("fresh2", AUTO_CREATE_TOPIC_KEY_TOPIC, 2, 0)
+            .unwrap();
         assert_eq!(t.write_queue_nums, 2);
         // Survives a reopen.
         drop(m);

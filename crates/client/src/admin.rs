@@ -125,7 +125,9 @@ impl Admin {
 
     pub async fn topic_list(&self) -> Result<BTreeSet<String>> {
         let r = self
-            .call_namesrv(RemotingCommand::request(rc::GET_ALL_TOPIC_LIST_FROM_NAMESERVER))
+            .call_namesrv(RemotingCommand::request(
+                rc::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+            ))
             .await?;
         let r = Self::expect_ok("topic list", r)?;
         let list: TopicList = Self::json("topic list", &r.body)?;
@@ -161,7 +163,11 @@ impl Admin {
         Ok(route
             .broker_datas
             .iter()
-            .filter_map(|b| b.broker_addrs.get(&0).map(|a| (b.broker_name.clone(), a.clone())))
+            .filter_map(|b| {
+                b.broker_addrs
+                    .get(&0)
+                    .map(|a| (b.broker_name.clone(), a.clone()))
+            })
             .collect())
     }
 
@@ -200,7 +206,8 @@ impl Admin {
             cluster_name: cluster.map(str::to_string),
         }
         .write(&mut req);
-        self.call_all_namesrv("deleteTopic (name server)", req).await
+        self.call_all_namesrv("deleteTopic (name server)", req)
+            .await
     }
 
     pub async fn topic_stats(&self, addr: &str, topic: &str) -> Result<TopicStatsTable> {
@@ -308,12 +315,13 @@ impl Admin {
         }
         .write(&mut req);
         let r = Self::expect_ok("resetOffsetByTime", self.call(addr, req).await?)?;
-        let body = meridian_protocol::body::ResetOffsetBody::from_json_bytes(&r.body).map_err(
-            |e| ClientError::Decode {
-                what: "reset offset".into(),
-                detail: e.to_string(),
-            },
-        )?;
+        let body =
+            meridian_protocol::body::ResetOffsetBody::from_json_bytes(&r.body).map_err(|e| {
+                ClientError::Decode {
+                    what: "reset offset".into(),
+                    detail: e.to_string(),
+                }
+            })?;
         let mut v: Vec<(i32, i64)> = body
             .offset_table
             .iter()

@@ -43,11 +43,14 @@ pub struct SendResult {
     pub queue_offset: i64,
 }
 
+/// A writable queue: its broker group, the master's address, its id.
+type QueueRoute = (String, String, i32);
+
 pub struct Producer {
     group: String,
     admin: Admin,
     remoting: RemotingClient,
-    routes: Mutex<HashMap<String, Vec<(String, String, i32)>>>,
+    routes: Mutex<HashMap<String, Vec<QueueRoute>>>,
     next: AtomicUsize,
     timeout: Duration,
 }
@@ -65,7 +68,7 @@ impl Producer {
     }
 
     /// Writable queues of `topic`: `(brokerName, master address, queueId)`.
-    async fn queues(&self, topic: &str, refresh: bool) -> Result<Vec<(String, String, i32)>, ClientError> {
+    async fn queues(&self, topic: &str, refresh: bool) -> Result<Vec<QueueRoute>, ClientError> {
         if !refresh {
             if let Some(q) = self.routes.lock().get(topic) {
                 return Ok(q.clone());
@@ -93,7 +96,10 @@ impl Producer {
         for attempt in 0..3 {
             let queues = self.queues(&msg.topic, attempt > 0).await?;
             if queues.is_empty() {
-                return Err(ClientError::Other(format!("topic `{}` has no writable queue", msg.topic)));
+                return Err(ClientError::Other(format!(
+                    "topic `{}` has no writable queue",
+                    msg.topic
+                )));
             }
             let i = self.next.fetch_add(1, Ordering::Relaxed) % queues.len();
             let (broker_name, addr, queue_id) = queues[i].clone();
@@ -115,7 +121,10 @@ impl Producer {
     ) -> Result<SendResult, ClientError> {
         let uniq = create_uniq_id();
         let mut props = msg.properties.clone();
-        props.push((property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.to_string(), uniq.clone()));
+        props.push((
+            property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.to_string(),
+            uniq.clone(),
+        ));
         props.push((property::WAIT.to_string(), "true".to_string()));
         if let Some(t) = &msg.tags {
             props.push((property::TAGS.to_string(), t.clone()));
@@ -167,7 +176,7 @@ impl Producer {
     }
 }
 
-fn writable_queues(route: &TopicRouteData) -> Vec<(String, String, i32)> {
+fn writable_queues(route: &TopicRouteData) -> Vec<QueueRoute> {
     let mut out = Vec::new();
     for q in &route.queue_datas {
         if q.perm & perm::PERM_WRITE == 0 {

@@ -163,7 +163,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 }
             }
             if json {
-                println!("{}", json!({"topic": topic, "brokers": targets, "readQueueNums": read, "writeQueueNums": write, "perm": perm}));
+                println!(
+                    "{}",
+                    json!({"topic": topic, "brokers": targets, "readQueueNums": read, "writeQueueNums": write, "perm": perm})
+                );
             } else {
                 println!("{}", serde_json::to_string(&cfg)?);
             }
@@ -172,9 +175,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             for (_, addr) in admin.master_addrs(&cluster).await? {
                 admin.delete_topic_in_broker(&addr, &topic).await?;
             }
-            admin.delete_topic_in_namesrv(&topic, Some(&cluster)).await?;
+            admin
+                .delete_topic_in_namesrv(&topic, Some(&cluster))
+                .await?;
             if json {
-                println!("{}", json!({"topic": topic, "cluster": cluster, "deleted": true}));
+                println!(
+                    "{}",
+                    json!({"topic": topic, "cluster": cluster, "deleted": true})
+                );
             } else {
                 println!("delete topic [{topic}] from cluster [{cluster}] success.");
             }
@@ -203,7 +211,13 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 let mut entries: Vec<_> = stats.offset_table.into_iter().collect();
                 entries.sort_by_key(|(mq, _)| mq.queue_id);
                 for (mq, off) in entries {
-                    rows.push((name.clone(), mq.queue_id, off.min_offset, off.max_offset, off.last_update_timestamp));
+                    rows.push((
+                        name.clone(),
+                        mq.queue_id,
+                        off.min_offset,
+                        off.max_offset,
+                        off.last_update_timestamp,
+                    ));
                 }
             }
             if json {
@@ -214,9 +228,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 println!("{}", json!({"topic": topic, "queues": v}));
             } else {
                 print_table(
-                    &["#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"],
+                    &[
+                        "#Broker Name",
+                        "#QID",
+                        "#Min Offset",
+                        "#Max Offset",
+                        "#Last Updated",
+                    ],
                     rows.iter()
-                        .map(|(b, q, min, max, t)| vec![b.clone(), q.to_string(), min.to_string(), max.to_string(), format_ts(*t)])
+                        .map(|(b, q, min, max, t)| {
+                            vec![
+                                b.clone(),
+                                q.to_string(),
+                                min.to_string(),
+                                max.to_string(),
+                                format_ts(*t),
+                            ]
+                        })
                         .collect(),
                 );
             }
@@ -226,7 +254,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for (cluster, names) in &info.cluster_addr_table {
                 for name in names {
-                    let Some(b) = info.broker_addr_table.get(name) else { continue };
+                    let Some(b) = info.broker_addr_table.get(name) else {
+                        continue;
+                    };
                     for (id, addr) in &b.broker_addrs {
                         let rt = admin.runtime_info(addr).await.unwrap_or_default();
                         rows.push((cluster.clone(), name.clone(), *id, addr.clone(), rt));
@@ -241,7 +271,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 println!("{}", json!({"brokers": v}));
             } else {
                 print_table(
-                    &["#Cluster Name", "#Broker Name", "#BID", "#Addr", "#Version", "#Put Total", "#Commit Log Max"],
+                    &[
+                        "#Cluster Name",
+                        "#Broker Name",
+                        "#BID",
+                        "#Addr",
+                        "#Version",
+                        "#Put Total",
+                        "#Commit Log Max",
+                    ],
                     rows.iter()
                         .map(|(c, n, id, a, rt)| {
                             vec![
@@ -279,7 +317,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             for (name, addr) in &brokers {
                 let stats = admin.consume_stats(addr, &group, topic.as_deref()).await?;
                 for (mq, w) in stats.offset_table {
-                    rows.push((mq.topic, name.clone(), mq.queue_id, w.broker_offset, w.consumer_offset, w.last_timestamp));
+                    rows.push((
+                        mq.topic,
+                        name.clone(),
+                        mq.queue_id,
+                        w.broker_offset,
+                        w.consumer_offset,
+                        w.last_timestamp,
+                    ));
                 }
             }
             rows.sort();
@@ -290,12 +335,33 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     .iter()
                     .map(|(t, b, q, bo, co, ts)| json!({"topic": t, "brokerName": b, "queueId": q, "brokerOffset": bo, "consumerOffset": co, "lag": lag(*bo, *co), "lastTimestamp": ts}))
                     .collect();
-                println!("{}", json!({"group": group, "queues": v, "totalLag": total}));
+                println!(
+                    "{}",
+                    json!({"group": group, "queues": v, "totalLag": total})
+                );
             } else {
                 print_table(
-                    &["#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff", "#LastTime"],
+                    &[
+                        "#Topic",
+                        "#Broker Name",
+                        "#QID",
+                        "#Broker Offset",
+                        "#Consumer Offset",
+                        "#Diff",
+                        "#LastTime",
+                    ],
                     rows.iter()
-                        .map(|(t, b, q, bo, co, ts)| vec![t.clone(), b.clone(), q.to_string(), bo.to_string(), co.to_string(), lag(*bo, *co).to_string(), format_ts(*ts)])
+                        .map(|(t, b, q, bo, co, ts)| {
+                            vec![
+                                t.clone(),
+                                b.clone(),
+                                q.to_string(),
+                                bo.to_string(),
+                                co.to_string(),
+                                lag(*bo, *co).to_string(),
+                                format_ts(*ts),
+                            ]
+                        })
                         .collect(),
                 );
                 println!();
@@ -335,7 +401,13 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 print_table(
                     &["#Message ID", "#QID", "#Offset"],
                     msgs.iter()
-                        .map(|m| vec![display_id(m), m.queue_id.to_string(), m.queue_offset.to_string()])
+                        .map(|m| {
+                            vec![
+                                display_id(m),
+                                m.queue_id.to_string(),
+                                m.queue_offset.to_string(),
+                            ]
+                        })
                         .collect(),
                 );
             }
@@ -358,19 +430,32 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 }
             }
             if json {
-                let v: Vec<_> = rows.iter().map(|(b, q, o)| json!({"brokerName": b, "queueId": q, "offset": o})).collect();
-                println!("{}", json!({"group": group, "topic": topic, "timestamp": ts, "offsets": v}));
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(b, q, o)| json!({"brokerName": b, "queueId": q, "offset": o}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"group": group, "topic": topic, "timestamp": ts, "offsets": v})
+                );
             } else {
                 print_table(
                     &["#brokerName", "#queueId", "#offset"],
-                    rows.iter().map(|(b, q, o)| vec![b.clone(), q.to_string(), o.to_string()]).collect(),
+                    rows.iter()
+                        .map(|(b, q, o)| vec![b.clone(), q.to_string(), o.to_string()])
+                        .collect(),
                 );
             }
         }
         AdminCommand::BrokerStatus { broker, cluster } => {
             let addrs: Vec<String> = match (broker, cluster) {
                 (Some(b), _) => vec![b],
-                (None, Some(c)) => admin.master_addrs(&c).await?.into_iter().map(|(_, a)| a).collect(),
+                (None, Some(c)) => admin
+                    .master_addrs(&c)
+                    .await?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
                 (None, None) => bail!("give -b brokerAddr or -c clusterName"),
             };
             let mut all = BTreeMap::new();
@@ -391,7 +476,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn find_by_key(admin: &Admin, topic: &str, key: &str, unique: bool) -> anyhow::Result<Vec<MessageExt>> {
+async fn find_by_key(
+    admin: &Admin,
+    topic: &str,
+    key: &str,
+    unique: bool,
+) -> anyhow::Result<Vec<MessageExt>> {
     let mut out = Vec::new();
     for (_, addr) in admin.topic_masters(topic).await? {
         out.extend(
@@ -405,14 +495,19 @@ async fn find_by_key(admin: &Admin, topic: &str, key: &str, unique: bool) -> any
 }
 
 fn prop<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    props
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn display_id(m: &MessageExt) -> String {
     let props = decode_properties(&m.properties);
     prop(&props, "UNIQ_KEY")
         .map(str::to_string)
-        .unwrap_or_else(|| meridian_protocol::message_id::create_offset_msg_id(m.store_host, m.commit_log_offset))
+        .unwrap_or_else(|| {
+            meridian_protocol::message_id::create_offset_msg_id(m.store_host, m.commit_log_offset)
+        })
 }
 
 fn message_json(m: &MessageExt) -> serde_json::Value {
@@ -446,7 +541,10 @@ fn print_message(m: &MessageExt, json: bool) -> anyhow::Result<()> {
     }
     let props = decode_properties(&m.properties);
     let rows = [
-        ("OffsetID", v["offsetMsgId"].as_str().unwrap_or_default().to_string()),
+        (
+            "OffsetID",
+            v["offsetMsgId"].as_str().unwrap_or_default().to_string(),
+        ),
         ("Topic", m.topic.clone()),
         ("Tags", format!("[{}]", prop(&props, "TAGS").unwrap_or(""))),
         ("Keys", format!("[{}]", prop(&props, "KEYS").unwrap_or(""))),
@@ -460,7 +558,10 @@ fn print_message(m: &MessageExt, json: bool) -> anyhow::Result<()> {
         ("Store Host", m.store_host.to_string()),
         ("System Flag", m.sys_flag.to_string()),
         ("Properties", format!("{:?}", props)),
-        ("Message Body", String::from_utf8_lossy(&m.body).into_owned()),
+        (
+            "Message Body",
+            String::from_utf8_lossy(&m.body).into_owned(),
+        ),
     ];
     for (k, val) in rows {
         println!("{k:<20}: {val}");
@@ -545,8 +646,16 @@ fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
     }
     let bad = || anyhow!("timestamp `{s}`: use milliseconds, `now`, or yyyy-MM-dd#HH:mm:ss:SSS");
     let (date, time) = s.split_once('#').ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(|p| p.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let t: Vec<i64> = time.split(':').map(|p| p.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
     if d.len() != 3 || t.len() < 3 {
         return Err(bad());
     }

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "meridian", version, about = "Meridian: a RocketMQ-compatible message queue")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: a RocketMQ-compatible message queue"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,10 @@ fn main() {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Admin(_));
     init_logging(quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -68,7 +68,10 @@ pub async fn namesrv(config: Option<PathBuf>) -> anyhow::Result<()> {
     let (cfg, unknown) = NamesrvConfig::from_conf(&mut conf)?;
     warn_unknown(config.as_deref(), &unknown);
     let ns = NameServer::start(cfg).await?;
-    println!("The Name Server boot success. listening on {}", ns.local_addr());
+    println!(
+        "The Name Server boot success. listening on {}",
+        ns.local_addr()
+    );
     println!("meridian namesrv ready");
     shutdown_signal().await;
     ns.stop();
@@ -84,7 +87,9 @@ pub async fn broker(config: Option<PathBuf>, namesrv_addr: Option<String>) -> an
     let (cfg, unknown) = BrokerConfig::from_conf(&mut conf)?;
     warn_unknown(config.as_deref(), &unknown);
     if cfg.namesrv_addrs.is_empty() {
-        tracing::warn!("no name server given (namesrvAddr or -n): clients will not find this broker");
+        tracing::warn!(
+            "no name server given (namesrvAddr or -n): clients will not find this broker"
+        );
     }
     let name = cfg.broker_name.clone();
     let addr = cfg.broker_addr();
@@ -135,7 +140,9 @@ pub async fn dev(
     }
     println!("Meridian dev: name server and broker in one process");
     println!("  name server  {ns_addr}");
-    println!("  broker       {broker_addr}  (broker-a, DefaultCluster, {flush}, topic auto-create on)");
+    println!(
+        "  broker       {broker_addr}  (broker-a, DefaultCluster, {flush}, topic auto-create on)"
+    );
     println!("  data         {}", data_dir.display());
     println!("Try:");
     println!("  meridian admin -n {ns_addr} updateTopic -t TopicTest -c DefaultCluster");

@@ -13,22 +13,40 @@ fn json(cluster: &Cluster, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = cluster.admin(&all);
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("`{args:?}` printed no JSON ({e}):\n{out}"))
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("`{args:?}` printed no JSON ({e}):\n{out}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_lifecycle_progress_queries_and_reset() {
     let cluster = Cluster::separate(ClusterOpts::new());
-    let out = cluster.admin(&["updateTopic", "-t", "orders", "-c", "DefaultCluster", "-r", "3", "-w", "3"]);
+    let out = cluster.admin(&[
+        "updateTopic",
+        "-t",
+        "orders",
+        "-c",
+        "DefaultCluster",
+        "-r",
+        "3",
+        "-w",
+        "3",
+    ]);
     assert!(out.contains("success"), "{out}");
 
     let list = json(&cluster, &["topicList"]);
-    assert!(list["topicList"].as_array().unwrap().iter().any(|t| t == "orders"));
+    assert!(list["topicList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "orders"));
 
     let route = cluster.admin(&["topicRoute", "-t", "orders"]);
     let route: Value = serde_json::from_str(&route).unwrap();
     assert_eq!(route["queueDatas"][0]["writeQueueNums"], 3);
-    assert_eq!(route["brokerDatas"][0]["brokerAddrs"]["0"], cluster.broker_addr());
+    assert_eq!(
+        route["brokerDatas"][0]["brokerAddrs"]["0"],
+        cluster.broker_addr()
+    );
 
     let clusters = json(&cluster, &["clusterList"]);
     assert_eq!(clusters["brokers"][0]["cluster"], "DefaultCluster");
@@ -70,7 +88,10 @@ async fn topic_lifecycle_progress_queries_and_reset() {
     let by_uniq = json(&cluster, &["queryMsgById", "-i", uniq, "-t", "orders"]);
     assert_eq!(by_uniq["keys"], "order-2");
 
-    let by_key = json(&cluster, &["queryMsgByKey", "-t", "orders", "-k", "order-4"]);
+    let by_key = json(
+        &cluster,
+        &["queryMsgByKey", "-t", "orders", "-k", "order-4"],
+    );
     let msgs = by_key["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["body"], "order 4");
@@ -104,11 +125,25 @@ async fn topic_lifecycle_progress_queries_and_reset() {
     assert!(progress["totalLag"].as_i64().unwrap() >= 3);
 
     // Reset to the beginning of time: offset 0 everywhere.
-    let reset = json(&cluster, &["resetOffsetByTime", "-g", "billing", "-t", "orders", "-s", "0"]);
+    let reset = json(
+        &cluster,
+        &[
+            "resetOffsetByTime",
+            "-g",
+            "billing",
+            "-t",
+            "orders",
+            "-s",
+            "0",
+        ],
+    );
     for q in reset["offsets"].as_array().unwrap() {
         assert_eq!(q["offset"], 0, "{reset}");
     }
-    let progress = json(&cluster, &["consumerProgress", "-g", "billing", "-t", "orders"]);
+    let progress = json(
+        &cluster,
+        &["consumerProgress", "-g", "billing", "-t", "orders"],
+    );
     let lag: i64 = progress["totalLag"].as_i64().unwrap();
     assert_eq!(lag, 5);
 
@@ -119,7 +154,11 @@ async fn topic_lifecycle_progress_queries_and_reset() {
     let out = cluster.admin(&["deleteTopic", "-t", "orders", "-c", "DefaultCluster"]);
     assert!(out.contains("success"), "{out}");
     let list = json(&cluster, &["topicList"]);
-    assert!(!list["topicList"].as_array().unwrap().iter().any(|t| t == "orders"));
+    assert!(!list["topicList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "orders"));
 }
 
 #[test]

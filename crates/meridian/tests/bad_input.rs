@@ -50,7 +50,12 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
         match stream.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
             Err(_) => return true,
         }
     }
@@ -77,8 +82,14 @@ fn malformed_frames_close_only_their_connection() {
     assert_eq!(runtime_info(&mut healthy), response_code::SUCCESS);
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("garbage bytes", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
-        ("length field over the frame limit", vec![0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+        (
+            "garbage bytes",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        (
+            "length field over the frame limit",
+            vec![0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+        ),
         ("header length larger than the frame", {
             let mut b = BytesMut::new();
             b.put_i32(8);
@@ -106,10 +117,17 @@ fn malformed_frames_close_only_their_connection() {
         for addr in [broker.clone(), cluster.namesrv_addr()] {
             let mut s = connect(&addr);
             s.write_all(&bytes).expect("write");
-            assert!(closed_by_server(&mut s), "{what}: {addr} kept the connection open");
+            assert!(
+                closed_by_server(&mut s),
+                "{what}: {addr} kept the connection open"
+            );
         }
         // The other connection is unaffected.
-        assert_eq!(runtime_info(&mut healthy), response_code::SUCCESS, "after {what}");
+        assert_eq!(
+            runtime_info(&mut healthy),
+            response_code::SUCCESS,
+            "after {what}"
+        );
     }
     assert!(
         cluster.logs().contains("bad frame"),
@@ -140,7 +158,11 @@ fn unknown_request_code_is_answered_and_the_connection_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_and_missing_topic_get_clear_errors() {
-    let cluster = Cluster::dev(ClusterOpts::new().max_message_size(1024).auto_create_topics(false));
+    let cluster = Cluster::dev(
+        ClusterOpts::new()
+            .max_message_size(1024)
+            .auto_create_topics(false),
+    );
     cluster.create_topic("small", 1);
     let producer = Producer::new(&cluster.namesrv_addr(), "bad-input");
     let broker = cluster.broker_addr();
@@ -151,24 +173,42 @@ async fn oversized_body_and_missing_topic_get_clear_errors() {
         keys: vec!["fits".into()],
         ..Default::default()
     };
-    producer.send_to(&broker, "broker-a", 0, &ok).await.expect("a 512-byte body fits");
+    producer
+        .send_to(&broker, "broker-a", 0, &ok)
+        .await
+        .expect("a 512-byte body fits");
 
     let big = Message {
         body: Bytes::from(vec![b'b'; 2048]),
         ..ok.clone()
     };
-    let err = producer.send_to(&broker, "broker-a", 0, &big).await.unwrap_err();
+    let err = producer
+        .send_to(&broker, "broker-a", 0, &big)
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(&format!("code {}", response_code::MESSAGE_ILLEGAL)), "{text}");
-    assert!(text.contains("maxMessageSize"), "the error should name the limit: {text}");
+    assert!(
+        text.contains(&format!("code {}", response_code::MESSAGE_ILLEGAL)),
+        "{text}"
+    );
+    assert!(
+        text.contains("maxMessageSize"),
+        "the error should name the limit: {text}"
+    );
 
     let missing = Message {
         topic: "no-such-topic".into(),
         ..ok.clone()
     };
-    let err = producer.send_to(&broker, "broker-a", 0, &missing).await.unwrap_err();
+    let err = producer
+        .send_to(&broker, "broker-a", 0, &missing)
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(&format!("code {}", response_code::TOPIC_NOT_EXIST)), "{text}");
+    assert!(
+        text.contains(&format!("code {}", response_code::TOPIC_NOT_EXIST)),
+        "{text}"
+    );
 
     // What was stored before is intact.
     let admin = Admin::new(&cluster.namesrv_addr());
@@ -213,7 +253,13 @@ async fn stored_keys(cluster: &Cluster, topic: &str) -> Vec<String> {
         }
         for m in msgs {
             let props = decode_properties(&m.properties);
-            keys.push(props.iter().find(|(k, _)| k == "KEYS").map(|(_, v)| v.clone()).unwrap_or_default());
+            keys.push(
+                props
+                    .iter()
+                    .find(|(k, _)| k == "KEYS")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            );
         }
         offset = next;
     }
@@ -230,6 +276,22 @@ fn first_segment(cluster: &Cluster) -> std::path::PathBuf {
 /// hosts) plus the body length field.
 const BODY_AT: u64 = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4;
 
+/// Flip one bit in place (the segment is large and sparse: no whole-file
+/// rewrite).
+fn flip_bit(path: &std::path::Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x20;
+    f.write_all_at(&b, at).unwrap();
+    f.sync_all().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bit_flip_in_a_record_cuts_the_log_there() {
     let mut cluster = Cluster::dev(ClusterOpts::new().sync_flush());
@@ -238,15 +300,15 @@ async fn bit_flip_in_a_record_cuts_the_log_there() {
     tokio::task::block_in_place(|| cluster.kill9());
 
     let path = first_segment(&cluster);
-    let mut bytes = std::fs::read(&path).expect("read segment");
-    let at = (offsets[30] as u64 + BODY_AT + 3) as usize;
-    bytes[at] ^= 0x20;
-    std::fs::write(&path, &bytes).expect("write segment");
+    flip_bit(&path, offsets[30] as u64 + BODY_AT + 3);
 
     tokio::task::block_in_place(|| cluster.restart_broker());
     let keys = stored_keys(&cluster, "flip").await;
     let expected: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
-    assert_eq!(keys, expected, "recovery must keep exactly the records before the corrupt one");
+    assert_eq!(
+        keys, expected,
+        "recovery must keep exactly the records before the corrupt one"
+    );
     let logs = cluster.logs();
     assert!(
         logs.contains("30") && (logs.contains("CRC") || logs.contains("crc")),
@@ -254,7 +316,10 @@ async fn bit_flip_in_a_record_cuts_the_log_there() {
     );
     // The broker takes new messages after the cut.
     let more = fill(&cluster, "flip", 1).await;
-    assert_eq!(more[0], offsets[30], "new writes continue where the valid log ends");
+    assert_eq!(
+        more[0], offsets[30],
+        "new writes continue where the valid log ends"
+    );
     assert_no_panic(&cluster);
 }
 
@@ -271,7 +336,9 @@ async fn truncated_segment_recovers_the_valid_prefix() {
     f.set_len(offsets[20] as u64 + 10).unwrap();
     drop(f);
 
+    let started = std::time::Instant::now();
     tokio::task::block_in_place(|| cluster.restart_broker());
+    eprintln!("restart after the tear took {:?}", started.elapsed());
     let keys = stored_keys(&cluster, "torn").await;
     let expected: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     assert_eq!(keys, expected);

@@ -40,9 +40,18 @@ async fn read_all_keys(admin: &Admin, broker: &str, topic: &str) -> HashMap<Stri
             }
             assert!(!msgs.is_empty(), "a FOUND pull must carry messages");
             for m in &msgs {
-                assert_eq!(m.topic, topic, "consume queue points at another topic's record");
-                assert_eq!(m.queue_id, q, "consume queue points at another queue's record");
-                assert_eq!(m.queue_offset, offset, "queue {q} has a gap or a misplaced entry");
+                assert_eq!(
+                    m.topic, topic,
+                    "consume queue points at another topic's record"
+                );
+                assert_eq!(
+                    m.queue_id, q,
+                    "consume queue points at another queue's record"
+                );
+                assert_eq!(
+                    m.queue_offset, offset,
+                    "queue {q} has a gap or a misplaced entry"
+                );
                 offset += 1;
                 let props = decode_properties(&m.properties);
                 if let Some((_, keys)) = props.iter().find(|(k, _)| k == "KEYS") {
@@ -67,8 +76,12 @@ async fn sync_flush_keeps_every_acknowledged_message_across_kill9() {
 
         let mut tasks = Vec::new();
         for w in 0..PRODUCERS {
-            let (producer, acked, stop, broker) =
-                (producer.clone(), acked.clone(), stop.clone(), broker.clone());
+            let (producer, acked, stop, broker) = (
+                producer.clone(),
+                acked.clone(),
+                stop.clone(),
+                broker.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {

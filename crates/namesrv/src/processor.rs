@@ -47,7 +47,9 @@ impl NamesrvProcessor {
                 Err(e) => Err(e.to_string()),
             },
             rc::DELETE_TOPIC_IN_NAMESRV => self.delete_topic(req),
-            rc::GET_KV_CONFIG => Ok(req.response_to(resp::QUERY_NOT_FOUND, "no such KV config".to_string())),
+            rc::GET_KV_CONFIG => {
+                Ok(req.response_to(resp::QUERY_NOT_FOUND, "no such KV config".to_string()))
+            }
             rc::GET_KVLIST_BY_NAMESPACE => json_response(req, &KVTable::default()),
             rc::PUT_KV_CONFIG | rc::DELETE_KV_CONFIG => Ok(req.response_to(resp::SUCCESS, None)),
             other => Ok(not_supported(req, other)),
@@ -111,15 +113,20 @@ impl NamesrvProcessor {
             Some(route) => json_response(req, &route),
             None => Ok(req.response_to(
                 resp::TOPIC_NOT_EXIST,
-                format!("No topic route info in name server for the topic: {}", h.topic),
+                format!(
+                    "No topic route info in name server for the topic: {}",
+                    h.topic
+                ),
             )),
         }
     }
 
     fn delete_topic(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
         let h = DeleteTopicFromNamesrvRequestHeader::parse(req).map_err(|e| e.to_string())?;
-        self.routes
-            .delete_topic(&h.topic, h.cluster_name.as_deref().filter(|c| !c.is_empty()));
+        self.routes.delete_topic(
+            &h.topic,
+            h.cluster_name.as_deref().filter(|c| !c.is_empty()),
+        );
         Ok(req.response_to(resp::SUCCESS, None))
     }
 }

@@ -108,7 +108,6 @@ impl RouteTable {
                     write_queue_nums: cfg.write_queue_nums,
                     perm: cfg.perm,
                     topic_sys_flag: cfg.topic_sys_flag,
-                    ..Default::default()
                 };
                 t.topic_queues
                     .entry(topic.clone())
@@ -263,7 +262,14 @@ impl RouteTable {
         let mut v: Vec<_> = t
             .live
             .iter()
-            .map(|(a, l)| (a.clone(), l.cluster.clone(), l.broker_name.clone(), l.broker_id))
+            .map(|(a, l)| {
+                (
+                    a.clone(),
+                    l.cluster.clone(),
+                    l.broker_name.clone(),
+                    l.broker_id,
+                )
+            })
             .collect();
         v.sort();
         v
@@ -344,7 +350,10 @@ mod tests {
         let route = table.route("orders").expect("route");
         assert_eq!(route.queue_datas[0].write_queue_nums, 4);
         assert_eq!(
-            route.broker_datas[0].broker_addrs.get(&0).map(String::as_str),
+            route.broker_datas[0]
+                .broker_addrs
+                .get(&0)
+                .map(String::as_str),
             Some("127.0.0.1:10911")
         );
         table.connection_closed(7);
@@ -374,7 +383,11 @@ mod tests {
         table.connection_closed(1);
         let r = table.route("a").unwrap();
         assert_eq!(
-            r.broker_datas[0].broker_addrs.keys().copied().collect::<Vec<_>>(),
+            r.broker_datas[0]
+                .broker_addrs
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
             vec![1]
         );
     }

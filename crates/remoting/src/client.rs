@@ -20,7 +20,10 @@ impl Handler for NotSupported {
     fn handle(&self, _conn: &Arc<Connection>, request: RemotingCommand) -> Reply {
         Reply::Now(Some(request.response_to(
             meridian_protocol::codes::response_code::REQUEST_CODE_NOT_SUPPORTED,
-            format!("request code {} is not supported by this client", request.code),
+            format!(
+                "request code {} is not supported by this client",
+                request.code
+            ),
         )))
     }
 }
@@ -83,12 +86,16 @@ impl RemotingClient {
             }
         };
         let _ = stream.set_nodelay(true);
-        let peer: SocketAddr = stream.peer_addr().map_err(|source| RemotingError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let peer: SocketAddr = stream
+            .peer_addr()
+            .map_err(|source| RemotingError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
         let conn = connection::spawn(stream, peer, self.handler.clone(), self.limits);
-        self.connections.lock().insert(addr.to_string(), conn.clone());
+        self.connections
+            .lock()
+            .insert(addr.to_string(), conn.clone());
         Ok(conn)
     }
 

@@ -40,7 +40,9 @@ impl Conf {
         let mut logical = String::new();
         for raw in text.lines() {
             let line = raw.trim_start();
-            if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!')) {
+            if logical.is_empty()
+                && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+            {
                 continue;
             }
             if let Some(stripped) = line.strip_suffix('\\') {
@@ -50,7 +52,9 @@ impl Conf {
             logical.push_str(line);
             let entry = std::mem::take(&mut logical);
             let entry = entry.trim();
-            let split = entry.find(['=', ':']).or_else(|| entry.find(char::is_whitespace));
+            let split = entry
+                .find(['=', ':'])
+                .or_else(|| entry.find(char::is_whitespace));
             let (k, v) = match split {
                 Some(i) => (&entry[..i], &entry[i + 1..]),
                 None => (entry, ""),
@@ -90,11 +94,15 @@ impl Conf {
     {
         match self.str(key) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<T>().map(Some).map_err(|e| ConfError::Invalid {
-                key: key.to_string(),
-                value: v.clone(),
-                reason: e.to_string(),
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|e| ConfError::Invalid {
+                    key: key.to_string(),
+                    value: v.clone(),
+                    reason: e.to_string(),
+                }),
         }
     }
 

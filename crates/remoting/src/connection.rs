@@ -339,4 +339,3 @@ fn dispatch(conn: &Arc<Connection>, handler: &Arc<dyn Handler>, cmd: RemotingCom
         }
     }
 }
-

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use meridian_protocol::body::{
-    ConsumeStats, Connection as ConnectionInfo, ConsumerConnection, KVTable, MessageQueue,
+    Connection as ConnectionInfo, ConsumeStats, ConsumerConnection, KVTable, MessageQueue,
     OffsetWrapper, ResetOffsetBody, TopicConfig, TopicOffset, TopicStatsTable,
 };
 use meridian_protocol::codes::{request_code, response_code as rc};
@@ -32,7 +32,11 @@ pub fn update_topic(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
             "the default topic cannot be created while autoCreateTopicEnable=false",
         ));
     }
-    if h.read_queue_nums <= 0 || h.write_queue_nums <= 0 || h.read_queue_nums > 1024 || h.write_queue_nums > 1024 {
+    if h.read_queue_nums <= 0
+        || h.write_queue_nums <= 0
+        || h.read_queue_nums > 1024
+        || h.write_queue_nums > 1024
+    {
         return Err(error(
             req,
             rc::SYSTEM_ERROR,
@@ -78,13 +82,28 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let mut put = |k: &str, v: String| {
         t.insert(k.to_string(), v);
     };
-    put("brokerVersionDesc", format!("Meridian {}", env!("CARGO_PKG_VERSION")));
+    put(
+        "brokerVersionDesc",
+        format!("Meridian {}", env!("CARGO_PKG_VERSION")),
+    );
     put("brokerVersion", "453".into());
-    put("bootTimestamp", (crate::now_ms() - b.started.elapsed().as_millis() as i64).to_string());
+    put(
+        "bootTimestamp",
+        (crate::now_ms() - b.started.elapsed().as_millis() as i64).to_string(),
+    );
     put("brokerRole", format!("{:?}", b.config.broker_role));
-    put("commitLogMinOffset", b.store.min_commit_log_offset().to_string());
-    put("commitLogMaxOffset", b.store.max_commit_log_offset().to_string());
-    put("commitLogFlushedOffset", b.store.flushed_offset().to_string());
+    put(
+        "commitLogMinOffset",
+        b.store.min_commit_log_offset().to_string(),
+    );
+    put(
+        "commitLogMaxOffset",
+        b.store.max_commit_log_offset().to_string(),
+    );
+    put(
+        "commitLogFlushedOffset",
+        b.store.flushed_offset().to_string(),
+    );
     put("msgPutTotal", s.put_message_count.to_string());
     put("msgPutBytesTotal", s.put_message_bytes.to_string());
     put("msgPutFailures", s.put_failures.to_string());
@@ -97,7 +116,10 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     put("producerCount", producers.to_string());
     put("consumerCount", consumers.to_string());
     put("longPollWaiting", b.long_poll.waiting().to_string());
-    put("flushDiskType", format!("{:?}", b.config.store.flush_disk_type));
+    put(
+        "flushDiskType",
+        format!("{:?}", b.config.store.flush_disk_type),
+    );
     json_ok(req, &KVTable { table: t })
 }
 
@@ -118,7 +140,11 @@ fn mq(b: &BrokerInner, topic: &str, queue_id: i32) -> MessageQueue {
 pub fn topic_stats(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = GetTopicStatsInfoRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
     let n = queue_count(b, &h.topic).ok_or_else(|| {
-        error(req, rc::TOPIC_NOT_EXIST, format!("topic[{}] not exist", h.topic))
+        error(
+            req,
+            rc::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist", h.topic),
+        )
     })?;
     let mut table = TopicStatsTable::default();
     for q in 0..n {
@@ -145,8 +171,11 @@ pub fn consume_stats(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let topics: Vec<String> = match h.topic.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => vec![t.to_string()],
         None => {
-            let mut set: BTreeSet<String> =
-                b.offsets.topics_of_group(&h.consumer_group).into_iter().collect();
+            let mut set: BTreeSet<String> = b
+                .offsets
+                .topics_of_group(&h.consumer_group)
+                .into_iter()
+                .collect();
             if let Some(g) = b.clients.group(&h.consumer_group) {
                 set.extend(g.subscriptions.keys().cloned());
             }
@@ -175,7 +204,6 @@ pub fn consume_stats(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
                     broker_offset,
                     consumer_offset,
                     last_timestamp: last,
-                    ..Default::default()
                 },
             );
         }
@@ -220,7 +248,11 @@ pub fn consumer_connections(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outc
 pub fn reset_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = ResetOffsetRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
     let n = queue_count(b, &h.topic).ok_or_else(|| {
-        error(req, rc::TOPIC_NOT_EXIST, format!("topic[{}] not exist", h.topic))
+        error(
+            req,
+            rc::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist", h.topic),
+        )
     })?;
     let mut body = ResetOffsetBody::default();
     for q in 0..n {
@@ -232,7 +264,11 @@ pub fn reset_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         let current = b.offsets.query(&h.group, &h.topic, q);
         // Without force, only move a group backwards (to re-consume).
         let apply = h.is_force || current.map(|c| target < c).unwrap_or(true);
-        let offset = if apply { target } else { current.unwrap_or(target) };
+        let offset = if apply {
+            target
+        } else {
+            current.unwrap_or(target)
+        };
         b.offsets.commit(&h.group, &h.topic, q, offset);
         body.offset_table.insert(mq(b, &h.topic, q), offset);
     }

@@ -23,8 +23,13 @@ use crate::BrokerInner;
 type Outcome = Result<RemotingCommand, RemotingCommand>;
 
 pub fn heartbeat(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: &RemotingCommand) -> Outcome {
-    let hb: HeartbeatData = serde_json::from_slice(&req.body)
-        .map_err(|e| error(req, rc::SYSTEM_ERROR, format!("invalid heartbeat body: {e}")))?;
+    let hb: HeartbeatData = serde_json::from_slice(&req.body).map_err(|e| {
+        error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!("invalid heartbeat body: {e}"),
+        )
+    })?;
     let channel = ClientChannel {
         client_id: hb.client_id.clone(),
         conn: conn.clone(),
@@ -96,7 +101,7 @@ pub fn consumer_list(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
 pub fn lock_batch(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let body: LockBatchRequestBody = serde_json::from_slice(&req.body)
         .map_err(|e| error(req, rc::SYSTEM_ERROR, format!("invalid lock body: {e}")))?;
-    let mqs: Vec<_> = body.mq_set.iter().cloned().collect();
+    let mqs: Vec<_> = body.mq_set.to_vec();
     let held = b
         .locks
         .try_lock_batch(&body.consumer_group, &mqs, &body.client_id);
@@ -111,7 +116,7 @@ pub fn lock_batch(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
 pub fn unlock_batch(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let body: UnlockBatchRequestBody = serde_json::from_slice(&req.body)
         .map_err(|e| error(req, rc::SYSTEM_ERROR, format!("invalid unlock body: {e}")))?;
-    let mqs: Vec<_> = body.mq_set.iter().cloned().collect();
+    let mqs: Vec<_> = body.mq_set.to_vec();
     b.locks
         .unlock_batch(&body.consumer_group, &mqs, &body.client_id);
     Ok(ok(req))

@@ -42,12 +42,18 @@ pub fn update_consumer_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Ou
 
 pub fn max_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = GetMaxOffsetRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
-    Ok(with_offset(req, b.store.max_offset_in_queue(&h.topic, h.queue_id)))
+    Ok(with_offset(
+        req,
+        b.store.max_offset_in_queue(&h.topic, h.queue_id),
+    ))
 }
 
 pub fn min_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = GetMinOffsetRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
-    Ok(with_offset(req, b.store.min_offset_in_queue(&h.topic, h.queue_id)))
+    Ok(with_offset(
+        req,
+        b.store.min_offset_in_queue(&h.topic, h.queue_id),
+    ))
 }
 
 pub fn search_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {

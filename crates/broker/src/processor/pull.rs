@@ -84,7 +84,8 @@ pub fn process(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
     if second.code != rc::PULL_NOT_FOUND {
         return Reply::Now(Some(second));
     }
-    let wait = Duration::from_millis((h.suspend_timeout_millis as u64).min(b.config.max_long_poll_ms));
+    let wait =
+        Duration::from_millis((h.suspend_timeout_millis as u64).min(b.config.max_long_poll_ms));
     let b = b.clone();
     Reply::Later(Box::pin(async move {
         let _slot = slot;

@@ -33,7 +33,11 @@ pub fn view_by_id(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
 pub fn query_by_key(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = QueryMessageRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
     let max = (h.max_num.max(1) as usize).min(MAX_QUERY_RESULTS);
-    let end = if h.end_timestamp <= 0 { i64::MAX } else { h.end_timestamp };
+    let end = if h.end_timestamp <= 0 {
+        i64::MAX
+    } else {
+        h.end_timestamp
+    };
     let offsets = b
         .store
         .query_by_key(&h.topic, &h.key, max, h.begin_timestamp, end);

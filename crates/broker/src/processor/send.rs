@@ -26,7 +26,8 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
         Err(response) => Reply::Now(Some(response)),
         Ok((queue_id, msgs)) => {
             let store = b.store.clone();
-            let batch = msgs.len() > 1 || req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE;
+            let batch = msgs.len() > 1
+                || req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE;
             let fut = async move {
                 let result = if batch {
                     store.put_messages(msgs).await
@@ -62,11 +63,18 @@ fn prepare(
         return Err(error(
             req,
             rc::SERVICE_NOT_AVAILABLE,
-            format!("the broker[{}] is a slave; send to its master", b.config.broker_addr()),
+            format!(
+                "the broker[{}] is a slave; send to its master",
+                b.config.broker_addr()
+            ),
         ));
     }
     if b.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(error(req, rc::SERVICE_NOT_AVAILABLE, "the broker is shutting down"));
+        return Err(error(
+            req,
+            rc::SERVICE_NOT_AVAILABLE,
+            "the broker is shutting down",
+        ));
     }
     if let Err(e) = topics::validate_topic(&h.topic) {
         return Err(error(req, rc::SYSTEM_ERROR, e));
@@ -75,14 +83,14 @@ fn prepare(
         Some(c) => c,
         None => {
             let created = if h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
-                Some(b.topics.ensure(&h.topic, 1, perm::PERM_READ | perm::PERM_WRITE).0)
-            } else if !h.default_topic.is_empty() {
-                b.topics.create_in_send(
-                    &h.topic,
-                    &h.default_topic,
-                    h.default_topic_queue_nums,
-                    0,
+                Some(
+                    b.topics
+                        .ensure(&h.topic, 1, perm::PERM_READ | perm::PERM_WRITE)
+                        .0,
                 )
+            } else if !h.default_topic.is_empty() {
+                b.topics
+                    .create_in_send(&h.topic, &h.default_topic, h.default_topic_queue_nums, 0)
             } else {
                 None
             };
@@ -114,7 +122,8 @@ fn prepare(
     }
     let mut queue_id = h.queue_id;
     if queue_id < 0 {
-        queue_id = (crate::now_ms().unsigned_abs() % topic_cfg.write_queue_nums.max(1) as u64) as i32;
+        queue_id =
+            (crate::now_ms().unsigned_abs() % topic_cfg.write_queue_nums.max(1) as u64) as i32;
     }
     if queue_id >= topic_cfg.write_queue_nums && queue_id >= topic_cfg.read_queue_nums {
         return Err(error(
@@ -142,12 +151,18 @@ fn prepare(
         prepared_transaction_offset: 0,
     };
 
-    if req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE || h.batch == Some(true) {
+    if req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE
+        || h.batch == Some(true)
+    {
         if req.body.len() > max {
             return Err(too_big(req, req.body.len(), max));
         }
         let items = decode_batch(&req.body).map_err(|e| {
-            error(req, rc::MESSAGE_ILLEGAL, format!("the batch body is malformed: {e}"))
+            error(
+                req,
+                rc::MESSAGE_ILLEGAL,
+                format!("the batch body is malformed: {e}"),
+            )
         })?;
         if items.is_empty() {
             return Err(error(req, rc::MESSAGE_ILLEGAL, "the batch is empty"));
@@ -201,7 +216,9 @@ pub fn schedule_if_delayed(b: &BrokerInner, msg: &mut PutMessage) {
         return;
     }
     let level = level.min(b.delay.max_level());
-    props.retain(|(k, _)| k != property::DELAY && k != property::REAL_TOPIC && k != property::REAL_QID);
+    props.retain(|(k, _)| {
+        k != property::DELAY && k != property::REAL_TOPIC && k != property::REAL_QID
+    });
     props.push((property::DELAY.to_string(), level.to_string()));
     props.push((property::REAL_TOPIC.to_string(), msg.topic.clone()));
     props.push((property::REAL_QID.to_string(), msg.queue_id.to_string()));
@@ -238,7 +255,9 @@ fn respond(
                 "the broker's disk is full; messages are refused until space is freed",
             )
         }
-        Err(PutError::ServiceNotAvailable(why)) => return error(req, rc::SERVICE_NOT_AVAILABLE, why),
+        Err(PutError::ServiceNotAvailable(why)) => {
+            return error(req, rc::SERVICE_NOT_AVAILABLE, why)
+        }
         Err(PutError::Io(e)) => {
             tracing::error!(error = %e, "store write failed");
             return error(req, rc::SYSTEM_ERROR, format!("store write failed: {e}"));

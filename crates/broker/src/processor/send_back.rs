@@ -18,8 +18,8 @@ use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Reply};
 use meridian_store::PutMessage;
 
-use super::{bad_header, error, ok};
 use super::send::schedule_if_delayed;
+use super::{bad_header, error, ok};
 use crate::topics;
 use crate::BrokerInner;
 
@@ -32,7 +32,11 @@ pub fn process(b: &Arc<BrokerInner>, _conn: &Arc<Connection>, req: RemotingComma
     Reply::Later(Box::pin(async move {
         Some(match store.put_message(msg).await {
             Ok(_) => ok(&req),
-            Err(e) => error(&req, rc::SYSTEM_ERROR, format!("cannot store the message for retry: {e:?}")),
+            Err(e) => error(
+                &req,
+                rc::SYSTEM_ERROR,
+                format!("cannot store the message for retry: {e:?}"),
+            ),
         })
     }))
 }
@@ -46,8 +50,13 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, Re
             format!("look message by offset failed, {}", h.offset),
         )
     })?;
-    let (m, _) = decode_record(&record)
-        .map_err(|e| error(req, rc::SYSTEM_ERROR, format!("stored message unreadable: {e}")))?;
+    let (m, _) = decode_record(&record).map_err(|e| {
+        error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!("stored message unreadable: {e}"),
+        )
+    })?;
 
     let mut props = decode_properties(&m.properties);
     let has = |props: &Vec<(String, String)>, k: &str| props.iter().any(|(key, _)| key == k);
@@ -60,11 +69,16 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, Re
             .clone()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| {
-                meridian_protocol::message_id::create_offset_msg_id(m.store_host, m.commit_log_offset)
+                meridian_protocol::message_id::create_offset_msg_id(
+                    m.store_host,
+                    m.commit_log_offset,
+                )
             });
         props.push((property::ORIGIN_MESSAGE_ID.to_string(), origin));
     }
-    props.retain(|(k, _)| k != property::DELAY && k != property::REAL_TOPIC && k != property::REAL_QID);
+    props.retain(|(k, _)| {
+        k != property::DELAY && k != property::REAL_TOPIC && k != property::REAL_QID
+    });
 
     let max_times = h
         .max_reconsume_times
