@@ -685,6 +685,20 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
             }
         }
     }
+    // A queue rebuilt from nothing whose records are all gone keeps the
+    // offsets the checkpoint recorded, so consumers' positions stay valid.
+    if let Some(cp) = &checkpoint {
+        for mark in &cp.queues {
+            if let Some(cq) = queues
+                .get(&mark.topic)
+                .and_then(|qs| qs.get(&mark.queue_id))
+            {
+                if cq.max_offset() == 0 && cq.file_count() == 0 && mark.max_offset > 0 {
+                    cq.set_range(mark.max_offset, mark.max_offset);
+                }
+            }
+        }
+    }
     // Queues left with nothing at all (a wiped queue whose records are all
     // gone) are dropped.
     for qs in queues.values_mut() {

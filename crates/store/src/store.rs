@@ -585,10 +585,12 @@ impl MessageStore {
         if self.inner.shutdown.swap(true, Ordering::AcqRel) {
             return;
         }
-        for t in [self.inner.flusher.get(), self.inner.retainer.get()]
-            .into_iter()
-            .flatten()
-        {
+        let threads = [
+            self.inner.flusher.get(),
+            self.inner.checkpointer.get(),
+            self.inner.retainer.get(),
+        ];
+        for t in threads.into_iter().flatten() {
             t.unpark();
         }
         for handle in self.threads.lock().drain(..) {

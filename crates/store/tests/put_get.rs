@@ -466,3 +466,11 @@ async fn readers_run_while_writers_write() {
     writer.await.unwrap();
     assert_eq!(done.load(Ordering::Acquire), 1);
 }
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<MessageStore>();
+    assert_send_sync::<meridian_store::GetResult>();
+    assert_send_sync::<PutError>();
+}
