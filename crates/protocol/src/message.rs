@@ -588,7 +588,7 @@ pub fn parse_record(buf: &[u8]) -> Result<RecordView<'_>, RecordError> {
     }
     // Like the Java broker, an empty body is not checked.
     if !body.is_empty() {
-        let computed = body_crc_of(body);
+        let computed = self::body_crc(body);
         if computed != body_crc {
             return Err(RecordError::CrcMismatch {
                 stored: body_crc,
@@ -615,10 +615,6 @@ pub fn parse_record(buf: &[u8]) -> Result<RecordView<'_>, RecordError> {
         topic,
         properties,
     })
-}
-
-fn body_crc_of(body: &[u8]) -> i32 {
-    body_crc(body)
 }
 
 fn view_to_ext(view: &RecordView<'_>, body: Bytes) -> MessageExt {

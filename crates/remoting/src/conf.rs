@@ -52,11 +52,18 @@ impl Conf {
             logical.push_str(line);
             let entry = std::mem::take(&mut logical);
             let entry = entry.trim();
-            let split = entry
-                .find(['=', ':'])
-                .or_else(|| entry.find(char::is_whitespace));
+            // As java.util.Properties: the key ends at the first `=`, `:` or
+            // whitespace; then whitespace and at most one `=` or `:` go.
+            let split = entry.find(|c: char| c == '=' || c == ':' || c.is_whitespace());
             let (k, v) = match split {
-                Some(i) => (&entry[..i], &entry[i + 1..]),
+                Some(i) => {
+                    let rest = entry[i..].trim_start();
+                    let rest = rest
+                        .strip_prefix('=')
+                        .or_else(|| rest.strip_prefix(':'))
+                        .unwrap_or(rest);
+                    (&entry[..i], rest)
+                }
                 None => (entry, ""),
             };
             values.insert(k.trim().to_string(), v.trim().to_string());

@@ -555,6 +555,12 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
         .min(index_from)
         .min(rebuild_from)
         .max(min);
+    // Start at a segment boundary, where a record surely begins, rather
+    // than trust an offset read from a file.
+    let start = segs
+        .iter()
+        .find(|s| s.start() <= start && start < s.end())
+        .map_or(start, |s| s.start());
     report.scanned_from = start;
 
     let dispatch = Dispatch {
@@ -685,17 +691,23 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
             }
         }
     }
-    // A queue rebuilt from nothing whose records are all gone keeps the
-    // offsets the checkpoint recorded, so consumers' positions stay valid.
-    if let Some(cp) = &checkpoint {
-        for mark in &cp.queues {
-            if let Some(cq) = queues
-                .get(&mark.topic)
-                .and_then(|qs| qs.get(&mark.queue_id))
-            {
-                if cq.max_offset() == 0 && cq.file_count() == 0 && mark.max_offset > 0 {
-                    cq.set_range(mark.max_offset, mark.max_offset);
-                }
+    // A queue rebuilt because its files were lost, whose records retention
+    // has since removed, keeps the offsets the checkpoint recorded, so
+    // consumers' positions stay valid. (Not after a cut: then the
+    // checkpoint may count records that are gone.)
+    let marks = checkpoint
+        .as_ref()
+        .filter(|_| report.truncated_at.is_none());
+    for mark in marks.iter().flat_map(|cp| &cp.queues) {
+        let rebuilt = rebuild
+            .get(&mark.topic)
+            .is_some_and(|q| q.contains(&mark.queue_id));
+        if let Some(cq) = queues
+            .get(&mark.topic)
+            .and_then(|qs| qs.get(&mark.queue_id))
+        {
+            if rebuilt && cq.max_offset() == 0 && cq.file_count() == 0 && mark.max_offset > 0 {
+                cq.set_range(mark.max_offset, mark.max_offset);
             }
         }
     }
