@@ -139,6 +139,8 @@ impl fmt::Display for RecoveryReport {
     }
 }
 
+/// How far past an invalid record recovery looks to measure what it cuts.
+const CUT_MEASURE_WINDOW: usize = 16 * 1024 * 1024;
 /// Bytes after a clean end of data that are checked for leftovers.
 const CLEAN_END_WINDOW: usize = 1024 * 1024;
 
@@ -598,7 +600,9 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
             // segment is normally zeros and reading it all would cost a
             // full pass over the file at every start.
             let look_to = if result.cut_reason.is_some() {
-                seg.size()
+                // Bounded too: the report need not cost a pass over a
+                // whole 1 GiB segment; what lies beyond is cleared anyway.
+                (pos + CUT_MEASURE_WINDOW).min(seg.size())
             } else {
                 pos + CLEAN_END_WINDOW
             };
