@@ -35,6 +35,9 @@ pub struct BrokerConfig {
     /// Name servers to register with (`namesrvAddr`, `;`-separated).
     pub namesrv_addrs: Vec<String>,
     pub listen_port: u16,
+    /// Port the master serves replication on (`haListenPort`, default
+    /// `listenPort + 1`).
+    pub ha_listen_port: u16,
     pub listen_ip: IpAddr,
     /// The address advertised to name servers and clients (`brokerIP1`).
     pub broker_ip1: IpAddr,
@@ -66,6 +69,7 @@ impl BrokerConfig {
             broker_role: BrokerRole::AsyncMaster,
             namesrv_addrs: Vec::new(),
             listen_port: 10911,
+            ha_listen_port: 10912,
             listen_ip: IpAddr::from([0, 0, 0, 0]),
             broker_ip1: default_ip(),
             auto_create_topic_enable: true,
@@ -104,6 +108,10 @@ impl BrokerConfig {
         if let Some(v) = conf.get::<u16>("listenPort")? {
             c.listen_port = v;
         }
+        c.ha_listen_port = match conf.get::<u16>("haListenPort")? {
+            Some(p) => p,
+            None => c.listen_port.wrapping_add(1),
+        };
         if let Some(v) = conf.get::<IpAddr>("brokerIP1")? {
             c.broker_ip1 = v;
         }
@@ -217,10 +225,14 @@ impl BrokerConfig {
             "isEnableBatchPush",
             "mapedFileSizeConsumeQueue",
             "mappedFileSizeConsumeQueue",
-            "haListenPort",
             "aclEnable",
         ]);
         Ok((c, conf.unknown_keys()))
+    }
+
+    /// The replication address a slave connects to.
+    pub fn ha_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.ha_listen_port)
     }
 
     /// The address clients and name servers use to reach this broker.

@@ -78,6 +78,26 @@ impl DelayService {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// The cursors as JSON (RocketMQ's delayOffset.json shape), for a
+    /// slave's copy.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&DelayOffsetFile {
+            offset_table: self.offsets.lock().clone(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// Replace the cursors with the master's (slave only).
+    pub fn replace_from_json(&self, bytes: &[u8]) -> Result<(), String> {
+        let f: DelayOffsetFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let mut cur = self.offsets.lock();
+        if *cur != f.offset_table {
+            *cur = f.offset_table;
+            self.dirty.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     pub fn persist(&self) {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;

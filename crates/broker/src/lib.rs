@@ -8,6 +8,7 @@
 //! - [`long_poll`] — pulls that wait for the next message.
 //! - [`delay`] — delayed messages and reconsume delays (`SCHEDULE_TOPIC_XXXX`).
 //! - [`register`] — registration with every name server.
+//! - [`slave_sync`] — a slave copies topics and offsets from its master.
 //! - [`processor`] — one file per family of remoting requests.
 //!
 //! [`Broker::start`] opens the store (recovering it), binds the port,
@@ -22,6 +23,7 @@ pub mod long_poll;
 pub mod offsets;
 pub mod processor;
 pub mod register;
+pub mod slave_sync;
 pub mod topics;
 
 use std::net::SocketAddr;
@@ -42,6 +44,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The master of this broker's group, as the name servers last said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MasterInfo {
+    /// The master's client address.
+    pub addr: Option<String>,
+    /// The master's replication address.
+    pub ha_addr: Option<String>,
+}
+
 /// Everything the processors share.
 pub struct BrokerInner {
     pub config: BrokerConfig,
@@ -60,9 +71,33 @@ pub struct BrokerInner {
     pub register_now: tokio::sync::Notify,
     pub started: Instant,
     pub shutting_down: AtomicBool,
+    /// Who the group's master is (learned from registrations).
+    pub master: tokio::sync::watch::Sender<MasterInfo>,
 }
 
 impl BrokerInner {
+    /// Record what a name server said about the group's master.
+    pub fn learn_master(&self, addr: Option<String>, ha_addr: Option<String>) {
+        let own = self.config.broker_addr();
+        let info = MasterInfo {
+            addr: addr.filter(|a| !a.is_empty() && *a != own),
+            ha_addr: ha_addr.filter(|a| !a.is_empty()),
+        };
+        self.master.send_if_modified(|cur| {
+            if *cur != info {
+                tracing::info!(master = ?info.addr, ha = ?info.ha_addr, "master of the group changed");
+                *cur = info;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn is_slave(&self) -> bool {
+        self.config.broker_role == BrokerRole::Slave
+    }
+
     /// Ask for a registration with every name server now.
     pub fn register_soon(&self) {
         self.register_now.notify_one();
@@ -115,6 +150,7 @@ impl Broker {
             register_now: tokio::sync::Notify::new(),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
+            master: tokio::sync::watch::channel(MasterInfo::default()).0,
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
@@ -123,11 +159,17 @@ impl Broker {
             .map_err(|e| anyhow::anyhow!("broker cannot listen on {bind}: {e}"))?;
         tracing::info!(addr = %server.local_addr(), advertised = %inner.config.broker_addr(), "broker listening");
 
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(register::run(inner.clone())),
-            tokio::spawn(delay::run(inner.clone())),
             tokio::spawn(housekeeping(inner.clone())),
         ];
+        if inner.is_slave() {
+            tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
+        } else {
+            // Only the master delivers delayed messages; a slave receives
+            // the deliveries through replication.
+            tasks.push(tokio::spawn(delay::run(inner.clone())));
+        }
         Ok(Broker {
             inner,
             server,

@@ -111,6 +111,40 @@ impl ConsumerOffsetManager {
         self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// The whole table, for a slave's copy.
+    pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<i32, i64>> {
+        self.table
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Replace the whole table with the master's (slave only).
+    pub fn replace_all(&self, table: BTreeMap<String, BTreeMap<i32, i64>>) {
+        let mut t = self.table.write();
+        let new: HashMap<String, BTreeMap<i32, i64>> = table.into_iter().collect();
+        if *t != new {
+            *t = new;
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The JSON a slave reads (RocketMQ's ConsumerOffsetSerializeWrapper).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&OffsetFile {
+            offset_table: self.snapshot(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// Parse [`Self::to_json`]'s output.
+    pub fn parse_json(bytes: &[u8]) -> Result<BTreeMap<String, BTreeMap<i32, i64>>, String> {
+        serde_json::from_slice::<OffsetFile>(bytes)
+            .map(|f| f.offset_table)
+            .map_err(|e| e.to_string())
+    }
+
     /// Write the table if it changed since the last write.
     pub fn persist(&self) {
         if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {

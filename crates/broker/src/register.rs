@@ -7,7 +7,7 @@ use std::time::Duration;
 use meridian_protocol::body::RegisterBrokerBody;
 use meridian_protocol::codes::{request_code, response_code};
 use meridian_protocol::header::namesrv::{
-    RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader,
+    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
 };
 use meridian_protocol::RemotingCommand;
 
@@ -46,7 +46,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         broker_name: c.broker_name.clone(),
         broker_addr: c.broker_addr(),
         cluster_name: c.broker_cluster_name.clone(),
-        ha_server_addr: String::new(),
+        ha_server_addr: c.ha_addr(),
         broker_id: c.broker_id,
         heartbeat_timeout_millis: None,
         compressed: Some(false),
@@ -57,7 +57,14 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         header.write(&mut req);
         async move {
             match inner.namesrv_client.invoke(addr, req, REGISTER_TIMEOUT).await {
-                Ok(r) if r.code == response_code::SUCCESS => true,
+                Ok(r) if r.code == response_code::SUCCESS => {
+                    // The name server tells every member who the master is;
+                    // a slave follows it.
+                    if let Ok(h) = RegisterBrokerResponseHeader::parse(&r) {
+                        inner.learn_master(h.master_addr, h.ha_server_addr);
+                    }
+                    true
+                }
                 Ok(r) => {
                     tracing::warn!(namesrv = %addr, code = r.code, remark = ?r.remark, "name server refused the registration");
                     false

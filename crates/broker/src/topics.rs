@@ -184,6 +184,25 @@ impl TopicConfigManager {
         removed
     }
 
+    /// Replace the whole table with the master's (slave only). Returns
+    /// true when something changed.
+    pub fn replace_all(&self, topics: HashMap<String, TopicConfig>) -> bool {
+        let changed = {
+            let mut t = self.table.write();
+            if t.topics == topics {
+                false
+            } else {
+                t.topics = topics;
+                bump(&mut t.version);
+                true
+            }
+        };
+        if changed {
+            self.persist();
+        }
+        changed
+    }
+
     /// A send to `topic` that does not exist: create it from the default
     /// topic's template, as RocketMQ does. Returns the new config, or `None`
     /// when the default topic does not allow it.

@@ -62,6 +62,10 @@ impl Handler for BrokerProcessor {
             rc::UPDATE_AND_CREATE_TOPIC => now(admin::update_topic(b, &req)),
             rc::DELETE_TOPIC_IN_BROKER => now(admin::delete_topic(b, &req)),
             rc::GET_ALL_TOPIC_CONFIG => now(admin::all_topic_config(b, &req)),
+            rc::GET_ALL_CONSUMER_OFFSET => {
+                Reply::Now(Some(ok(&req).with_body(b.offsets.to_json())))
+            }
+            rc::GET_ALL_DELAY_OFFSET => Reply::Now(Some(ok(&req).with_body(b.delay.to_json()))),
             rc::GET_BROKER_RUNTIME_INFO => now(admin::runtime_info(b, &req)),
             rc::GET_TOPIC_STATS_INFO => now(admin::topic_stats(b, &req)),
             rc::GET_CONSUME_STATS => now(admin::consume_stats(b, &req)),

@@ -1,0 +1,63 @@
+//! A slave keeps what is not in the commit log — topic configs, consumer
+//! offsets, delay cursors — in step with its master, by asking for them
+//! every few seconds (RocketMQ's SlaveSynchronize). The commit log itself
+//! arrives through replication.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_protocol::body::TopicConfigSerializeWrapper;
+use meridian_protocol::codes::{request_code, response_code};
+use meridian_protocol::RemotingCommand;
+
+use crate::offsets::ConsumerOffsetManager;
+use crate::BrokerInner;
+
+const SYNC_PERIOD: Duration = Duration::from_secs(3);
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn run(inner: Arc<BrokerInner>) {
+    let mut master = inner.master.subscribe();
+    loop {
+        let addr = master.borrow_and_update().addr.clone();
+        if let Some(addr) = addr {
+            if let Err(e) = sync_once(&inner, &addr).await {
+                tracing::debug!(master = %addr, error = %e, "slave sync failed; will retry");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SYNC_PERIOD) => {}
+            _ = master.changed() => {}
+        }
+    }
+}
+
+async fn fetch(inner: &BrokerInner, addr: &str, code: i32) -> Result<bytes::Bytes, String> {
+    let r = inner
+        .namesrv_client
+        .invoke(addr, RemotingCommand::request(code), TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.code != response_code::SUCCESS {
+        return Err(format!("code {} {:?}", r.code, r.remark));
+    }
+    Ok(r.body)
+}
+
+/// Copy the master's topics, consumer offsets and delay cursors.
+pub async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String> {
+    let topics = fetch(inner, master, request_code::GET_ALL_TOPIC_CONFIG).await?;
+    let wrapper: TopicConfigSerializeWrapper =
+        meridian_protocol::body::decode_body(&topics).map_err(|e| e.to_string())?;
+    if inner.topics.replace_all(wrapper.topic_config_table) {
+        tracing::info!(master, "topics copied from the master");
+        inner.register_soon();
+    }
+    let offsets = fetch(inner, master, request_code::GET_ALL_CONSUMER_OFFSET).await?;
+    inner
+        .offsets
+        .replace_all(ConsumerOffsetManager::parse_json(&offsets)?);
+    let delay = fetch(inner, master, request_code::GET_ALL_DELAY_OFFSET).await?;
+    inner.delay.replace_from_json(&delay)?;
+    Ok(())
+}
