@@ -551,3 +551,163 @@ fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// A name server and the brokers of one group (`broker-a`), each broker a
+/// process of its own with its own `broker.conf`: a master and slaves, or
+/// the members of a Raft group.
+pub struct BrokerGroup {
+    dir: TempDir,
+    namesrv_port: u16,
+    namesrv: Option<Process>,
+    members: Vec<Member>,
+    starts: u32,
+}
+
+struct Member {
+    port: u16,
+    conf: PathBuf,
+    process: Option<Process>,
+}
+
+impl BrokerGroup {
+    /// A name server, then one broker per entry of `confs` (extra
+    /// `broker.conf` lines; the group's common keys, ports and store path
+    /// are added here). Broker `i` gets its own store under the temp dir.
+    pub fn start(confs: &[&str]) -> BrokerGroup {
+        let dir = tempfile::Builder::new()
+            .prefix("meridian-group-")
+            .tempdir()
+            .expect("temp dir");
+        let [namesrv_port, _] = free_ports();
+        let mut group = BrokerGroup {
+            dir,
+            namesrv_port,
+            namesrv: None,
+            members: Vec::new(),
+            starts: 0,
+        };
+        let conf = group.write("namesrv.conf", &format!("listenPort={namesrv_port}\n"));
+        let ns = group.spawn("namesrv", &["namesrv".into(), "-c".into(), path_arg(&conf)]);
+        group.namesrv = Some(ns.wait_for_port(namesrv_port));
+        for (i, extra) in confs.iter().enumerate() {
+            let [port, ha_port] = free_ports();
+            let store = group.dir.path().join(format!("store-{i}"));
+            let text = format!(
+                "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nlistenPort={port}\n\
+                 haListenPort={ha_port}\nstorePathRootDir={}\nbrokerIP1=127.0.0.1\n\
+                 namesrvAddr=127.0.0.1:{namesrv_port}\n{extra}\n",
+                path_arg(&store)
+            );
+            let conf = group.write(&format!("broker-{i}.conf"), &text);
+            group.members.push(Member {
+                port,
+                conf,
+                process: None,
+            });
+            group.start_broker(i);
+        }
+        group
+    }
+
+    pub fn namesrv_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.namesrv_port)
+    }
+
+    pub fn broker_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].port)
+    }
+
+    /// Start broker `i` (again) and wait for its ready line.
+    pub fn start_broker(&mut self, i: usize) {
+        let conf = path_arg(&self.members[i].conf);
+        let p = self.spawn(&format!("broker-{i}"), &["broker".into(), "-c".into(), conf]);
+        self.members[i].process = Some(p.wait_for_line(BROKER_READY));
+    }
+
+    /// SIGKILL broker `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].process.take() {
+            p.kill();
+        }
+    }
+
+    /// SIGTERM broker `i` and expect exit status 0.
+    pub fn stop_broker(&mut self, i: usize) {
+        if let Some(p) = self.members[i].process.take() {
+            p.terminate();
+        }
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].process.is_some()
+    }
+
+    /// Run `meridian admin -n <namesrv> <args>`; panics with stderr on failure.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let output = Command::new(MERIDIAN)
+            .arg("admin")
+            .arg("-n")
+            .arg(self.namesrv_addr())
+            .args(args)
+            .output()
+            .expect("run meridian admin");
+        assert!(
+            output.status.success(),
+            "`meridian admin {}` failed\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Everything the processes printed so far.
+    pub fn logs(&self) -> String {
+        let mut logs: Vec<PathBuf> = fs::read_dir(self.dir.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|ext| ext == "log"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        logs.sort();
+        logs.iter()
+            .map(|log| {
+                format!(
+                    "---- {} ----\n{}\n",
+                    log.file_name().unwrap_or_default().to_string_lossy(),
+                    fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    fn spawn(&mut self, name: &str, args: &[String]) -> Process {
+        self.starts += 1;
+        Process::spawn(&format!("{:02}-{name}", self.starts), self.dir.path(), args)
+    }
+}
+
+impl Drop for BrokerGroup {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for m in &mut self.members {
+            if let Some(mut p) = m.process.take() {
+                p.kill();
+            }
+        }
+        if let Some(mut ns) = self.namesrv.take() {
+            ns.kill();
+        }
+    }
+}
