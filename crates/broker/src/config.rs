@@ -38,6 +38,9 @@ pub struct BrokerConfig {
     /// Port the master serves replication on (`haListenPort`, default
     /// `listenPort + 1`).
     pub ha_listen_port: u16,
+    /// A slave's fixed master replication address (`haMasterAddress`);
+    /// without it the slave follows the master the name servers name.
+    pub ha_master_address: Option<String>,
     pub listen_ip: IpAddr,
     /// The address advertised to name servers and clients (`brokerIP1`).
     pub broker_ip1: IpAddr,
@@ -70,6 +73,7 @@ impl BrokerConfig {
             namesrv_addrs: Vec::new(),
             listen_port: 10911,
             ha_listen_port: 10912,
+            ha_master_address: None,
             listen_ip: IpAddr::from([0, 0, 0, 0]),
             broker_ip1: default_ip(),
             auto_create_topic_enable: true,
@@ -108,6 +112,7 @@ impl BrokerConfig {
         if let Some(v) = conf.get::<u16>("listenPort")? {
             c.listen_port = v;
         }
+        c.ha_master_address = conf.str("haMasterAddress").filter(|a| a.trim().len() >= 6);
         c.ha_listen_port = match conf.get::<u16>("haListenPort")? {
             Some(p) => p,
             None => c.listen_port.wrapping_add(1),

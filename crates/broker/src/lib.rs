@@ -73,17 +73,29 @@ pub struct BrokerInner {
     pub shutting_down: AtomicBool,
     /// Who the group's master is (learned from registrations).
     pub master: tokio::sync::watch::Sender<MasterInfo>,
+    /// Replication: the master's stream to its slaves, or the slave's
+    /// stream from its master.
+    pub ha: Arc<meridian_ha::HaService>,
 }
 
 impl BrokerInner {
     /// Record what a name server said about the group's master.
     pub fn learn_master(&self, addr: Option<String>, ha_addr: Option<String>) {
         let own = self.config.broker_addr();
-        let info = MasterInfo {
-            addr: addr.filter(|a| !a.is_empty() && *a != own),
-            ha_addr: ha_addr.filter(|a| !a.is_empty()),
-        };
+        let addr = addr.filter(|a| !a.is_empty() && *a != own);
+        let ha_addr = ha_addr.filter(|a| !a.is_empty());
         self.master.send_if_modified(|cur| {
+            // As RocketMQ: a name server that no longer knows the master
+            // does not make a slave forget it; the slave keeps trying the
+            // last master until another is named.
+            let info = MasterInfo {
+                addr: addr.clone().or_else(|| cur.addr.clone()),
+                ha_addr: if self.config.ha_master_address.is_some() {
+                    self.config.ha_master_address.clone()
+                } else {
+                    ha_addr.clone().or_else(|| cur.ha_addr.clone())
+                },
+            };
             if *cur != info {
                 tracing::info!(master = ?info.addr, ha = ?info.ha_addr, "master of the group changed");
                 *cur = info;
@@ -130,6 +142,22 @@ impl Broker {
         let long_poll = long_poll::LongPoll::new(config.max_long_poll_waiters);
         let delay = delay::DelayService::open(&config.store.root_dir, delay_levels)?;
         let store_host = SocketAddr::new(config.broker_ip1, config.listen_port);
+        let ha_config = meridian_ha::HaConfig {
+            listen_addr: SocketAddr::new(config.listen_ip, config.ha_listen_port),
+            ..Default::default()
+        };
+        let ha = if config.broker_role == BrokerRole::Slave {
+            meridian_ha::HaService::start_slave(store.clone(), ha_config)
+        } else {
+            meridian_ha::HaService::start_master(store.clone(), ha_config)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen for slaves on haListenPort {}: {e}",
+                        config.ha_listen_port
+                    )
+                })?
+        };
         {
             let lp = long_poll.clone();
             store.set_arrival_listener(Arc::new(move |topic: &str, qid: i32, max: i64| {
@@ -151,6 +179,7 @@ impl Broker {
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             master: tokio::sync::watch::channel(MasterInfo::default()).0,
+            ha,
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
@@ -165,6 +194,7 @@ impl Broker {
         ];
         if inner.is_slave() {
             tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
+            tasks.push(tokio::spawn(follow_master(inner.clone())));
         } else {
             // Only the master delivers delayed messages; a slave receives
             // the deliveries through replication.
@@ -204,11 +234,30 @@ impl Broker {
         for t in &self.tasks {
             t.abort();
         }
+        self.inner.ha.shutdown();
         self.inner.offsets.persist();
         self.inner.delay.persist();
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         tracing::info!("broker stopped");
+    }
+}
+
+/// A slave streams the commit log from whichever master the name servers
+/// name.
+async fn follow_master(inner: Arc<BrokerInner>) {
+    let mut master = inner.master.subscribe();
+    if let Some(fixed) = inner.config.ha_master_address.clone() {
+        inner.ha.set_master_ha_addr(Some(fixed));
+    }
+    loop {
+        let ha_addr = master.borrow_and_update().ha_addr.clone();
+        if ha_addr.is_some() {
+            inner.ha.set_master_ha_addr(ha_addr);
+        }
+        if master.changed().await.is_err() {
+            return;
+        }
     }
 }
 

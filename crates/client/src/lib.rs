@@ -1,15 +1,19 @@
-//! Meridian's own client, used by the admin CLI (and later the benchmark
-//! and the relay). Its requests take the Java client's exact shape, so any
+//! Meridian's own client, used by the admin CLI, the benchmark (and later
+//! the relay). Its requests take the Java client's exact shape, so any
 //! RocketMQ broker or name server accepts them.
 //!
 //! - [`admin`] — the operations behind `meridian admin`: routes, cluster
 //!   info, topic admin, consumer progress, message queries, offset resets.
-//! - [`producer`] — a minimal producer: route lookup and sends.
+//! - [`producer`] — a minimal producer: route lookup and sends; the
+//!   SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE request builders on their own.
+//! - [`consumer`] — pull-consumer building blocks: the long-polling
+//!   PULL_MESSAGE request, its answer's records, a queue's max offset.
 //!
 //! Applications are better served today by the established RocketMQ
 //! clients; this one exists so Meridian's tools need nothing else.
 
 pub mod admin;
+pub mod consumer;
 pub mod producer;
 
 pub use admin::Admin;

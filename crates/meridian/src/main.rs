@@ -1,5 +1,6 @@
 //! `meridian` — the one binary: `dev` (name server and broker in one
-//! process), `namesrv`, `broker`, and `admin` (mqadmin's commands).
+//! process), `namesrv`, `broker`, `admin` (mqadmin's commands), and `bench`
+//! (load and measurement, in the `meridian-bench` crate).
 //!
 //! - [`servers`] — starting and stopping the servers, signals.
 //! - [`admin`] — the admin commands and their tables.
@@ -54,11 +55,13 @@ enum Command {
     },
     /// Administration, with mqadmin's command names and flags.
     Admin(admin::AdminArgs),
+    /// Benchmark any RocketMQ-compatible broker: produce, consume, e2e.
+    Bench(meridian_bench::BenchArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Admin(_));
+    let quiet = matches!(cli.command, Command::Admin(_) | Command::Bench(_));
     init_logging(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,6 +87,7 @@ fn main() {
                 namesrv_addr,
             } => servers::broker(config, namesrv_addr).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Bench(args) => meridian_bench::run(args).await,
         }
     });
     // Background tasks (connections, timers) must not hold the exit.

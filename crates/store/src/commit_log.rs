@@ -73,6 +73,7 @@ impl CommitLog {
     /// Map the segment files of `dir`. Records are checked later, by recovery.
     pub fn load(dir: &Path, segment_size: usize) -> Result<(CommitLog, LoadNotes), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        remove_cut_leftovers(dir).map_err(|e| StoreError::io(dir, e))?;
         let files = list_offset_files(dir).map_err(|e| StoreError::io(dir, e))?;
         let mut notes = LoadNotes::default();
         let mut segments: Vec<Arc<MappedFile>> = Vec::with_capacity(files.len());
@@ -204,21 +205,30 @@ impl CommitLog {
                 app.write_offset = seg.end();
                 app.current = None;
             }
-            let start = app.write_offset;
-            debug_assert_eq!(start % self.segment_size as i64, 0);
-            let path = self.dir.join(offset_file_name(start));
-            let seg = Arc::new(MappedFile::create(&path, start, self.segment_size)?);
-            {
-                let mut segs = self.segments.write();
-                if segs.is_empty() {
-                    self.min_offset.store(start, Ordering::Release);
-                }
-                debug_assert!(segs.last().is_none_or(|s| s.end() == start));
-                segs.push(Arc::clone(&seg));
-            }
-            tracing::debug!(segment = %path.display(), "commit log rolled to a new segment");
-            app.current = Some(seg);
+            app.current = Some(self.segment_starting_at(app.write_offset)?);
         }
+    }
+
+    /// The segment that starts at `start`: the one already there (an empty
+    /// segment left by a dropped replicated tail), or a new one. Put lock held.
+    fn segment_starting_at(&self, start: i64) -> io::Result<Arc<MappedFile>> {
+        debug_assert_eq!(start % self.segment_size as i64, 0);
+        if let Some(seg) = self.segment_for(start) {
+            debug_assert_eq!(seg.start(), start);
+            return Ok(seg);
+        }
+        let path = self.dir.join(offset_file_name(start));
+        let seg = Arc::new(MappedFile::create(&path, start, self.segment_size)?);
+        {
+            let mut segs = self.segments.write();
+            if segs.is_empty() {
+                self.min_offset.store(start, Ordering::Release);
+            }
+            debug_assert!(segs.last().is_none_or(|s| s.end() == start));
+            segs.push(Arc::clone(&seg));
+        }
+        tracing::debug!(segment = %path.display(), "commit log rolled to a new segment");
+        Ok(seg)
     }
 
     /// Make everything below `offset` readable. Put lock held.
@@ -347,6 +357,173 @@ impl CommitLog {
         }
         Ok(())
     }
+}
+
+/// Replication: raw bytes in and out, cutting back, starting over.
+impl CommitLog {
+    /// An appender positioned at `end`, in the segment holding it if there
+    /// is one.
+    pub fn appender_at(&self, end: i64) -> Appender {
+        Appender {
+            current: self.segment_for(end),
+            write_offset: end,
+        }
+    }
+
+    /// Published bytes from `from`, at most `max`, never past the end of
+    /// the segment holding `from`. Empty at the readable offset; `None`
+    /// below the min offset or past the readable one.
+    pub fn read_chunk(&self, from: i64, max: usize) -> Option<Bytes> {
+        let readable = self.readable_offset();
+        if from < self.min_offset() || from > readable {
+            return None;
+        }
+        if from == readable || max == 0 {
+            return Some(Bytes::new());
+        }
+        let seg = self.segment_for(from)?;
+        let end = readable
+            .min(seg.end())
+            .min(from.saturating_add(max.min(i32::MAX as usize) as i64));
+        self.read(from, (end - from) as usize)
+    }
+
+    /// Copy `data` to the write position as it is, going on in the next
+    /// segment (created if needed) at each segment end. The bytes stay
+    /// unpublished. Put lock held.
+    pub fn write_raw(&self, app: &mut Appender, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let seg = match &app.current {
+                Some(seg) if app.write_offset < seg.end() => Arc::clone(seg),
+                _ => {
+                    if app.write_offset % self.segment_size as i64 != 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("no commit-log segment holds offset {}", app.write_offset),
+                        ));
+                    }
+                    let seg = self.segment_starting_at(app.write_offset)?;
+                    app.current = Some(Arc::clone(&seg));
+                    seg
+                }
+            };
+            let pos = (app.write_offset - seg.start()) as usize;
+            let n = data.len().min(seg.size() - pos);
+            // SAFETY: at or beyond the readable offset, put lock held.
+            unsafe { seg.slice_mut(pos, n) }.copy_from_slice(&data[..n]);
+            app.write_offset += n as i64;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Drop unpublished bytes `[from, to)` (a replicated tail that will not
+    /// be published): zero them and remove segments that start after
+    /// `from`. Put lock held.
+    pub fn drop_unpublished(&self, from: i64, to: i64) -> io::Result<()> {
+        debug_assert!(from >= self.readable_offset());
+        for seg in self.segments() {
+            let lo = from.max(seg.start());
+            let hi = to.min(seg.end());
+            if lo < hi {
+                // SAFETY: beyond the readable offset, put lock held.
+                unsafe { seg.slice_mut((lo - seg.start()) as usize, (hi - lo) as usize) }.fill(0);
+            }
+        }
+        let removed: Vec<Arc<MappedFile>> = {
+            let mut segs = self.segments.write();
+            let keep = segs.partition_point(|s| s.start() <= from);
+            segs.drain(keep..).collect()
+        };
+        for seg in removed {
+            seg.delete()?;
+        }
+        Ok(())
+    }
+
+    /// Cut the published log back to `to` (`min <= to < readable`). The
+    /// segment holding `to` is replaced by a new file holding a copy of its
+    /// bytes below `to`, and later segments are removed: readers still
+    /// holding bytes of the old files keep them unchanged (see
+    /// `mapped_file`, rule 3), at the cost of copying up to one segment.
+    /// Put lock and flush lock held; the caller fixes the derived files.
+    pub fn cut_back(&self, to: i64) -> io::Result<()> {
+        debug_assert!(self.min_offset() <= to && to < self.readable_offset());
+        let old = self.segment_for(to).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no commit-log segment holds offset {to}"),
+            )
+        })?;
+        let keep = (to - old.start()) as usize;
+        let path = old.path().to_path_buf();
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".cut");
+        let tmp = path.with_file_name(tmp_name);
+        let mut fresh = MappedFile::create(&tmp, old.start(), self.segment_size)?;
+        if keep > 0 {
+            // SAFETY: the old bytes lie below the readable offset, so they
+            // never change; nobody else knows the new file yet.
+            unsafe { fresh.slice_mut(0, keep) }.copy_from_slice(unsafe { old.slice(0, keep) });
+            fresh.flush_range(0, keep)?;
+        }
+        // Renamed over the old file first, then later segments go: a crash
+        // in between leaves zeros at `to`, where recovery ends the log and
+        // drops what follows.
+        fresh.rename_to(&path)?;
+        sync_dir(&self.dir)?;
+        let fresh = Arc::new(fresh);
+        let removed: Vec<Arc<MappedFile>> = {
+            let mut segs = self.segments.write();
+            let idx = segs.partition_point(|s| s.start() < fresh.start());
+            debug_assert_eq!(segs[idx].start(), fresh.start());
+            segs[idx] = Arc::clone(&fresh);
+            segs.drain(idx + 1..).collect()
+        };
+        self.readable.store(to, Ordering::Release);
+        self.flushed.fetch_min(to, Ordering::AcqRel);
+        for seg in removed {
+            seg.delete()?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Make an empty log start at `offset`, a segment start: its segment
+    /// files (holding nothing published) are replaced by one empty segment
+    /// there. Put lock and flush lock held.
+    pub fn restart_at(&self, offset: i64) -> io::Result<()> {
+        debug_assert_eq!(offset % self.segment_size as i64, 0);
+        debug_assert_eq!(self.min_offset(), self.readable_offset());
+        let path = self.dir.join(offset_file_name(offset));
+        let old: Vec<Arc<MappedFile>> = std::mem::take(&mut *self.segments.write());
+        for seg in &old {
+            seg.delete()?;
+        }
+        let seg = Arc::new(MappedFile::create(&path, offset, self.segment_size)?);
+        sync_dir(&self.dir)?;
+        *self.segments.write() = vec![seg];
+        self.min_offset.store(offset, Ordering::Release);
+        self.readable.store(offset, Ordering::Release);
+        self.flushed.store(offset, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// A segment copy that a crash left before it replaced its segment (see
+/// [`CommitLog::cut_back`]): the cut did not happen, the copy is garbage.
+fn remove_cut_leftovers(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "cut") {
+            tracing::warn!(file = %path.display(), "removing an unfinished commit-log cut");
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

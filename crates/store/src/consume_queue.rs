@@ -313,7 +313,8 @@ impl ConsumeQueue {
         self.max_offset.store(next, Ordering::Release);
     }
 
-    /// Recovery: the queue holds entries `[min, next)`.
+    /// Recovery, or a cut of the commit log (put lock held): the queue
+    /// holds entries `[min, next)`.
     pub fn set_range(&self, min: i64, next: i64) {
         self.min_offset.store(min.min(next), Ordering::Release);
         self.max_offset.store(next, Ordering::Release);
@@ -324,8 +325,9 @@ impl ConsumeQueue {
         );
     }
 
-    /// Recovery: drop entries from `next` on: zero their slots and delete
-    /// files holding none below `next`. Returns how many were dropped.
+    /// Recovery, or a cut of the commit log (put lock held): drop entries
+    /// from `next` on: zero their slots and delete files holding none below
+    /// `next`. Returns how many were dropped.
     pub fn truncate_to(&self, next: i64) -> io::Result<u64> {
         let max = self.max_offset();
         let dropped = (max - next).max(0) as u64;

@@ -22,6 +22,11 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("{0}")]
     Corrupt(String),
+    /// A request the store cannot carry out in its present state (cutting
+    /// the log at an offset it does not hold, restarting a log that is not
+    /// empty); nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {

@@ -19,6 +19,9 @@
 //!   their `unsafe` sound.
 //! - `flush`: the flush thread, with group commit under SYNC_FLUSH.
 //! - `checkpoint`: what was durable at the last flush of derived files.
+//! - `replica`: the commit log as raw bytes for master/slave replication:
+//!   read a chunk, append a master's bytes (checked and dispatched record by
+//!   record), start an empty log at an offset, cut the log back.
 //! - [`recovery`]: on open, cut a torn or corrupt tail and re-derive queues
 //!   and index; [`RecoveryReport`] says what it did.
 //! - `retention`: deletes old segments (and their derived files), watches
@@ -38,6 +41,7 @@ mod flush;
 mod index;
 mod mapped_file;
 pub mod recovery;
+mod replica;
 mod retention;
 pub mod stats;
 pub mod store;

@@ -15,9 +15,10 @@
 //! 2. **One writer.** Bytes beyond the boundary are written by one thread at
 //!    a time (the store's put lock, or recovery before the store is shared).
 //! 3. **Never shrink a live mapping.** A mapped file is never truncated while
-//!    the store runs; retention only unlinks files, and the mapping (and any
-//!    `Bytes` still pointing into it) stays valid until the last reference
-//!    is dropped.
+//!    the store runs; retention only unlinks files, a cut of the commit log
+//!    renames a new file over the old one, and the old mapping (and any
+//!    `Bytes` still pointing into it) stays valid and unchanged until the
+//!    last reference is dropped.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -255,6 +256,14 @@ impl MappedFile {
         // SAFETY: recovery owns the store exclusively.
         unsafe { self.slice_mut(from, to - from) }.fill(0);
         self.flush_range(from, to - from)
+    }
+
+    /// Rename the file to `to`, replacing any file there (whose mappings
+    /// stay valid, rule 3). Before the file is shared.
+    pub fn rename_to(&mut self, to: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, to)?;
+        self.path = to.to_path_buf();
+        Ok(())
     }
 
     /// Unlink the file. Readers holding the mapping keep it until they drop it.

@@ -190,13 +190,20 @@ fn classify<'a>(seg: &'a MappedFile, pos: usize) -> Slot<'a> {
             "record size {total} does not fit in the {remaining} bytes left in its segment"
         ));
     }
-    let bytes = &all[..total as usize];
-    let view = match parse_record(bytes) {
-        Ok(v) => v,
-        Err(e) => return Slot::Invalid(e.to_string()),
-    };
+    match check_record(&all[..total as usize], offset) {
+        Ok(view) => Slot::Record(view),
+        Err(why) => Slot::Invalid(why),
+    }
+}
+
+/// Check the record that is exactly `bytes`, found at commit-log `offset`:
+/// it parses (lengths, body CRC), its physical-offset field is `offset`,
+/// it does not end in a zero byte, and its topic is UTF-8. Recovery and
+/// replication accept a record by the same rules.
+pub(crate) fn check_record(bytes: &[u8], offset: i64) -> Result<RecordView<'_>, String> {
+    let view = parse_record(bytes).map_err(|e| e.to_string())?;
     if view.commit_log_offset != offset {
-        return Slot::Invalid(format!(
+        return Err(format!(
             "physical-offset field says {} but the record is at {offset}",
             view.commit_log_offset
         ));
@@ -210,12 +217,12 @@ fn classify<'a>(seg: &'a MappedFile, pos: usize) -> Slot<'a> {
         view.properties.last()
     };
     if last.is_none_or(|&b| b == 0) {
-        return Slot::Invalid("record ends in zero bytes: a torn write".into());
+        return Err("record ends in zero bytes: a torn write".into());
     }
     if view.topic_str().is_none() {
-        return Slot::Invalid("topic is not UTF-8".into());
+        return Err("topic is not UTF-8".into());
     }
-    Slot::Record(view)
+    Ok(view)
 }
 
 /// Which records the scan re-derives entries for.

@@ -111,6 +111,9 @@ pub(crate) struct Writer {
     /// The writer's own copy of the queue map, so puts do not contend with
     /// readers on `Inner::queues`.
     pub queues: QueueMap,
+    /// Past the readable offset lies part of a replicated record, waiting
+    /// for the rest (see `replica`); puts must not write after it.
+    pub replica_part: bool,
 }
 
 /// Per-message facts worked out before taking the put lock.
@@ -144,6 +147,8 @@ pub(crate) struct Inner {
     /// Serializes checkpoints.
     pub checkpoint_lock: Mutex<()>,
     pub flushed_tx: watch::Sender<i64>,
+    /// The readable offset, for those who follow the log (replication).
+    pub max_offset_tx: watch::Sender<i64>,
     pub flush_pending: AtomicBool,
     pub flusher: OnceLock<Thread>,
     pub checkpointer: OnceLock<Thread>,
@@ -160,7 +165,7 @@ pub(crate) struct Inner {
 /// The message store. `Send + Sync`; share it behind the `Arc` that
 /// [`MessageStore::open`] returns. Dropping the last reference shuts it down.
 pub struct MessageStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -214,6 +219,7 @@ impl MessageStore {
         }
         let flushed = recovered.commit_log.flushed_offset();
         let (flushed_tx, _) = watch::channel(flushed);
+        let (max_offset_tx, _) = watch::channel(recovered.commit_log.readable_offset());
         let inner = Arc::new(Inner {
             delay_levels,
             commit_log: recovered.commit_log,
@@ -221,11 +227,13 @@ impl MessageStore {
             writer: Mutex::new(Writer {
                 appender: recovered.appender,
                 queues: recovered.queues,
+                replica_part: false,
             }),
             index: Mutex::new(recovered.index),
             flush_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
             flushed_tx,
+            max_offset_tx,
             flush_pending: AtomicBool::new(false),
             flusher: OnceLock::new(),
             checkpointer: OnceLock::new(),
@@ -529,6 +537,12 @@ impl MessageStore {
         self.inner.commit_log.readable_offset()
     }
 
+    /// Follow [`Self::max_commit_log_offset`]: the receiver sees each new
+    /// end of the readable commit log (replication pushes from it).
+    pub fn subscribe_max_offset(&self) -> watch::Receiver<i64> {
+        self.inner.max_offset_tx.subscribe()
+    }
+
     /// The oldest commit-log offset still kept.
     pub fn min_commit_log_offset(&self) -> i64 {
         self.inner.commit_log.min_offset()
@@ -639,22 +653,7 @@ impl Inner {
     /// Check a message and work out what can be known before the lock.
     fn prepare(&self, msg: &mut PutMessage) -> Result<Prepared, PutError> {
         let illegal = |s: String| Err(PutError::MessageIllegal(s));
-        let topic = &msg.topic;
-        if topic.is_empty() {
-            return illegal("topic is empty".into());
-        }
-        if topic.len() > MAX_TOPIC_LEN {
-            return illegal(format!(
-                "topic is {} bytes; at most {MAX_TOPIC_LEN} are allowed",
-                topic.len()
-            ));
-        }
-        // The topic names a directory, so it must not escape consumequeue/.
-        if topic.contains(['/', '\\', '\0']) || topic == "." || topic == ".." {
-            return illegal(format!(
-                "topic {topic:?} contains characters not allowed in a topic name"
-            ));
-        }
+        check_topic_name(&msg.topic).map_err(PutError::MessageIllegal)?;
         if msg.queue_id < 0 {
             return illegal(format!("queue id {} is negative", msg.queue_id));
         }
@@ -733,6 +732,13 @@ impl Inner {
             ));
         }
         let w = &mut *guard;
+        if w.replica_part {
+            return Err(PutError::ServiceNotAvailable(format!(
+                "the commit log ends in a partly replicated record at offset {}; \
+                 this store is a replica until that record is complete or cut off",
+                self.commit_log.readable_offset()
+            )));
+        }
         let (seg, pos) = self.commit_log.reserve(&mut w.appender, total)?;
         let base = w.appender.write_offset();
         let store_ts = now_ms();
@@ -832,13 +838,24 @@ impl Inner {
                 }
             }
         }
+        self.announce_max_offset(end);
         drop(guard);
         Counters::add(&self.counters.put_message_count, msgs.len() as u64);
         Counters::add(&self.counters.put_message_bytes, total as u64);
         Ok(end)
     }
 
-    fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
+    /// Tell followers of the log that it now ends at `end`. Put lock held,
+    /// so the values sent only grow (between cuts).
+    pub(crate) fn announce_max_offset(&self, end: i64) {
+        self.max_offset_tx.send_if_modified(|cur| {
+            let changed = *cur != end;
+            *cur = end;
+            changed
+        });
+    }
+
+    pub(crate) fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
         let listener = self.listener.read().clone();
         if let Some(f) = listener {
             f(topic, queue_id, max_offset);
@@ -887,6 +904,11 @@ impl Inner {
     /// Force everything to disk and record it in the checkpoint.
     pub(crate) fn checkpoint(&self, clean_shutdown: bool) -> io::Result<()> {
         let _g = self.checkpoint_lock.lock();
+        self.checkpoint_locked(clean_shutdown)
+    }
+
+    /// [`Inner::checkpoint`] with the checkpoint lock already held.
+    pub(crate) fn checkpoint_locked(&self, clean_shutdown: bool) -> io::Result<()> {
         // A consistent cut: commit-log end and queue ends at the same instant.
         // Only `Arc` clones under the put lock; names are copied after.
         let (derived, ends) = {
@@ -897,7 +919,9 @@ impl Inner {
                 .flat_map(|qs| qs.values())
                 .map(|cq| (Arc::clone(cq), cq.max_offset()))
                 .collect();
-            (w.appender.write_offset(), ends)
+            // The readable offset, not the write position: a replica may
+            // hold part of a record past it that is not dispatched yet.
+            (self.commit_log.readable_offset(), ends)
         };
         let queues = ends
             .iter()
@@ -1085,12 +1109,32 @@ impl Inner {
     }
 }
 
+/// Whether `topic` may name a topic: not empty, at most [`MAX_TOPIC_LEN`]
+/// bytes, and usable as a directory name that stays inside consumequeue/.
+pub(crate) fn check_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("topic is empty".into());
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "topic is {} bytes; at most {MAX_TOPIC_LEN} are allowed",
+            topic.len()
+        ));
+    }
+    if topic.contains(['/', '\\', '\0']) || topic == "." || topic == ".." {
+        return Err(format!(
+            "topic {topic:?} contains characters not allowed in a topic name"
+        ));
+    }
+    Ok(())
+}
+
 fn be_i32(b: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// The writer's queue for (topic, queue id), created on first use.
-fn writer_queue<'a>(
+pub(crate) fn writer_queue<'a>(
     queues: &'a mut QueueMap,
     shared: &RwLock<QueueMap>,
     config: &StoreConfig,

@@ -116,6 +116,23 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     put("producerCount", producers.to_string());
     put("consumerCount", consumers.to_string());
     put("longPollWaiting", b.long_poll.waiting().to_string());
+    let ha = b.ha.status();
+    put("haRole", format!("{:?}", ha.role));
+    if let Some(addr) = ha.listen_addr {
+        put("haListenAddr", addr.to_string());
+    }
+    put("haConnectedSlaves", ha.slaves.len().to_string());
+    if let Some(lag) = ha.slaves.iter().map(|s| s.lag_bytes).min() {
+        put("haSlaveLagBytes", lag.to_string());
+    }
+    if let Some(m) = &ha.master_addr {
+        put("haMasterAddr", m.clone());
+        put("haMasterConnected", ha.connected.to_string());
+        put(
+            "haLagBytes",
+            (ha.master_offset_seen - ha.max_offset).max(0).to_string(),
+        );
+    }
     put(
         "flushDiskType",
         format!("{:?}", b.config.store.flush_disk_type),

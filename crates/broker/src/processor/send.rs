@@ -28,6 +28,16 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
             let store = b.store.clone();
             let batch = msgs.len() > 1
                 || req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE;
+            // A SYNC_MASTER answers only once its slave holds the message
+            // (RocketMQ 4's rule), unless the message says not to wait.
+            let slave_wait = (b.config.broker_role == BrokerRole::SyncMaster
+                && msgs.iter().all(waits_for_store))
+            .then(|| {
+                (
+                    b.ha.clone(),
+                    std::time::Duration::from_millis(b.config.store.sync_flush_timeout_ms),
+                )
+            });
             let fut = async move {
                 let result = if batch {
                     store.put_messages(msgs).await
@@ -38,7 +48,18 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
                         None => Ok(Vec::new()),
                     }
                 };
-                respond(&req, queue_id, result)
+                let mut slave_code = None;
+                if let (Ok(results), Some((ha, timeout))) = (&result, slave_wait) {
+                    if let Some(last) = results.last() {
+                        let end = last.commit_log_offset + last.wrote_bytes as i64;
+                        slave_code = match ha.wait_for_slave(end, timeout).await {
+                            meridian_ha::SlaveAck::Acked => None,
+                            meridian_ha::SlaveAck::Timeout => Some(rc::FLUSH_SLAVE_TIMEOUT),
+                            meridian_ha::SlaveAck::NoSlave => Some(rc::SLAVE_NOT_AVAILABLE),
+                        };
+                    }
+                }
+                respond(&req, queue_id, result, slave_code)
             };
             // Poll once here: the append runs now, in arrival order; only a
             // wait for the disk flush is left pending.
@@ -235,13 +256,35 @@ fn too_big(req: &RemotingCommand, size: usize, max: usize) -> RemotingCommand {
     )
 }
 
+/// The message's WAIT property (missing means wait, as in RocketMQ).
+fn waits_for_store(m: &PutMessage) -> bool {
+    meridian_protocol::message::find_property(&m.properties, property::WAIT)
+        .is_none_or(|v| v.eq_ignore_ascii_case("true"))
+}
+
 fn respond(
     req: &RemotingCommand,
     queue_id: i32,
     result: Result<Vec<PutResult>, PutError>,
+    slave_code: Option<i32>,
 ) -> RemotingCommand {
     let (code, remark, results) = match result {
-        Ok(r) => (rc::SUCCESS, None, r),
+        Ok(r) => match slave_code {
+            None => (rc::SUCCESS, None, r),
+            Some(code) if code == rc::FLUSH_SLAVE_TIMEOUT => (
+                code,
+                Some(
+                    "the message is stored on the master but the slave did not confirm it in time"
+                        .to_string(),
+                ),
+                r,
+            ),
+            Some(code) => (
+                code,
+                Some("the message is stored on the master but no slave is in sync".to_string()),
+                r,
+            ),
+        },
         Err(PutError::FlushTimeout(r)) => (
             rc::FLUSH_DISK_TIMEOUT,
             Some("the message is stored but was not flushed to disk in time".to_string()),

@@ -620,7 +620,10 @@ impl BrokerGroup {
     /// Start broker `i` (again) and wait for its ready line.
     pub fn start_broker(&mut self, i: usize) {
         let conf = path_arg(&self.members[i].conf);
-        let p = self.spawn(&format!("broker-{i}"), &["broker".into(), "-c".into(), conf]);
+        let p = self.spawn(
+            &format!("broker-{i}"),
+            &["broker".into(), "-c".into(), conf],
+        );
         self.members[i].process = Some(p.wait_for_line(BROKER_READY));
     }
 

@@ -1,0 +1,330 @@
+//! Master/slave replication (RocketMQ's classic HA), with real processes
+//! killed under load. Invariant 2: a send answered SEND_OK by a SYNC_MASTER
+//! is held by the slave and survives the loss of the master. Every
+//! acknowledged message is counted by key afterwards; consume queues must
+//! read back gap-free on the replica.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use meridian_client::producer::Message;
+use meridian_client::{Admin, Producer};
+use meridian_protocol::codes::response_code;
+use support::cluster::BrokerGroup;
+
+const TOPIC: &str = "replicated";
+const QUEUES: i32 = 4;
+const TRIALS: usize = 10;
+
+fn master_slave(role: &str) -> BrokerGroup {
+    let master = format!("brokerId=0\nbrokerRole={role}\nflushDiskType=ASYNC_FLUSH\n");
+    let slave = "brokerId=1\nbrokerRole=SLAVE\n";
+    BrokerGroup::start(&[&master, slave])
+}
+
+/// Keys of every message of `topic` on the broker at `addr`, checking that
+/// each queue reads back as a gap-free run of offsets.
+async fn keys_on(addr: &str, topic: &str, namesrv: &str) -> HashMap<String, usize> {
+    let admin = Admin::new(namesrv);
+    let mut seen = HashMap::new();
+    for q in 0..QUEUES {
+        let mut offset = 0;
+        loop {
+            let (code, next, msgs) = admin
+                .pull(addr, "checker", topic, q, offset, 32)
+                .await
+                .unwrap_or_else(|e| panic!("pull from {addr}: {e}"));
+            if code != response_code::SUCCESS {
+                break;
+            }
+            for m in &msgs {
+                assert_eq!(m.queue_id, q);
+                assert_eq!(m.queue_offset, offset, "queue {q} on {addr} has a gap");
+                offset += 1;
+                if let Some(k) = m.keys().next() {
+                    *seen.entry(k.to_string()).or_insert(0) += 1;
+                }
+            }
+            assert_eq!(next, offset);
+        }
+    }
+    seen
+}
+
+/// Wait until the topic exists on `addr` (the slave copies topics from its
+/// master every few seconds).
+async fn wait_topic(namesrv: &str, addr: &str, topic: &str) {
+    let admin = Admin::new(namesrv);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if admin.topic_stats(addr, topic).await.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} never learned topic {topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until the slave holds `expect` keys of the topic.
+async fn wait_caught_up(namesrv: &str, addr: &str, expect: usize) -> HashMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = keys_on(addr, TOPIC, namesrv).await;
+        if seen.len() >= expect {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slave {addr} holds {} of {expect} messages",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until the master streams to a connected slave (a restarted
+/// member reconnects within a few seconds).
+async fn wait_slave_connected(group: &BrokerGroup) {
+    let admin = Admin::new(&group.namesrv_addr());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(rt) = admin.runtime_info(&group.broker_addr(0)).await {
+            if rt.get("haConnectedSlaves").map(String::as_str) == Some("1") {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never reconnected to the master"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Load {
+    acked: Arc<Mutex<Vec<String>>>,
+    statuses: Arc<Mutex<HashMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Sixteen producers sending keyed messages to the master until stopped.
+fn start_load(group: &BrokerGroup, trial: usize) -> Load {
+    let producer = Arc::new(Producer::new(&group.namesrv_addr(), "ha-producer"));
+    let master = group.broker_addr(0);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let statuses = Arc::new(Mutex::new(HashMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let (producer, master, acked, statuses, stop) = (
+            producer.clone(),
+            master.clone(),
+            acked.clone(),
+            statuses.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("t{trial}-w{w}-{i}");
+                i += 1;
+                let msg = Message {
+                    topic: TOPIC.into(),
+                    body: Bytes::from(format!("payload {key}")),
+                    keys: vec![key.clone()],
+                    ..Default::default()
+                };
+                match producer
+                    .send_to(&master, "broker-a", w % QUEUES, &msg)
+                    .await
+                {
+                    Ok(r) => {
+                        *statuses
+                            .lock()
+                            .unwrap()
+                            .entry(r.status.to_string())
+                            .or_insert(0) += 1;
+                        if r.status == "SEND_OK" {
+                            acked.lock().unwrap().push(key);
+                        }
+                    }
+                    Err(_) => {
+                        *statuses.lock().unwrap().entry("error".into()).or_insert(0) += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+    Load {
+        acked,
+        statuses,
+        stop,
+        tasks,
+    }
+}
+
+impl Load {
+    async fn stop(self) -> (Vec<String>, HashMap<String, usize>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        let statuses = self.statuses.lock().unwrap().clone();
+        (acked, statuses)
+    }
+}
+
+fn assert_all_present(what: &str, acked: &[String], seen: &HashMap<String, usize>) {
+    let missing: Vec<&String> = acked.iter().filter(|k| !seen.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} acknowledged messages missing, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dup.is_empty(), "{what}: messages stored twice: {dup:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_master_killed_under_load_loses_nothing_it_acknowledged() {
+    let mut group = master_slave("SYNC_MASTER");
+    let ns = group.namesrv_addr();
+    group.admin(&[
+        "updateTopic",
+        "-t",
+        TOPIC,
+        "-c",
+        "DefaultCluster",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
+    let mut all_acked = Vec::new();
+    for trial in 0..TRIALS {
+        if !group.is_running(0) {
+            tokio::task::block_in_place(|| group.start_broker(0));
+        }
+        wait_slave_connected(&group).await;
+        let load = start_load(&group, trial);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::task::block_in_place(|| group.kill9(0));
+        let killed = Instant::now();
+        let (acked, statuses) = load.stop().await;
+        assert!(
+            !acked.is_empty(),
+            "trial {trial}: nothing acknowledged: {statuses:?}"
+        );
+        all_acked.extend(acked);
+        // The master is gone: everything it acknowledged is on the slave.
+        let seen = keys_on(&group.broker_addr(1), TOPIC, &ns).await;
+        assert_all_present(
+            &format!("trial {trial}, slave after master kill"),
+            &all_acked,
+            &seen,
+        );
+        tokio::task::block_in_place(|| group.start_broker(0));
+        eprintln!(
+            "trial {trial}: {} acknowledged so far, statuses {statuses:?}, writes refused for {:?} (until the master restarted)",
+            all_acked.len(),
+            killed.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_master_whose_slave_dies_answers_slave_not_available_then_recovers() {
+    let mut group = master_slave("SYNC_MASTER");
+    let ns = group.namesrv_addr();
+    group.admin(&[
+        "updateTopic",
+        "-t",
+        TOPIC,
+        "-c",
+        "DefaultCluster",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
+    let mut all_acked = Vec::new();
+    let mut saw_slave_unavailable = false;
+    for trial in 0..TRIALS {
+        wait_slave_connected(&group).await;
+        let load = start_load(&group, trial);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::task::block_in_place(|| group.kill9(1));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (acked, statuses) = load.stop().await;
+        saw_slave_unavailable |= statuses.contains_key("SLAVE_NOT_AVAILABLE")
+            || statuses.contains_key("FLUSH_SLAVE_TIMEOUT");
+        all_acked.extend(acked);
+        tokio::task::block_in_place(|| group.start_broker(1));
+        // The restarted slave resumes from its own offset and catches up.
+        let total = keys_on(&group.broker_addr(0), TOPIC, &ns).await.len();
+        let seen = wait_caught_up(&ns, &group.broker_addr(1), total).await;
+        assert_all_present(
+            &format!("trial {trial}, slave after restart"),
+            &all_acked,
+            &seen,
+        );
+        eprintln!("trial {trial}: statuses {statuses:?}");
+    }
+    assert!(
+        saw_slave_unavailable,
+        "with its slave dead a SYNC_MASTER must not answer SEND_OK"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn async_master_replicates_and_the_whole_group_restarts() {
+    let mut group = master_slave("ASYNC_MASTER");
+    let ns = group.namesrv_addr();
+    group.admin(&[
+        "updateTopic",
+        "-t",
+        TOPIC,
+        "-c",
+        "DefaultCluster",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
+    let load = start_load(&group, 0);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (acked, _) = load.stop().await;
+    let seen = wait_caught_up(&ns, &group.broker_addr(1), acked.len()).await;
+    assert_all_present("slave", &acked, &seen);
+
+    // Restart both, cleanly; both still hold everything.
+    tokio::task::block_in_place(|| {
+        group.stop_broker(1);
+        group.stop_broker(0);
+        group.start_broker(0);
+        group.start_broker(1);
+    });
+    for i in 0..2 {
+        let seen = keys_on(&group.broker_addr(i), TOPIC, &ns).await;
+        assert_all_present(&format!("broker {i} after restart"), &acked, &seen);
+    }
+    // The route lists both members.
+    let route = Admin::new(&ns).route(TOPIC).await.unwrap().unwrap();
+    assert_eq!(route.broker_datas[0].broker_addrs.len(), 2);
+}
