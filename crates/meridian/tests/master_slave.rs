@@ -313,6 +313,39 @@ async fn async_master_replicates_and_the_whole_group_restarts() {
     let seen = wait_caught_up(&ns, &group.broker_addr(1), acked.len()).await;
     assert_all_present("slave", &acked, &seen);
 
+    // A consumer offset committed on the master reaches the slave.
+    let admin = Admin::new(&ns);
+    let mut update = meridian_protocol::RemotingCommand::request(
+        meridian_protocol::codes::request_code::UPDATE_CONSUMER_OFFSET,
+    );
+    meridian_protocol::header::offset::UpdateConsumerOffsetRequestHeader {
+        consumer_group: "g-offsets".into(),
+        topic: TOPIC.into(),
+        queue_id: 2,
+        commit_offset: 17,
+    }
+    .write(&mut update);
+    admin.call(&group.broker_addr(0), update).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut query = meridian_protocol::RemotingCommand::request(
+            meridian_protocol::codes::request_code::QUERY_CONSUMER_OFFSET,
+        )
+        .with_ext("consumerGroup", "g-offsets")
+        .with_ext("topic", TOPIC)
+        .with_ext("queueId", 2);
+        query.opaque = 0;
+        let r = admin.call(&group.broker_addr(1), query).await.unwrap();
+        if r.code == response_code::SUCCESS && r.ext("offset") == Some("17") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never got the committed offset"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Restart both, cleanly; both still hold everything.
     tokio::task::block_in_place(|| {
         group.stop_broker(1);

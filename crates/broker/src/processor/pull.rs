@@ -193,9 +193,14 @@ fn pull_once(
         }
         GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => rc::PULL_OFFSET_MOVED,
     };
+    let suggest = if code == rc::SUCCESS {
+        suggest_broker(b, got.messages.first())
+    } else {
+        0
+    };
     let mut response = req.response_to(code, None);
     PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id: suggest,
         next_begin_offset: got.next_begin_offset,
         min_offset: got.min_offset,
         max_offset: got.max_offset,
@@ -205,6 +210,48 @@ fn pull_once(
         response.body = concat(got.messages, got.total_bytes);
     }
     response
+}
+
+/// Which member the consumer should pull from next. A master whose
+/// consumer has fallen so far behind that its reads come from disk rather
+/// than memory (RocketMQ's `accessMessageInMemoryMaxRatio`, 40% of RAM)
+/// sends it to a connected slave (id 1), sparing its own page cache for the
+/// producers; otherwise, and always on a slave, back to the master (0).
+fn suggest_broker(b: &BrokerInner, first: Option<&Bytes>) -> i64 {
+    if b.is_slave() || b.ha.connected_slaves() == 0 {
+        return 0;
+    }
+    let Some(record) = first else { return 0 };
+    // PHYSICALOFFSET sits after TOTALSIZE, MAGIC, BODYCRC, QUEUEID, FLAG
+    // and QUEUEOFFSET.
+    const PHYSICAL_OFFSET_AT: usize = 28;
+    let Some(bytes) = record.get(PHYSICAL_OFFSET_AT..PHYSICAL_OFFSET_AT + 8) else {
+        return 0;
+    };
+    let offset = i64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]));
+    let behind = b.store.max_commit_log_offset() - offset;
+    if behind > memory_budget() {
+        1
+    } else {
+        0
+    }
+}
+
+/// 40% of physical memory, read once.
+fn memory_budget() -> i64 {
+    static BUDGET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let total_kb = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<i64>().ok())
+            })
+            .unwrap_or(8 * 1024 * 1024);
+        total_kb * 1024 * 40 / 100
+    })
 }
 
 /// One buffer for the response body: the records back to back.
