@@ -46,7 +46,11 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         broker_name: c.broker_name.clone(),
         broker_addr: c.broker_addr(),
         cluster_name: c.broker_cluster_name.clone(),
-        ha_server_addr: c.ha_addr(),
+        // The port actually bound (haListenPort may be 0: any free port).
+        ha_server_addr: match inner.ha.local_addr() {
+            Some(a) => format!("{}:{}", c.broker_ip1, a.port()),
+            None => c.ha_addr(),
+        },
         broker_id: c.broker_id,
         heartbeat_timeout_millis: None,
         compressed: Some(false),

@@ -129,6 +129,9 @@ pub async fn dev(
     set_default("listenPort", broker_port.to_string());
     set_default("brokerIP1", "127.0.0.1".into());
     set_default("autoCreateTopicEnable", "true".into());
+    // A lone dev broker has no slave: replication listens on any free port
+    // rather than claiming brokerPort + 1.
+    set_default("haListenPort", "0".into());
     conf.set("namesrvAddr", ns_addr.clone());
     let (cfg, unknown) = BrokerConfig::from_conf(&mut conf)?;
     warn_unknown(config.as_deref(), &unknown);

@@ -73,7 +73,7 @@ async fn broker_registers_with_every_name_server() {
         &conf,
         format!(
             "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort={broker_port}\n\
-             storePathRootDir={}\nbrokerIP1=127.0.0.1\nnamesrvAddr={}\n",
+             storePathRootDir={}\nbrokerIP1=127.0.0.1\nhaListenPort=0\nnamesrvAddr={}\n",
             dir.path().join("store").display(),
             ns_addrs.join(";")
         ),

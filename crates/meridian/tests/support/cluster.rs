@@ -276,7 +276,7 @@ impl Cluster {
                 let store = self.data_dir();
                 let conf = format!(
                     "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort={}\n\
-                     storePathRootDir={}\nbrokerIP1=127.0.0.1\n{}",
+                     storePathRootDir={}\nbrokerIP1=127.0.0.1\nhaListenPort=0\n{}",
                     self.broker_port,
                     path_arg(&store),
                     self.opts.conf_lines()
