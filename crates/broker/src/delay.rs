@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_protocol::message::{decode_properties, decode_record, encode_properties, property};
-use meridian_store::{GetStatus, PutMessage};
+use meridian_protocol::message::{decode_properties, decode_record, property};
+use meridian_store::GetStatus;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -188,19 +188,8 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
                 continue;
             };
             props.retain(|(k, _)| k != property::DELAY);
-            let put = PutMessage {
-                topic: real_topic.clone(),
-                queue_id: real_qid,
-                flag: m.flag,
-                body: m.body.clone(),
-                properties: encode_properties(&props),
-                sys_flag: m.sys_flag,
-                born_timestamp: m.born_timestamp,
-                born_host: m.born_host,
-                store_host: inner.store_host,
-                reconsume_times: m.reconsume_times,
-                prepared_transaction_offset: m.prepared_transaction_offset,
-            };
+            let put =
+                crate::store_again(&m, real_topic.clone(), real_qid, &props, inner.store_host);
             if let Err(e) = inner.store.put_message(put).await {
                 // Keep the cursor: the message is delivered on a later tick.
                 tracing::warn!(level, topic = %real_topic, error = ?e, "delayed delivery failed; will retry");

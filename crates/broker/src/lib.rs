@@ -36,12 +36,31 @@ use meridian_store::{MessageStore, RecoveryReport};
 
 pub use config::{BrokerConfig, BrokerRole};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+pub use meridian_protocol::now_ms;
+
+/// A stored message to be stored again under another topic and queue (a
+/// due delayed message, a retry, a dead letter): same body, flags, birth and
+/// reconsume count; new properties; this broker as the store host.
+pub fn store_again(
+    m: &meridian_protocol::message::MessageExt,
+    topic: String,
+    queue_id: i32,
+    properties: &[(String, String)],
+    store_host: SocketAddr,
+) -> meridian_store::PutMessage {
+    meridian_store::PutMessage {
+        topic,
+        queue_id,
+        flag: m.flag,
+        body: m.body.clone(),
+        properties: meridian_protocol::message::encode_properties(properties),
+        sys_flag: m.sys_flag,
+        born_timestamp: m.born_timestamp,
+        born_host: m.born_host,
+        store_host,
+        reconsume_times: m.reconsume_times,
+        prepared_transaction_offset: m.prepared_transaction_offset,
+    }
 }
 
 /// The master of this broker's group, as the name servers last said.

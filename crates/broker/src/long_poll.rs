@@ -76,3 +76,36 @@ impl LongPoll {
         self.waiters.load(Ordering::Acquire)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiters_are_bounded_and_slots_come_back() {
+        let poll = LongPoll::new(2);
+        let a = poll.try_wait().expect("first waiter");
+        let _b = poll.try_wait().expect("second waiter");
+        assert!(
+            poll.try_wait().is_none(),
+            "a third waiter is past the bound"
+        );
+        assert_eq!(poll.waiting(), 2);
+        drop(a);
+        assert!(
+            poll.try_wait().is_some(),
+            "a released slot can be taken again"
+        );
+    }
+
+    #[test]
+    fn arrival_wakes_subscribers_of_that_queue_only() {
+        let poll = LongPoll::new(8);
+        let mut q0 = poll.subscribe("t", 0);
+        let q1 = poll.subscribe("t", 1);
+        poll.arrived("t", 0, 5);
+        assert!(q0.has_changed().unwrap());
+        assert_eq!(*q0.borrow_and_update(), 5);
+        assert!(!q1.has_changed().unwrap());
+    }
+}

@@ -15,11 +15,9 @@ use meridian_protocol::header::consumer::ResetOffsetRequestHeader;
 use meridian_protocol::header::namesrv::{
     DeleteTopicFromNamesrvRequestHeader, GetRouteInfoRequestHeader,
 };
-use meridian_protocol::header::pull::{
-    pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader,
-};
+use meridian_protocol::header::pull::PullMessageResponseHeader;
 use meridian_protocol::header::query::{QueryMessageRequestHeader, ViewMessageRequestHeader};
-use meridian_protocol::message::{decode_record, MessageExt};
+use meridian_protocol::message::{decode_record, decode_records, MessageExt};
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::RemotingClient;
 
@@ -282,18 +280,7 @@ impl Admin {
             return Ok(Vec::new());
         }
         let r = Self::expect_ok("queryMsgByKey", r)?;
-        let mut out = Vec::new();
-        let mut rest: &[u8] = &r.body;
-        while !rest.is_empty() {
-            match decode_record(rest) {
-                Ok((m, used)) if used > 0 => {
-                    out.push(m);
-                    rest = &rest[used..];
-                }
-                _ => break,
-            }
-        }
-        Ok(out)
+        Ok(decode_records(&r.body))
     }
 
     /// Reset `group`'s offsets on `topic` to the first message stored at or
@@ -343,23 +330,16 @@ impl Admin {
         offset: i64,
         max: i32,
     ) -> Result<(i32, i64, Vec<MessageExt>)> {
-        let mut req = RemotingCommand::request(rc::PULL_MESSAGE);
-        PullMessageRequestHeader {
-            consumer_group: group.to_string(),
-            topic: topic.to_string(),
+        let req = crate::consumer::Pull {
+            group,
+            topic,
+            broker_name: "",
             queue_id,
-            queue_offset: offset,
-            max_msg_nums: max,
-            sys_flag: pull_sys_flag::SUBSCRIPTION,
-            commit_offset: 0,
-            suspend_timeout_millis: 0,
-            subscription: Some("*".into()),
-            sub_version: 0,
-            expression_type: Some("TAG".into()),
-            max_msg_bytes: None,
-            broker_name: None,
+            offset,
+            max_msgs: max,
+            suspend: None,
         }
-        .write(&mut req);
+        .request();
         let r = self.call(addr, req).await?;
         let h = PullMessageResponseHeader::parse(&r).map_err(|e| ClientError::Decode {
             what: "pull response".into(),

@@ -19,7 +19,7 @@ use meridian_protocol::header::send::{
 };
 use meridian_protocol::message::{encode_batch, encode_properties, property, BatchItem};
 use meridian_protocol::message_id::create_uniq_id;
-use meridian_protocol::RemotingCommand;
+use meridian_protocol::{now_ms, RemotingCommand};
 use meridian_remoting::RemotingClient;
 use parking_lot::Mutex;
 
@@ -334,13 +334,6 @@ fn queues_with(
         }
     }
     out
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

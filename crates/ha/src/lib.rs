@@ -39,13 +39,7 @@ pub use config::HaConfig;
 pub use master::MAX_CONNECTIONS;
 pub use service::{HaRole, HaService, HaStatus, SlaveAck, SlaveStatus};
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use meridian_protocol::now_ms;
 
 /// Resolves once shutdown is signalled (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {

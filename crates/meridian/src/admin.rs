@@ -143,16 +143,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 order,
                 ..Default::default()
             };
-            let targets: Vec<String> = match (broker, cluster) {
-                (Some(b), _) => vec![b],
-                (None, Some(c)) => admin
-                    .master_addrs(&c)
-                    .await?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-                (None, None) => bail!("give -c clusterName or -b brokerAddr"),
-            };
+            let targets = broker_or_cluster(&admin, broker, cluster).await?;
             if targets.is_empty() {
                 bail!("no master broker found to create the topic on");
             }
@@ -448,16 +439,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         AdminCommand::BrokerStatus { broker, cluster } => {
-            let addrs: Vec<String> = match (broker, cluster) {
-                (Some(b), _) => vec![b],
-                (None, Some(c)) => admin
-                    .master_addrs(&c)
-                    .await?
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-                (None, None) => bail!("give -b brokerAddr or -c clusterName"),
-            };
+            let addrs = broker_or_cluster(&admin, broker, cluster).await?;
             let mut all = BTreeMap::new();
             for a in addrs {
                 all.insert(a.clone(), admin.runtime_info(&a).await?);
@@ -474,6 +456,25 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// mqadmin's `-b brokerAddr | -c clusterName`: that broker, or every
+/// master of the cluster.
+async fn broker_or_cluster(
+    admin: &Admin,
+    broker: Option<String>,
+    cluster: Option<String>,
+) -> anyhow::Result<Vec<String>> {
+    Ok(match (broker, cluster) {
+        (Some(b), _) => vec![b],
+        (None, Some(c)) => admin
+            .master_addrs(&c)
+            .await?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect(),
+        (None, None) => bail!("give -b brokerAddr or -c clusterName"),
+    })
 }
 
 async fn find_by_key(
@@ -637,9 +638,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// `yyyy-MM-dd#HH:mm:ss:SSS` (read as UTC).
 fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
     if s.eq_ignore_ascii_case("now") {
-        return Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64);
+        return Ok(meridian_protocol::now_ms());
     }
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);

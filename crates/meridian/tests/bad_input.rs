@@ -241,28 +241,18 @@ async fn fill(cluster: &Cluster, topic: &str, n: usize) -> Vec<i64> {
 
 async fn stored_keys(cluster: &Cluster, topic: &str) -> Vec<String> {
     let admin = Admin::new(&cluster.namesrv_addr());
-    let mut keys = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (code, next, msgs) = admin
-            .pull(&cluster.broker_addr(), "g", topic, 0, offset, 32)
-            .await
-            .expect("pull");
-        if code != response_code::SUCCESS {
-            return keys;
-        }
-        for m in msgs {
+    support::queues::read_queue(&admin, &cluster.broker_addr(), topic, 0)
+        .await
+        .iter()
+        .map(|m| {
             let props = decode_properties(&m.properties);
-            keys.push(
-                props
-                    .iter()
-                    .find(|(k, _)| k == "KEYS")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-            );
-        }
-        offset = next;
-    }
+            props
+                .iter()
+                .find(|(k, _)| k == "KEYS")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 fn first_segment(cluster: &Cluster) -> std::path::PathBuf {

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,54 +14,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
-use meridian_protocol::codes::response_code;
-use meridian_protocol::message::decode_properties;
 use support::cluster::{Cluster, ClusterOpts};
 
 const TOPIC: &str = "crash-test";
 const QUEUES: i32 = 4;
 const PRODUCERS: usize = 16;
 const TRIALS: usize = 3;
-
-/// Every message of every queue of `topic`, checking that each queue is a
-/// gap-free run of offsets. Returns key → how many times it was found.
-async fn read_all_keys(admin: &Admin, broker: &str, topic: &str) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for q in 0..QUEUES {
-        let mut offset = 0;
-        loop {
-            let (code, next, msgs) = admin
-                .pull(broker, "crash-checker", topic, q, offset, 32)
-                .await
-                .expect("pull");
-            if code != response_code::SUCCESS {
-                break;
-            }
-            assert!(!msgs.is_empty(), "a FOUND pull must carry messages");
-            for m in &msgs {
-                assert_eq!(
-                    m.topic, topic,
-                    "consume queue points at another topic's record"
-                );
-                assert_eq!(
-                    m.queue_id, q,
-                    "consume queue points at another queue's record"
-                );
-                assert_eq!(
-                    m.queue_offset, offset,
-                    "queue {q} has a gap or a misplaced entry"
-                );
-                offset += 1;
-                let props = decode_properties(&m.properties);
-                if let Some((_, keys)) = props.iter().find(|(k, _)| k == "KEYS") {
-                    *seen.entry(keys.clone()).or_insert(0) += 1;
-                }
-            }
-            assert_eq!(next, offset, "next offset disagrees with what was read");
-        }
-    }
-    seen
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_flush_keeps_every_acknowledged_message_across_kill9() {
@@ -122,7 +79,7 @@ async fn sync_flush_keeps_every_acknowledged_message_across_kill9() {
 
         tokio::task::block_in_place(|| cluster.restart_broker());
         let admin = Admin::new(&cluster.namesrv_addr());
-        let seen = read_all_keys(&admin, &broker, TOPIC).await;
+        let seen = support::queues::count_keys(&admin, &broker, TOPIC, QUEUES).await;
 
         let missing: Vec<&String> = acked.iter().filter(|k| !seen.contains_key(*k)).collect();
         let duplicated: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();

@@ -27,33 +27,10 @@ fn master_slave(role: &str) -> BrokerGroup {
     BrokerGroup::start(&[&master, slave])
 }
 
-/// Keys of every message of `topic` on the broker at `addr`, checking that
-/// each queue reads back as a gap-free run of offsets.
+/// Keys of every message of `topic` on the broker at `addr`, checking the
+/// queues read back gap-free.
 async fn keys_on(addr: &str, topic: &str, namesrv: &str) -> HashMap<String, usize> {
-    let admin = Admin::new(namesrv);
-    let mut seen = HashMap::new();
-    for q in 0..QUEUES {
-        let mut offset = 0;
-        loop {
-            let (code, next, msgs) = admin
-                .pull(addr, "checker", topic, q, offset, 32)
-                .await
-                .unwrap_or_else(|e| panic!("pull from {addr}: {e}"));
-            if code != response_code::SUCCESS {
-                break;
-            }
-            for m in &msgs {
-                assert_eq!(m.queue_id, q);
-                assert_eq!(m.queue_offset, offset, "queue {q} on {addr} has a gap");
-                offset += 1;
-                if let Some(k) = m.keys().next() {
-                    *seen.entry(k.to_string()).or_insert(0) += 1;
-                }
-            }
-            assert_eq!(next, offset);
-        }
-    }
-    seen
+    support::queues::count_keys(&Admin::new(namesrv), addr, topic, QUEUES).await
 }
 
 /// Wait until the topic exists on `addr` (the slave copies topics from its

@@ -39,5 +39,14 @@ pub mod message;
 pub mod message_id;
 
 pub use command::{RemotingCommand, SerializeType};
+
+/// Milliseconds since the Unix epoch: the unit of every timestamp on the
+/// wire and in stored records.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 pub use error::ProtocolError;
 pub use frame::{decode_frame, encode_frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN};

@@ -9,10 +9,10 @@
 //!   per-process number, then milliseconds since the start of the month and
 //!   a counter (4 + 2 + 4 + 4 + 2 bytes = 32 hex digits for IPv4).
 
+use crate::now_ms;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a string is not a message id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,13 +171,6 @@ pub fn uniq_id_timestamp_at(id: &str, now_ms: i64) -> Option<i64> {
         start = month_bounds(start - 1).0;
     }
     Some(start + span)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Start of the UTC month containing `ms` and of the next one. (Java uses

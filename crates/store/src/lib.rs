@@ -55,10 +55,4 @@ pub use store::{
     ArrivalListener, GetResult, GetStatus, MessageStore, PutMessage, PutResult, MAX_TOPIC_LEN,
 };
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use meridian_protocol::now_ms;

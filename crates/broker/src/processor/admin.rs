@@ -146,6 +146,21 @@ fn queue_count(b: &BrokerInner, topic: &str) -> Option<i32> {
         .map(|c| c.read_queue_nums.max(c.write_queue_nums))
 }
 
+/// [`queue_count`], or TOPIC_NOT_EXIST for a topic this broker lacks.
+fn existing_queue_count(
+    b: &BrokerInner,
+    req: &RemotingCommand,
+    topic: &str,
+) -> Result<i32, RemotingCommand> {
+    queue_count(b, topic).ok_or_else(|| {
+        error(
+            req,
+            rc::TOPIC_NOT_EXIST,
+            format!("topic[{topic}] not exist"),
+        )
+    })
+}
+
 fn mq(b: &BrokerInner, topic: &str, queue_id: i32) -> MessageQueue {
     MessageQueue {
         topic: topic.to_string(),
@@ -156,13 +171,7 @@ fn mq(b: &BrokerInner, topic: &str, queue_id: i32) -> MessageQueue {
 
 pub fn topic_stats(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = GetTopicStatsInfoRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
-    let n = queue_count(b, &h.topic).ok_or_else(|| {
-        error(
-            req,
-            rc::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist", h.topic),
-        )
-    })?;
+    let n = existing_queue_count(b, req, &h.topic)?;
     let mut table = TopicStatsTable::default();
     for q in 0..n {
         let max = b.store.max_offset_in_queue(&h.topic, q);
@@ -264,13 +273,7 @@ pub fn consumer_connections(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outc
 
 pub fn reset_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = ResetOffsetRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
-    let n = queue_count(b, &h.topic).ok_or_else(|| {
-        error(
-            req,
-            rc::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist", h.topic),
-        )
-    })?;
+    let n = existing_queue_count(b, req, &h.topic)?;
     let mut body = ResetOffsetBody::default();
     for q in 0..n {
         let target = if h.timestamp < 0 {

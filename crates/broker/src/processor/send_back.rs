@@ -13,7 +13,7 @@ use std::sync::Arc;
 use meridian_protocol::body::perm;
 use meridian_protocol::codes::response_code as rc;
 use meridian_protocol::header::consumer::ConsumerSendMsgBackRequestHeader;
-use meridian_protocol::message::{decode_properties, decode_record, encode_properties, property};
+use meridian_protocol::message::{decode_properties, decode_record, property};
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Reply};
 use meridian_store::PutMessage;
@@ -105,19 +105,9 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, Re
     } else {
         props.push((property::DELAY.to_string(), delay_level.to_string()));
     }
-    let mut msg = PutMessage {
-        topic,
-        queue_id: 0,
-        flag: m.flag,
-        body: m.body.clone(),
-        properties: encode_properties(&props),
-        sys_flag: m.sys_flag,
-        born_timestamp: m.born_timestamp,
-        born_host: m.born_host,
-        store_host: b.store_host,
-        reconsume_times: reconsume_times + 1,
-        prepared_transaction_offset: 0,
-    };
+    let mut msg = crate::store_again(&m, topic, 0, &props, b.store_host);
+    msg.reconsume_times = reconsume_times + 1;
+    msg.prepared_transaction_offset = 0;
     if !to_dlq {
         schedule_if_delayed(b, &mut msg);
     }

@@ -6,12 +6,15 @@
 //!   everything cleanly, and run `meridian admin`.
 //! - `client` sets up the `rocketmq-client-rust` producers and push consumers
 //!   the tests use, and records what consumers receive.
+//! - `queues` reads a topic back with plain pulls and checks its consume
+//!   queues against the commit log.
 
 // Each test binary that includes this module uses a different part of it.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod cluster;
+pub mod queues;
 
 pub use client::*;
 pub use cluster::Cluster;
