@@ -670,6 +670,13 @@ pub fn decode_records(buf: &[u8]) -> Vec<MessageExt> {
     out
 }
 
+/// The WAIT property (Java's `isWaitStoreMsgOK`): whether the sender's
+/// answer waits until the message is durable — on disk under SYNC_FLUSH, on
+/// the slave under SYNC_MASTER. Missing means wait.
+pub fn waits_for_store(props: &str) -> bool {
+    find_property(props, property::WAIT).is_none_or(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// Encode properties as `name \x01 value \x02` pairs, the way the Java
 /// client does (every pair, the last included, ends with `\x02`).
 pub fn encode_properties(props: &[(String, String)]) -> String {
@@ -963,6 +970,14 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_defaults_to_true() {
+        assert!(waits_for_store(""));
+        assert!(waits_for_store("WAIT\u{1}true\u{2}"));
+        assert!(waits_for_store("KEYS\u{1}k\u{2}WAIT\u{1}TRUE\u{2}"));
+        assert!(!waits_for_store("WAIT\u{1}false\u{2}"));
+    }
 
     fn sample() -> MessageExt {
         MessageExt {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use meridian_protocol::message::{
-    self, encode_record, find_property, parse_record, property, record_len, RecordRef,
-    MAX_PROPERTIES_LEN, PROPERTY_SEPARATOR,
+    self, encode_record, parse_record, record_len, RecordRef, MAX_PROPERTIES_LEN,
+    PROPERTY_SEPARATOR,
 };
 use meridian_protocol::message_id::create_offset_msg_id;
 use parking_lot::{Mutex, RwLock};
@@ -690,8 +690,7 @@ impl Inner {
             ));
         }
         let wait = self.config.flush_disk_type == FlushDiskType::SyncFlush
-            && find_property(&msg.properties, property::WAIT)
-                .is_none_or(|v| v.eq_ignore_ascii_case("true"));
+            && message::waits_for_store(&msg.properties);
         Ok(Prepared {
             size,
             body_crc: message::body_crc(&msg.body),

@@ -31,7 +31,9 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
             // A SYNC_MASTER answers only once its slave holds the message
             // (RocketMQ 4's rule), unless the message says not to wait.
             let slave_wait = (b.config.broker_role == BrokerRole::SyncMaster
-                && msgs.iter().all(waits_for_store))
+                && msgs
+                    .iter()
+                    .all(|m| meridian_protocol::message::waits_for_store(&m.properties)))
             .then(|| {
                 (
                     b.ha.clone(),
@@ -254,12 +256,6 @@ fn too_big(req: &RemotingCommand, size: usize, max: usize) -> RemotingCommand {
         rc::MESSAGE_ILLEGAL,
         format!("the message body size {size} is over the limit (maxMessageSize = {max} bytes)"),
     )
-}
-
-/// The message's WAIT property (missing means wait, as in RocketMQ).
-fn waits_for_store(m: &PutMessage) -> bool {
-    meridian_protocol::message::find_property(&m.properties, property::WAIT)
-        .is_none_or(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn respond(
