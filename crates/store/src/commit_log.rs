@@ -441,6 +441,17 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Cut the log back to `to` in place (a Raft follower's divergent,
+    /// uncommitted tail): zero `[to, end)`, remove segments starting after
+    /// `to`, and pull the readable and flushed offsets back to `to`. Only
+    /// sound when nobody holds references into `[to, end)` (see
+    /// `mapped_file`, rule 1, and `raft`). Put lock and flush lock held.
+    pub fn cut_in_place(&self, to: i64, end: i64) -> io::Result<()> {
+        self.readable.fetch_min(to, Ordering::AcqRel);
+        self.flushed.fetch_min(to, Ordering::AcqRel);
+        self.drop_unpublished(to, end)
+    }
+
     /// Cut the published log back to `to` (`min <= to < readable`). The
     /// segment holding `to` is replaced by a new file holding a copy of its
     /// bytes below `to`, and later segments are removed: readers still

@@ -24,6 +24,9 @@
 //!   record), start an empty log at an offset, cut the log back.
 //! - [`recovery`]: on open, cut a torn or corrupt tail and re-derive queues
 //!   and index; [`RecoveryReport`] says what it did.
+//! - [`raft`]: the commit log as a Raft log: leader and follower appends,
+//!   reads for replication, cutting an uncommitted tail, and applying
+//!   committed entries to consume queues and index.
 //! - `retention`: deletes old segments (and their derived files), watches
 //!   disk use.
 //! - [`config_file`]: atomic, durable small-file writes.
@@ -40,6 +43,7 @@ pub mod error;
 mod flush;
 mod index;
 mod mapped_file;
+pub mod raft;
 pub mod recovery;
 mod replica;
 mod retention;

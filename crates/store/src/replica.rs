@@ -46,7 +46,7 @@ use crate::store::{check_topic_name, writer_queue, Inner, MessageStore, Writer};
 const MAX_QUEUE_OFFSET: i64 = i64::MAX / 64;
 
 /// Queues that got entries in one append, with their new ends.
-type Arrivals = Vec<(String, i32, i64)>;
+pub(crate) type Arrivals = Vec<(String, i32, i64)>;
 
 impl MessageStore {
     /// Raw commit-log bytes from `from`: at most `max_bytes`, up to the
@@ -250,6 +250,27 @@ impl MessageStore {
             log.cut_back(to).map_err(io_err)?;
         }
         w.appender = log.appender_at(to);
+        let dropped = inner.cut_derived_from(w, to)?;
+        inner.flushed_tx.send_replace(log.flushed_offset());
+        inner.announce_max_offset(to);
+        drop(flush);
+        drop(guard);
+        tracing::warn!(
+            offset = to,
+            bytes = readable - to,
+            queue_entries = dropped,
+            "commit log cut back"
+        );
+        inner.checkpoint_locked(false).map_err(io_err)
+    }
+}
+
+impl Inner {
+    /// Drop the consume-queue entries and index coverage of records at or
+    /// past commit-log offset `to`. Returns how many queue entries went.
+    /// Put lock held (`w`).
+    pub(crate) fn cut_derived_from(&self, w: &mut Writer, to: i64) -> Result<i64, StoreError> {
+        let io_err = |e| StoreError::io(self.config.consume_queue_dir(), e);
         let mut dropped = 0i64;
         for cq in w.queues.values().flat_map(|qs| qs.values()) {
             let (lo, hi) = (cq.min_offset(), cq.max_offset());
@@ -270,26 +291,13 @@ impl MessageStore {
                 cq.truncate_to(a).map_err(io_err)?;
             }
         }
-        inner
-            .index
+        self.index
             .lock()
             .truncate(to)
-            .map_err(|e| StoreError::io(inner.config.index_dir(), e))?;
-        inner.flushed_tx.send_replace(log.flushed_offset());
-        inner.announce_max_offset(to);
-        drop(flush);
-        drop(guard);
-        tracing::warn!(
-            offset = to,
-            bytes = readable - to,
-            queue_entries = dropped,
-            "commit log cut back"
-        );
-        inner.checkpoint_locked(false).map_err(io_err)
+            .map_err(|e| StoreError::io(self.config.index_dir(), e))?;
+        Ok(dropped)
     }
-}
 
-impl Inner {
     /// Drop the unpublished bytes from `from` to the write position and put
     /// the writer back at `from`. Put lock held (`w`).
     fn drop_tail(&self, w: &mut Writer, from: i64) -> std::io::Result<()> {
@@ -312,7 +320,7 @@ impl Inner {
     /// bytes written by a replica. Returns where the last accepted record
     /// (or blank marker) ends, and why the next one was refused, if one
     /// was. Put lock held (`w`).
-    fn dispatch_replicated(
+    pub(crate) fn dispatch_replicated(
         &self,
         w: &mut Writer,
         from: i64,

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
@@ -114,11 +114,13 @@ pub(crate) struct Writer {
     /// Past the readable offset lies part of a replicated record, waiting
     /// for the rest (see `replica`); puts must not write after it.
     pub replica_part: bool,
+    /// Raft mode: queue offsets the leader handed out but not yet applied.
+    pub assigned: crate::raft::Assigned,
 }
 
 /// Per-message facts worked out before taking the put lock.
-struct Prepared {
-    size: usize,
+pub(crate) struct Prepared {
+    pub size: usize,
     body_crc: i32,
     to_queue: bool,
     to_index: bool,
@@ -127,11 +129,11 @@ struct Prepared {
 
 /// Where one message went, reported from inside the put lock.
 #[derive(Clone, Copy)]
-struct Appended {
-    offset: i64,
-    queue_offset: i64,
-    size: usize,
-    store_ts: i64,
+pub(crate) struct Appended {
+    pub offset: i64,
+    pub queue_offset: i64,
+    pub size: usize,
+    pub store_ts: i64,
 }
 
 pub(crate) struct Inner {
@@ -158,6 +160,9 @@ pub(crate) struct Inner {
     pub listener: RwLock<Option<ArrivalListener>>,
     pub disk_full: AtomicBool,
     pub disk_ratio_bits: AtomicU64,
+    /// Raft mode (`raft`): end of the applied entries, which alone reach
+    /// consume queues and lookups; `i64::MAX` outside Raft mode.
+    pub raft_visible: AtomicI64,
     /// Held (flock) for the life of the store.
     pub _lock_file: File,
 }
@@ -228,6 +233,7 @@ impl MessageStore {
                 appender: recovered.appender,
                 queues: recovered.queues,
                 replica_part: false,
+                assigned: Default::default(),
             }),
             index: Mutex::new(recovered.index),
             flush_lock: Mutex::new(()),
@@ -243,6 +249,7 @@ impl MessageStore {
             listener: RwLock::new(None),
             disk_full: AtomicBool::new(false),
             disk_ratio_bits: AtomicU64::new(0f64.to_bits()),
+            raft_visible: AtomicI64::new(i64::MAX),
             _lock_file: lock_file,
             config,
         });
@@ -446,6 +453,9 @@ impl MessageStore {
 
     /// The exact stored bytes of the record at `commit_log_offset`.
     pub fn read_record(&self, commit_log_offset: i64) -> Option<Bytes> {
+        if commit_log_offset >= self.inner.raft_visible.load(Ordering::Acquire) {
+            return None;
+        }
         self.inner.commit_log.read_record(commit_log_offset)
     }
 
@@ -453,6 +463,10 @@ impl MessageStore {
     /// contiguous ones within a segment).
     pub fn read_record_at(&self, commit_log_offset: i64, size: i32) -> Option<Bytes> {
         let size = usize::try_from(size).ok().filter(|&s| s > 0)?;
+        let visible = self.inner.raft_visible.load(Ordering::Acquire);
+        if commit_log_offset.saturating_add(size as i64) > visible {
+            return None;
+        }
         self.inner.commit_log.read(commit_log_offset, size)
     }
 
@@ -485,7 +499,7 @@ impl MessageStore {
             if out.contains(&offset) {
                 continue;
             }
-            let Some(bytes) = self.inner.commit_log.read_record(offset) else {
+            let Some(bytes) = self.read_record(offset) else {
                 continue;
             };
             let Ok(view) = parse_record(&bytes) else {
@@ -651,7 +665,7 @@ impl Inner {
     }
 
     /// Check a message and work out what can be known before the lock.
-    fn prepare(&self, msg: &mut PutMessage) -> Result<Prepared, PutError> {
+    pub(crate) fn prepare(&self, msg: &mut PutMessage) -> Result<Prepared, PutError> {
         let illegal = |s: String| Err(PutError::MessageIllegal(s));
         check_topic_name(&msg.topic).map_err(PutError::MessageIllegal)?;
         if msg.queue_id < 0 {
@@ -706,6 +720,33 @@ impl Inner {
         &self,
         msgs: &[PutMessage],
         preps: &[Prepared],
+        out: impl FnMut(usize, Appended),
+    ) -> Result<i64, PutError> {
+        if self.raft_visible.load(Ordering::Acquire) != i64::MAX {
+            return Err(PutError::ServiceNotAvailable(
+                "this store is a Raft member's: writes go through the Raft group".into(),
+            ));
+        }
+        self.append_with(None, msgs, preps, out)
+    }
+
+    /// A Raft leader's append of one entry in `term` (see `raft`): records
+    /// only; queue entries and index keys come when it is applied.
+    pub(crate) fn append_raft(
+        &self,
+        term: u64,
+        msgs: &[PutMessage],
+        preps: &[Prepared],
+        out: impl FnMut(usize, Appended),
+    ) -> Result<i64, PutError> {
+        self.append_with(Some(term), msgs, preps, out)
+    }
+
+    fn append_with(
+        &self,
+        raft_term: Option<u64>,
+        msgs: &[PutMessage],
+        preps: &[Prepared],
         mut out: impl FnMut(usize, Appended),
     ) -> Result<i64, PutError> {
         debug_assert_eq!(msgs.len(), preps.len());
@@ -738,6 +779,16 @@ impl Inner {
                 self.commit_log.readable_offset()
             )));
         }
+        if let Some(term) = raft_term {
+            if w.assigned.term() != term {
+                // A new leader: entries appended before its term may not be
+                // applied yet; their queue offsets are taken.
+                let visible = self.raft_visible.load(Ordering::Acquire);
+                let readable = self.commit_log.readable_offset();
+                w.assigned =
+                    crate::raft::Assigned::rebuild(term, &self.commit_log, visible, readable);
+            }
+        }
         let (seg, pos) = self.commit_log.reserve(&mut w.appender, total)?;
         let base = w.appender.write_offset();
         let store_ts = now_ms();
@@ -751,7 +802,16 @@ impl Inner {
                 &msg.topic,
                 msg.queue_id,
             );
-            let queue_offset = if prep.to_queue { cq.next_offset() } else { 0 };
+            let queue_offset = match (prep.to_queue, raft_term) {
+                (false, _) => 0,
+                (true, None) => cq.next_offset(),
+                (true, Some(_)) => {
+                    let applied = cq.next_offset();
+                    let q = w.assigned.next(&msg.topic, msg.queue_id, applied);
+                    w.assigned.set(&msg.topic, msg.queue_id, q + 1);
+                    q
+                }
+            };
             let offset = base + cursor as i64;
             let rec = RecordRef {
                 topic: &msg.topic,
@@ -776,6 +836,9 @@ impl Inner {
             let step = encode_record(&rec, dst)
                 .map_err(|e| PutError::MessageIllegal(e.to_string()))
                 .and_then(|_| {
+                    if raft_term.is_some() {
+                        return Ok(());
+                    }
                     if prep.to_queue {
                         let tags =
                             tags_code(&msg.topic, &msg.properties, store_ts, &self.delay_levels);
@@ -820,14 +883,16 @@ impl Inner {
             cursor += prep.size;
         }
         debug_assert_eq!(cursor, total);
-        index.covered_to(base + total as i64);
+        if raft_term.is_none() {
+            index.covered_to(base + total as i64);
+        }
         drop(index);
         w.appender.advance(total);
         let end = w.appender.write_offset();
         // Records first, then the queue entries that point at them.
         self.commit_log.publish(end);
         for (msg, prep) in msgs.iter().zip(preps) {
-            if prep.to_queue {
+            if prep.to_queue && raft_term.is_none() {
                 if let Some(q) = w
                     .queues
                     .get(msg.topic.as_str())
