@@ -4,8 +4,10 @@
 //!
 //! - [`servers`] — starting and stopping the servers, signals.
 //! - [`admin`] — the admin commands and their tables.
+//! - [`netproxy`] — a TCP forwarder for tests (hidden `netproxy` subcommand).
 
 mod admin;
+mod netproxy;
 mod servers;
 
 use std::path::PathBuf;
@@ -57,6 +59,9 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Benchmark any RocketMQ-compatible broker: produce, consume, e2e.
     Bench(meridian_bench::BenchArgs),
+    /// TCP forwarder for tests: cut, reset and delay links (dev only).
+    #[command(hide = true)]
+    Netproxy(netproxy::NetproxyArgs),
 }
 
 fn main() {
@@ -88,6 +93,7 @@ fn main() {
             } => servers::broker(config, namesrv_addr).await,
             Command::Admin(args) => admin::run(args).await,
             Command::Bench(args) => meridian_bench::run(args).await,
+            Command::Netproxy(args) => netproxy::run(args).await,
         }
     });
     // Background tasks (connections, timers) must not hold the exit.

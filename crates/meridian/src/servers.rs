@@ -26,7 +26,7 @@ fn warn_unknown(file: Option<&Path>, unknown: &[String]) {
 }
 
 /// Wait for SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -260,6 +260,15 @@ impl MessageStore {
         }
     }
 
+    /// Store time of the record at `offset` among those appended (for
+    /// replication lag in seconds).
+    pub fn raft_store_time_at(&self, offset: i64) -> Option<i64> {
+        let rec = self.inner.commit_log.read_record(offset)?;
+        meridian_protocol::message::parse_record(&rec)
+            .ok()
+            .map(|v| v.store_timestamp)
+    }
+
     /// Where the next entry goes (after a roll, the next segment's start).
     pub fn raft_write_position(&self) -> i64 {
         self.inner.writer.lock().appender.write_offset()

@@ -345,8 +345,8 @@ impl Drop for Cluster {
 
 /// One child process; its stdout is copied line by line to `<name>.stdout.log`
 /// by a thread that also reports the ready line, its stderr goes straight to
-/// `<name>.stderr.log`.
-struct Process {
+/// `<name>.stderr.log`. Killed when dropped.
+pub struct Process {
     name: String,
     child: Child,
     ready_lines: mpsc::Receiver<String>,
@@ -354,7 +354,8 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(name: &str, dir: &Path, args: &[String]) -> Process {
+    /// `meridian <args>` in `dir`, its output logged to `dir/<name>.*.log`.
+    pub fn spawn(name: &str, dir: &Path, args: &[String]) -> Process {
         let stdout_log = dir.join(format!("{name}.stdout.log"));
         let stderr_log = dir.join(format!("{name}.stderr.log"));
         let stderr = File::create(&stderr_log).expect("create stderr log");
@@ -391,10 +392,17 @@ impl Process {
 
     /// Wait until stdout has a line containing `marker`.
     fn wait_for_line(mut self, marker: &str) -> Process {
+        self.wait_for_line_text(marker);
+        self
+    }
+
+    /// Wait until stdout has a line containing `marker`, and return that
+    /// line (for a process that prints what it bound).
+    pub fn wait_for_line_text(&mut self, marker: &str) -> String {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             match self.ready_lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains(marker) => return self,
+                Ok(line) if line.contains(marker) => return line,
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -434,6 +442,11 @@ impl Process {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The last `lines` lines the process wrote to stderr.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        tail(&self.stderr_log, lines)
     }
 
     fn fail(&mut self, what: &str) -> ! {

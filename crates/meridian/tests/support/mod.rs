@@ -8,14 +8,18 @@
 //!   the tests use, and records what consumers receive.
 //! - `queues` reads a topic back with plain pulls and checks its consume
 //!   queues against the commit log.
+//! - `netproxy` puts a `meridian netproxy` in front of an address, to cut,
+//!   reset and delay that link, and kills it when dropped.
 
 // Each test binary that includes this module uses a different part of it.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod cluster;
+pub mod netproxy;
 pub mod queues;
 
 pub use client::*;
 pub use cluster::Cluster;
 pub use cluster::ClusterOpts;
+pub use netproxy::NetProxy;

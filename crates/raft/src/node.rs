@@ -1,0 +1,516 @@
+//! [`RaftNode`]: one member of a Raft group of brokers, what the broker
+//! talks to. It opens the Raft side files next to the store, reconciles
+//! them with the commit log after a crash, starts openraft and the Raft
+//! listener, and offers the send path ([`RaftNode::submit`]), the member's
+//! role as a watch ([`RaftNode::role`]) and its status for operators.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_store::{MessageStore, PutError, PutMessage, PutResult};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::ClientWriteError;
+use openraft::impls::ProgressResponder;
+use openraft::{ServerState, SnapshotPolicy};
+use tokio::sync::{mpsc, watch};
+
+use crate::files::{MembershipLog, MetaFile, VoteFile};
+use crate::index::RaftIndex;
+use crate::log_store::{CommitLogRaft, Shared};
+use crate::network::Network;
+use crate::peers::Peers;
+use crate::state_machine::MqStateMachine;
+use crate::types::{MqData, MqReply, PendingPut, Raft};
+
+/// Settings of a member (broker.conf keys in brackets).
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    /// `dLegerGroup`, `dLegerPeers`, `dLegerSelfId`.
+    pub peers: Peers,
+    /// Where the Raft side files live (`<storePathRootDir>/raft`).
+    pub dir: PathBuf,
+    /// `raftHeartbeatIntervalMs` (100).
+    pub heartbeat_ms: u64,
+    /// `raftElectionTimeoutMinMs` / `raftElectionTimeoutMaxMs` (400 / 800).
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// `raftMaxBytesPerAppend` (4 MiB).
+    pub max_bytes_per_append: usize,
+    /// `raftMaxInflightSends` (20 000).
+    pub max_inflight: usize,
+    /// SYNC_FLUSH: acknowledge entries to the leader only once on disk.
+    pub sync_flush: bool,
+    /// `syncFlushTimeout`: how long a send waits for its commit.
+    pub commit_timeout: Duration,
+    /// `mappedFileSizeCommitLog`, which must be the same on every member.
+    pub segment_size: u64,
+}
+
+impl RaftOptions {
+    /// Defaults for everything but the peers and the directory.
+    pub fn new(peers: Peers, dir: PathBuf, segment_size: u64) -> RaftOptions {
+        RaftOptions {
+            peers,
+            dir,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            max_bytes_per_append: 4 * 1024 * 1024,
+            max_inflight: 20_000,
+            sync_flush: false,
+            commit_timeout: Duration::from_secs(5),
+            segment_size,
+        }
+    }
+}
+
+/// What this member is, as the broker needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Role {
+    /// Leader with everything before its term applied: it may take writes
+    /// and registers as the group's master.
+    pub leader: bool,
+    pub term: u64,
+    /// The leader this member knows of, if any.
+    pub leader_id: Option<u64>,
+}
+
+/// A send that was not handed to Raft.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// Not the leader (or not yet ready to lead); nothing was written.
+    NotLeader(Option<u64>),
+    /// Too many sends wait for their commit.
+    Busy(usize),
+    /// The messages cannot be stored as they are.
+    Refused(PutError),
+}
+
+/// How a submitted send ended.
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Committed on a majority and applied on the leader.
+    Stored(Vec<PutResult>),
+    /// The leader's store refused the messages; nothing was stored.
+    Rejected(PutError),
+    /// Leadership was lost before the entry was appended: nothing stored.
+    NotLeader(Option<u64>),
+    /// Leadership was lost, or the commit took too long, after the entry
+    /// was appended: it may or may not end up stored.
+    Unknown(String),
+}
+
+/// A member's state for operators (GET_BROKER_RUNTIME_INFO, admin).
+#[derive(Debug, Clone, Default)]
+pub struct RaftStatus {
+    pub group: String,
+    pub self_id: u64,
+    pub state: String,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub visible_offset: i64,
+    pub write_offset: i64,
+    pub millis_since_quorum_ack: Option<u64>,
+    /// On the leader: per member, the last log index it holds, and how
+    /// far its copy of the commit log lags behind the leader's (bytes).
+    pub peers: BTreeMap<u64, PeerProgress>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerProgress {
+    pub matched_index: Option<u64>,
+    pub lag_bytes: i64,
+    /// Milliseconds since the store time of the first record it lacks (0
+    /// when it lacks none).
+    pub lag_ms: i64,
+}
+
+type Proposal = (
+    Arc<PendingPut>,
+    ProgressResponder<
+        crate::types::MqRaft,
+        openraft::raft::ClientWriteResult<crate::types::MqRaft>,
+    >,
+);
+
+pub struct RaftNode {
+    raft: Raft,
+    shared: Arc<Shared>,
+    peers: Arc<Peers>,
+    role: watch::Receiver<Role>,
+    inflight: Arc<AtomicUsize>,
+    max_inflight: usize,
+    commit_timeout: Duration,
+    proposals: mpsc::UnboundedSender<Proposal>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode")
+            .field("group", &self.peers.group)
+            .field("self_id", &self.peers.self_id)
+            .finish()
+    }
+}
+
+impl RaftNode {
+    /// Start this member over `store` (opened, nothing else done with it
+    /// yet). Binds the Raft port from `dLegerPeers`.
+    pub async fn start(
+        store: Arc<MessageStore>,
+        opts: RaftOptions,
+    ) -> Result<Arc<RaftNode>, String> {
+        let dir = opts.dir.clone();
+        let io = |what: &str, e: std::io::Error| format!("{}: {what}: {e}", dir.display());
+        std::fs::create_dir_all(&dir).map_err(|e| io("create", e))?;
+        let meta_file = MetaFile::new(dir.join("meta"));
+        let meta = meta_file.load().map_err(|e| io("meta", e))?;
+        let vote_file = VoteFile::new(dir.join("vote"));
+        let mut index = RaftIndex::open(&dir.join("index")).map_err(|e| io("index", e))?;
+        let mut membership =
+            MembershipLog::open(dir.join("membership")).map_err(|e| io("membership", e))?;
+        let pristine = index.last().is_none() && meta.purged.is_none();
+        let log_end = store.raft_write_position();
+        if pristine && log_end > store.min_commit_log_offset() {
+            return Err(format!(
+                "the commit log holds records but {} has no Raft index: a store written outside \
+                 a Raft group cannot join one; give this member an empty storePathRootDir",
+                dir.display()
+            ));
+        }
+        store
+            .raft_open(meta.applied_end)
+            .map_err(|e| format!("opening the store in Raft mode: {e}"))?;
+        // Entries whose records did not survive a crash go; records past
+        // the last indexed entry were never acknowledged and go too.
+        while let Some((i, slot)) = index.last() {
+            if slot.end() <= log_end {
+                break;
+            }
+            tracing::warn!(
+                index = i,
+                "Raft log entry lost its records in a crash; dropped"
+            );
+            let keep = i.checked_sub(1).filter(|&k| k >= index.first_index());
+            index.truncate_after(keep).map_err(|e| io("index", e))?;
+            membership
+                .truncate_after(keep)
+                .map_err(|e| io("membership", e))?;
+        }
+        let indexed_end = index.last().map_or(store.raft_visible(), |(_, s)| s.end());
+        if indexed_end < log_end {
+            if let Err(e) = store.raft_truncate(indexed_end) {
+                tracing::error!(error = %e, "could not cut records past the Raft index");
+            }
+        }
+
+        let shared = Shared::new(
+            Arc::clone(&store),
+            index,
+            membership,
+            meta_file,
+            vote_file,
+            opts.sync_flush,
+            opts.max_bytes_per_append,
+        )
+        .map_err(|e| io("open", e))?;
+        let peers = Arc::new(opts.peers.clone());
+        let config = openraft::Config {
+            cluster_name: peers.group.clone(),
+            heartbeat_interval: opts.heartbeat_ms,
+            election_timeout_min: opts.election_timeout_min_ms,
+            election_timeout_max: opts.election_timeout_max_ms,
+            max_payload_entries: 1024,
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: u64::MAX,
+            purge_batch_size: 1,
+            enable_pre_vote: Some(true),
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| format!("Raft settings: {e}"))?,
+        );
+        let network = Network::new(Arc::clone(&peers), opts.segment_size);
+        let listener = tokio::net::TcpListener::bind(peers.self_addr())
+            .await
+            .map_err(|e| format!("binding the Raft port {}: {e}", peers.self_addr()))?;
+        let raft = Raft::new(
+            peers.self_id,
+            config,
+            network,
+            CommitLogRaft {
+                shared: Arc::clone(&shared),
+            },
+            MqStateMachine::new(Arc::clone(&shared)),
+        )
+        .await
+        .map_err(|e| format!("starting Raft: {e}"))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(crate::server::serve(
+            listener,
+            raft.clone(),
+            Arc::clone(&peers),
+            opts.segment_size,
+            shutdown_rx.clone(),
+        ));
+        if pristine {
+            match raft.initialize(peers.voter_ids()).await {
+                Ok(()) => tracing::info!(group = %peers.group, "Raft group initialised"),
+                Err(e) => tracing::debug!(error = %e, "Raft group already initialised"),
+            }
+        }
+        let role = spawn_role_watch(&raft, &shared, shutdown_rx.clone());
+        spawn_meta_persister(Arc::clone(&shared), shutdown_rx.clone());
+        let (proposals, rx) = mpsc::unbounded_channel();
+        tokio::spawn(propose(raft.clone(), rx));
+        tracing::info!(
+            group = %peers.group,
+            id = peers.self_id,
+            addr = peers.self_addr(),
+            "Raft member started"
+        );
+        Ok(Arc::new(RaftNode {
+            raft,
+            shared,
+            peers,
+            role,
+            inflight: Arc::new(AtomicUsize::new(0)),
+            max_inflight: opts.max_inflight,
+            commit_timeout: opts.commit_timeout,
+            proposals,
+            shutdown,
+        }))
+    }
+
+    /// This member's role; changes are sent as they happen.
+    pub fn role(&self) -> watch::Receiver<Role> {
+        self.role.clone()
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Hand a send to Raft. Sends submitted from one task are written in
+    /// submission order. The future ends when the send is committed and
+    /// applied, refused, or past `syncFlushTimeout`.
+    pub fn submit(
+        &self,
+        mut msgs: Vec<PutMessage>,
+    ) -> Result<impl Future<Output = SendOutcome> + Send + 'static, SubmitError> {
+        let role = *self.role.borrow();
+        if !role.leader {
+            return Err(SubmitError::NotLeader(role.leader_id));
+        }
+        self.shared
+            .store
+            .raft_check_put(&mut msgs)
+            .map_err(SubmitError::Refused)?;
+        let n = self.inflight.fetch_add(1, Ordering::AcqRel);
+        let guard = Inflight(Arc::clone(&self.inflight));
+        if n >= self.max_inflight {
+            return Err(SubmitError::Busy(n));
+        }
+        let (responder, rx) = ProgressResponder::complete_only();
+        if self
+            .proposals
+            .send((PendingPut::new(msgs), responder))
+            .is_err()
+        {
+            return Err(SubmitError::NotLeader(None));
+        }
+        let timeout = self.commit_timeout;
+        Ok(async move {
+            let _guard = guard;
+            match tokio::time::timeout(timeout, rx).await {
+                Err(_) => {
+                    SendOutcome::Unknown(format!("not committed within {} ms", timeout.as_millis()))
+                }
+                Ok(Err(_)) => SendOutcome::Unknown("the Raft member stopped".into()),
+                Ok(Ok(Ok(resp))) => match resp.data {
+                    MqReply::Stored(results) => SendOutcome::Stored(results),
+                    MqReply::Rejected(e) => SendOutcome::Rejected(e),
+                    MqReply::Empty => SendOutcome::Unknown("the entry carried no records".into()),
+                },
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                    SendOutcome::NotLeader(f.leader_id)
+                }
+                Ok(Ok(Err(e))) => SendOutcome::Unknown(e.to_string()),
+            }
+        })
+    }
+
+    /// Ask the leader to hand leadership to member `to`; returns once
+    /// `to` leads, or with an error after twice the election timeout.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), String> {
+        if !self.peers.members.contains_key(&to) {
+            return Err(format!(
+                "n{to} is not a member of group {}",
+                self.peers.group
+            ));
+        }
+        if self.role.borrow().leader_id == Some(to) {
+            return Ok(());
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut role = self.role.clone();
+        let done = tokio::time::timeout(Duration::from_secs(5), async {
+            role.wait_for(|r| r.leader_id == Some(to)).await.is_ok()
+        })
+        .await;
+        match done {
+            Ok(true) => Ok(()),
+            _ => Err(format!("n{to} did not take over within 5 s")),
+        }
+    }
+
+    /// The member's state, for operators.
+    #[allow(deprecated)] // millis_since_quorum_ack: the plain number is what operators read
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let store = &self.shared.store;
+        let write_offset = store.raft_write_position();
+        let mut peers = BTreeMap::new();
+        if let Some(rep) = &m.replication {
+            let index = self.shared.index.read();
+            for (&id, matched) in rep.iter() {
+                let matched_index = matched.as_ref().map(|l| l.index());
+                let matched_end = matched_index
+                    .and_then(|i| index.get(i))
+                    .map_or(store.min_commit_log_offset(), |s| s.end());
+                let lag_bytes = (write_offset - matched_end).max(0);
+                let lag_ms = if lag_bytes > 0 {
+                    store
+                        .raft_store_time_at(matched_end)
+                        .map_or(0, |t| (meridian_protocol::now_ms() - t).max(0))
+                } else {
+                    0
+                };
+                peers.insert(
+                    id,
+                    PeerProgress {
+                        matched_index,
+                        lag_bytes,
+                        lag_ms,
+                    },
+                );
+            }
+        }
+        RaftStatus {
+            group: self.peers.group.clone(),
+            self_id: self.peers.self_id,
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_log_index: m.last_log_index,
+            committed_index: m.cluster_committed.as_ref().map(|l| l.index()),
+            applied_index: m.last_applied.as_ref().map(|l| l.index()),
+            visible_offset: store.raft_visible(),
+            write_offset,
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            peers,
+        }
+    }
+
+    /// Stop Raft and the listener; the store stays open (the broker closes it).
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft did not stop cleanly");
+        }
+        if let Err(e) = self.shared.persist_meta() {
+            tracing::warn!(error = %e, "could not save the Raft meta file");
+        }
+    }
+}
+
+struct Inflight(Arc<AtomicUsize>);
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Hands proposals to openraft one by one, in submission order.
+async fn propose(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+    while let Some((put, responder)) = rx.recv().await {
+        if raft
+            .client_write_ff(MqData::Put(put), Some(responder))
+            .await
+            .is_err()
+        {
+            return; // Raft stopped; dropped responders end their sends
+        }
+    }
+}
+
+/// Turn openraft's metrics into the broker's [`Role`].
+fn spawn_role_watch(
+    raft: &Raft,
+    shared: &Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> watch::Receiver<Role> {
+    let (tx, rx) = watch::channel(Role::default());
+    let mut metrics = raft.metrics();
+    let _ = shared;
+    tokio::spawn(async move {
+        loop {
+            let role = {
+                let m = metrics.borrow_and_update();
+                let ready = m.state == ServerState::Leader
+                    && m.last_applied
+                        .as_ref()
+                        .is_some_and(|l| l.committed_leader_id().term == m.current_term);
+                Role {
+                    leader: ready,
+                    term: m.current_term,
+                    leader_id: m.current_leader,
+                }
+            };
+            tx.send_if_modified(|r| {
+                let changed = *r != role;
+                *r = role;
+                changed
+            });
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    rx
+}
+
+/// Save the Raft meta file once a second.
+fn spawn_meta_persister(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let s = Arc::clone(&shared);
+            let r = tokio::task::spawn_blocking(move || s.persist_meta()).await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(error = %e, "could not save the Raft meta file");
+            }
+        }
+    });
+}

@@ -1,0 +1,275 @@
+//! Three Raft members over loopback TCP, each with its own store: sends
+//! are committed on a majority, a new leader takes over when the leader
+//! stops, and a member that comes back catches up; every member ends with
+//! the same records and the same consume queues.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use meridian_raft::node::{RaftNode, RaftOptions, SendOutcome};
+use meridian_raft::peers::Peers;
+use meridian_store::{MessageStore, PutMessage, StoreConfig};
+
+const SEGMENT: u64 = 64 * 1024;
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+fn store_config(dir: &std::path::Path) -> StoreConfig {
+    let mut c = StoreConfig::new(dir);
+    c.mapped_file_size_commit_log = SEGMENT;
+    c.consume_queue_entries_per_file = 64;
+    c.max_index_num = 1024;
+    c.max_hash_slot_num = 256;
+    c.max_message_size = 8 * 1024;
+    c.disk_max_used_space_ratio = 100;
+    c.disk_full_ratio = 100;
+    c
+}
+
+fn msg(i: usize) -> PutMessage {
+    PutMessage {
+        topic: "T".into(),
+        queue_id: (i % 2) as i32,
+        flag: 0,
+        body: Bytes::from(format!("message {i} {}", "x".repeat(200 + i % 700))),
+        properties: format!("KEYS\u{1}k{i}\u{2}"),
+        sys_flag: 0,
+        born_timestamp: 1,
+        born_host: "10.0.0.1:1".parse().unwrap(),
+        store_host: "10.0.0.2:2".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    }
+}
+
+struct Member {
+    dir: tempfile::TempDir,
+    store: Option<Arc<MessageStore>>,
+    node: Option<Arc<RaftNode>>,
+}
+
+struct Group {
+    peers: String,
+    members: Vec<Member>,
+}
+
+impl Group {
+    async fn start(n: usize) -> Group {
+        let ports = free_ports(n);
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut g = Group {
+            peers,
+            members: (0..n)
+                .map(|_| Member {
+                    dir: tempfile::tempdir().unwrap(),
+                    store: None,
+                    node: None,
+                })
+                .collect(),
+        };
+        for i in 0..n {
+            g.start_member(i).await;
+        }
+        g
+    }
+
+    async fn start_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let (store, _) = MessageStore::open(store_config(m.dir.path())).unwrap();
+        let peers = Peers::parse("g", &self.peers, &format!("n{i}")).unwrap();
+        let opts = RaftOptions::new(peers, m.dir.path().join("raft"), SEGMENT);
+        let node = RaftNode::start(Arc::clone(&store), opts).await.unwrap();
+        m.store = Some(store);
+        m.node = Some(node);
+    }
+
+    async fn stop_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if let Some(node) = m.node.take() {
+            node.shutdown().await;
+        }
+        if let Some(store) = m.store.take() {
+            store.shutdown();
+        }
+    }
+
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for (i, m) in self.members.iter().enumerate() {
+                if let Some(node) = &m.node {
+                    if node.role().borrow().leader {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader elected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Send `msgs` one by one through whoever leads; returns how many were stored.
+    async fn send(&self, from: usize, count: usize) -> usize {
+        let mut ok = 0;
+        for i in from..from + count {
+            let leader = self.leader().await;
+            let node = self.members[leader].node.as_ref().unwrap();
+            match node.submit(vec![msg(i)]) {
+                Ok(fut) => match fut.await {
+                    SendOutcome::Stored(r) => {
+                        assert_eq!(r.len(), 1);
+                        ok += 1;
+                    }
+                    other => panic!("send {i}: {other:?}"),
+                },
+                Err(e) => panic!("send {i}: {e:?}"),
+            }
+        }
+        ok
+    }
+
+    /// Wait until every running member has applied `count` messages.
+    async fn wait_applied(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let done = self
+                .members
+                .iter()
+                .filter_map(|m| m.store.as_ref())
+                .all(|s| {
+                    s.max_offset_in_queue("T", 0) + s.max_offset_in_queue("T", 1) == count as i64
+                });
+            if done {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members did not apply {count} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn queues(&self, i: usize) -> Vec<Vec<(i64, i64, Bytes)>> {
+        let s = self.members[i].store.as_ref().unwrap();
+        (0..2)
+            .map(|q| {
+                let mut out = Vec::new();
+                let mut from = 0;
+                loop {
+                    let r = s.get_messages("T", q, from, 32, usize::MAX, &|_| true);
+                    if r.messages.is_empty() {
+                        return out;
+                    }
+                    for m in &r.messages {
+                        let v = meridian_protocol::message::parse_record(m).unwrap();
+                        out.push((
+                            v.queue_offset,
+                            v.commit_log_offset,
+                            Bytes::copy_from_slice(v.body),
+                        ));
+                    }
+                    from = r.next_begin_offset;
+                }
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicate_fail_over_and_catch_up() {
+    let mut g = Group::start(3).await;
+    assert_eq!(g.send(0, 50).await, 50);
+    g.wait_applied(50).await;
+    let first = g.leader().await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    for &i in &others {
+        assert!(!g.members[i].node.as_ref().unwrap().role().borrow().leader);
+    }
+
+    // The leader stops: one of the others takes over.
+    g.stop_member(first).await;
+    let t = Instant::now();
+    let second = g.leader().await;
+    assert_ne!(second, first);
+    eprintln!("new leader n{second} after {:?}", t.elapsed());
+    assert_eq!(g.send(50, 50).await, 50);
+    g.wait_applied(100).await;
+
+    // The old leader comes back as a follower and catches up.
+    g.start_member(first).await;
+    assert_eq!(g.send(100, 20).await, 20);
+    g.wait_applied(120).await;
+    let reference = g.queues(second);
+    assert_eq!(reference[0].len() + reference[1].len(), 120);
+    for (q, entries) in reference.iter().enumerate() {
+        let offsets: Vec<i64> = entries.iter().map(|e| e.0).collect();
+        assert_eq!(
+            offsets,
+            (0..entries.len() as i64).collect::<Vec<_>>(),
+            "queue {q} gap-free"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(g.queues(i), reference, "member n{i} agrees with the leader");
+    }
+    let status = g.members[second].node.as_ref().unwrap().status();
+    assert_eq!(status.leader_id, Some(second as u64));
+    assert_eq!(status.peers.len(), 3);
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_refuses_sends_and_no_majority_means_no_send_ok() {
+    let mut g = Group::start(3).await;
+    let leader = g.leader().await;
+    let follower = (leader + 1) % 3;
+    match g.members[follower]
+        .node
+        .as_ref()
+        .unwrap()
+        .submit(vec![msg(0)])
+    {
+        Err(meridian_raft::node::SubmitError::NotLeader(Some(l))) => assert_eq!(l, leader as u64),
+        Err(e) => panic!("unexpected {e:?}"),
+        Ok(_) => panic!("a follower accepted a send"),
+    }
+    assert_eq!(g.send(0, 10).await, 10);
+    // Both followers stop: the leader cannot commit.
+    for i in 0..3 {
+        if i != leader {
+            g.stop_member(i).await;
+        }
+    }
+    let node = g.members[leader].node.clone().unwrap();
+    let mut acked = 0;
+    for i in 10..15 {
+        if let Ok(fut) = node.submit(vec![msg(i)]) {
+            let outcome = tokio::time::timeout(Duration::from_secs(7), fut).await;
+            if let Ok(SendOutcome::Stored(_)) = outcome {
+                acked += 1;
+            }
+        }
+    }
+    assert_eq!(acked, 0, "no SEND_OK without a majority");
+    let s = g.members[leader].store.as_ref().unwrap();
+    assert_eq!(
+        s.max_offset_in_queue("T", 0) + s.max_offset_in_queue("T", 1),
+        10
+    );
+    g.stop_member(leader).await;
+}
