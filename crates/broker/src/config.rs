@@ -60,6 +60,30 @@ pub struct BrokerConfig {
     /// subscription group default `retryMaxTimes`).
     pub default_max_reconsume_times: i32,
     pub store: StoreConfig,
+    /// Raft (DLedger) mode, `enableDLegerCommitLog=true`: the group's
+    /// members and this one; `brokerId` and `brokerRole` then follow the
+    /// Raft role.
+    pub raft: Option<RaftSettings>,
+}
+
+/// The Raft keys of broker.conf (RocketMQ's DLedger names, plus Meridian's
+/// `raft*` tunables).
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    /// `dLegerGroup`, `dLegerPeers`, `dLegerSelfId`, checked.
+    pub peers: meridian_raft::peers::Peers,
+    /// `preferredLeaderId`: the leader hands over to this member once it
+    /// has caught up.
+    pub preferred_leader_id: Option<u64>,
+    /// `raftHeartbeatIntervalMs` (100).
+    pub heartbeat_ms: u64,
+    /// `raftElectionTimeoutMinMs` / `raftElectionTimeoutMaxMs` (400 / 800).
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// `raftMaxBytesPerAppend` (4 MiB).
+    pub max_bytes_per_append: usize,
+    /// `raftMaxInflightSends` (20 000).
+    pub max_inflight_sends: usize,
 }
 
 impl BrokerConfig {
@@ -86,6 +110,7 @@ impl BrokerConfig {
             max_pull_bytes: 4 * 1024 * 1024,
             default_max_reconsume_times: 16,
             store: StoreConfig::new(root),
+            raft: None,
         }
     }
 
@@ -202,6 +227,16 @@ impl BrokerConfig {
         if let Some(v) = conf.get::<u64>("longPollingMaxMillis")? {
             c.max_long_poll_ms = v;
         }
+        if conf.bool("enableDLegerCommitLog")?.unwrap_or(false) {
+            c.raft = Some(raft_settings(conf)?);
+        } else {
+            conf.accept(&[
+                "dLegerGroup",
+                "dLegerPeers",
+                "dLegerSelfId",
+                "preferredLeaderId",
+            ]);
+        }
         // Accepted for compatibility; they tune the Java broker's thread
         // pools and Netty, which Meridian does not have.
         conf.accept(&[
@@ -252,6 +287,65 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfError {
         value: value.to_string(),
         reason: reason.to_string(),
     }
+}
+
+fn raft_settings(conf: &mut Conf) -> Result<RaftSettings, ConfError> {
+    let group = conf.str("dLegerGroup").unwrap_or_default();
+    let peers_text = conf.str("dLegerPeers").unwrap_or_default();
+    let self_id = conf.str("dLegerSelfId").unwrap_or_default();
+    let peers = meridian_raft::peers::Peers::parse(&group, &peers_text, &self_id)
+        .map_err(|e| invalid("dLegerPeers", &peers_text, &e))?;
+    let preferred_leader_id = match conf
+        .str("preferredLeaderId")
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => None,
+        Some(v) => {
+            let id = v
+                .trim()
+                .strip_prefix('n')
+                .and_then(|d| d.parse::<u64>().ok())
+                .filter(|id| peers.members.contains_key(id));
+            Some(id.ok_or_else(|| {
+                invalid("preferredLeaderId", &v, "must name a member of dLegerPeers")
+            })?)
+        }
+    };
+    conf.accept(&["enableBatchPush"]);
+    let mut r = RaftSettings {
+        peers,
+        preferred_leader_id,
+        heartbeat_ms: 100,
+        election_timeout_min_ms: 400,
+        election_timeout_max_ms: 800,
+        max_bytes_per_append: 4 * 1024 * 1024,
+        max_inflight_sends: 20_000,
+    };
+    if let Some(v) = conf.get::<u64>("raftHeartbeatIntervalMs")? {
+        r.heartbeat_ms = v.max(10);
+    }
+    if let Some(v) = conf.get::<u64>("raftElectionTimeoutMinMs")? {
+        r.election_timeout_min_ms = v;
+    }
+    if let Some(v) = conf.get::<u64>("raftElectionTimeoutMaxMs")? {
+        r.election_timeout_max_ms = v;
+    }
+    if r.election_timeout_min_ms <= r.heartbeat_ms
+        || r.election_timeout_max_ms <= r.election_timeout_min_ms
+    {
+        return Err(invalid(
+            "raftElectionTimeoutMinMs",
+            r.election_timeout_min_ms,
+            "needs raftHeartbeatIntervalMs < raftElectionTimeoutMinMs < raftElectionTimeoutMaxMs",
+        ));
+    }
+    if let Some(v) = conf.get::<usize>("raftMaxBytesPerAppend")? {
+        r.max_bytes_per_append = v.max(64 * 1024);
+    }
+    if let Some(v) = conf.get::<usize>("raftMaxInflightSends")? {
+        r.max_inflight_sends = v.max(1);
+    }
+    Ok(r)
 }
 
 /// Split RocketMQ's `;`-separated address list.

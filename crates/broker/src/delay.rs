@@ -121,6 +121,9 @@ pub async fn run(inner: Arc<BrokerInner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if inner.is_slave() {
+            continue; // a Raft follower: the leader delivers
+        }
         for level in 1..=inner.delay.max_level() {
             deliver_due(&inner, level).await;
         }
@@ -190,7 +193,7 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
             props.retain(|(k, _)| k != property::DELAY);
             let put =
                 crate::store_again(&m, real_topic.clone(), real_qid, &props, inner.store_host);
-            if let Err(e) = inner.store.put_message(put).await {
+            if let Err(e) = inner.put(vec![put]).await {
                 // Keep the cursor: the message is delivered on a later tick.
                 tracing::warn!(level, topic = %real_topic, error = ?e, "delayed delivery failed; will retry");
                 return;

@@ -93,8 +93,36 @@ pub struct BrokerInner {
     /// Who the group's master is (learned from registrations).
     pub master: tokio::sync::watch::Sender<MasterInfo>,
     /// Replication: the master's stream to its slaves, or the slave's
-    /// stream from its master.
+    /// stream from its master. Inert in Raft mode.
     pub ha: Arc<meridian_ha::HaService>,
+    /// Raft mode: this broker's member of its Raft group, which decides
+    /// its role and through which every write goes.
+    pub raft: Option<Arc<meridian_raft::node::RaftNode>>,
+}
+
+/// Why a write through [`BrokerInner::put`] failed.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The store refused it.
+    Put(meridian_store::PutError),
+    /// A Raft member that is not (or no longer) the leader; nothing stored.
+    NotLeader(String),
+    /// Too many writes wait for their commit.
+    Busy(String),
+    /// The write may or may not be stored (leadership lost after it was
+    /// written, or no commit in time).
+    Unknown(String),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Put(e) => write!(f, "{e}"),
+            WriteError::NotLeader(s) | WriteError::Busy(s) | WriteError::Unknown(s) => {
+                f.write_str(s)
+            }
+        }
+    }
 }
 
 impl BrokerInner {
@@ -125,8 +153,103 @@ impl BrokerInner {
         });
     }
 
+    /// A slave, or a Raft member that does not lead: it refuses writes.
     pub fn is_slave(&self) -> bool {
-        self.config.broker_role == BrokerRole::Slave
+        match &self.raft {
+            Some(node) => !node.role().borrow().leader,
+            None => self.config.broker_role == BrokerRole::Slave,
+        }
+    }
+
+    /// The role now: in Raft mode the leader acts as a SYNC_MASTER (a
+    /// write is acknowledged once on a majority) and the others as slaves.
+    pub fn broker_role(&self) -> BrokerRole {
+        match &self.raft {
+            Some(_) if self.is_slave() => BrokerRole::Slave,
+            Some(_) => BrokerRole::SyncMaster,
+            None => self.config.broker_role,
+        }
+    }
+
+    /// The id registered with the name servers: in Raft mode 0 for the
+    /// leader and the member's index + 1 for the others (`n0` → 1), as
+    /// RocketMQ's DLedger mode does.
+    pub fn broker_id(&self) -> i64 {
+        match &self.raft {
+            Some(node) if self.is_slave() => node.peers().self_id as i64 + 1,
+            Some(_) => 0,
+            None => self.config.broker_id,
+        }
+    }
+
+    /// Store messages: in the local store, or through the Raft group. The
+    /// write is handed over before this returns (so writes issued in order
+    /// are stored in order); the future waits for the flush or commit.
+    pub fn put(
+        &self,
+        msgs: Vec<meridian_store::PutMessage>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Vec<meridian_store::PutResult>, WriteError>>
+                + Send,
+        >,
+    > {
+        use meridian_raft::node::{SendOutcome, SubmitError};
+        let Some(node) = &self.raft else {
+            let store = self.store.clone();
+            let mut fut = Box::pin(async move {
+                if msgs.len() == 1 {
+                    let mut msgs = msgs;
+                    let m = msgs.pop().expect("one message");
+                    store.put_message(m).await.map(|r| vec![r])
+                } else {
+                    store.put_messages(msgs).await
+                }
+            });
+            // Poll once now: the append happens here, in call order.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            return match std::future::Future::poll(fut.as_mut(), &mut cx) {
+                std::task::Poll::Ready(r) => {
+                    Box::pin(std::future::ready(r.map_err(WriteError::Put)))
+                }
+                std::task::Poll::Pending => {
+                    Box::pin(async move { fut.await.map_err(WriteError::Put) })
+                }
+            };
+        };
+        let leader_hint = |id: Option<u64>| match id {
+            Some(id) => format!(
+                "broker {} is not the leader of Raft group {}; n{id} is",
+                self.config.broker_addr(),
+                node.peers().group
+            ),
+            None => format!(
+                "broker {} is not the leader of Raft group {}, and no leader is known yet",
+                self.config.broker_addr(),
+                node.peers().group
+            ),
+        };
+        match node.submit(msgs) {
+            Err(SubmitError::NotLeader(id)) => {
+                let e = WriteError::NotLeader(leader_hint(id));
+                Box::pin(std::future::ready(Err(e)))
+            }
+            Err(SubmitError::Busy(n)) => Box::pin(std::future::ready(Err(WriteError::Busy(
+                format!("{n} sends are waiting for their commit (raftMaxInflightSends)"),
+            )))),
+            Err(SubmitError::Refused(e)) => Box::pin(std::future::ready(Err(WriteError::Put(e)))),
+            Ok(fut) => {
+                let not_leader = leader_hint(None);
+                Box::pin(async move {
+                    match fut.await {
+                        SendOutcome::Stored(r) => Ok(r),
+                        SendOutcome::Rejected(e) => Err(WriteError::Put(e)),
+                        SendOutcome::NotLeader(_) => Err(WriteError::NotLeader(not_leader)),
+                        SendOutcome::Unknown(why) => Err(WriteError::Unknown(why)),
+                    }
+                })
+            }
+        }
     }
 
     /// Ask for a registration with every name server now.
@@ -165,7 +288,8 @@ impl Broker {
             listen_addr: SocketAddr::new(config.listen_ip, config.ha_listen_port),
             ..Default::default()
         };
-        let ha = if config.broker_role == BrokerRole::Slave {
+        let ha = if config.broker_role == BrokerRole::Slave || config.raft.is_some() {
+            // In Raft mode the slave side is never given a master: inert.
             meridian_ha::HaService::start_slave(store.clone(), ha_config)
         } else {
             meridian_ha::HaService::start_master(store.clone(), ha_config)
@@ -176,6 +300,28 @@ impl Broker {
                         config.ha_listen_port
                     )
                 })?
+        };
+        let raft = match &config.raft {
+            None => None,
+            Some(r) => {
+                let mut opts = meridian_raft::node::RaftOptions::new(
+                    r.peers.clone(),
+                    config.store.root_dir.join("raft"),
+                    config.store.mapped_file_size_commit_log,
+                );
+                opts.heartbeat_ms = r.heartbeat_ms;
+                opts.election_timeout_min_ms = r.election_timeout_min_ms;
+                opts.election_timeout_max_ms = r.election_timeout_max_ms;
+                opts.max_bytes_per_append = r.max_bytes_per_append;
+                opts.max_inflight = r.max_inflight_sends;
+                opts.sync_flush =
+                    config.store.flush_disk_type == meridian_store::FlushDiskType::SyncFlush;
+                opts.commit_timeout = Duration::from_millis(config.store.sync_flush_timeout_ms);
+                let node = meridian_raft::node::RaftNode::start(store.clone(), opts)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot start the Raft member: {e}"))?;
+                Some(node)
+            }
         };
         {
             let lp = long_poll.clone();
@@ -199,6 +345,7 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             master: tokio::sync::watch::channel(MasterInfo::default()).0,
             ha,
+            raft,
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
@@ -211,7 +358,12 @@ impl Broker {
             tokio::spawn(register::run(inner.clone())),
             tokio::spawn(housekeeping(inner.clone())),
         ];
-        if inner.is_slave() {
+        if let Some(node) = &inner.raft {
+            // The role changes with the Raft group: both loops check it.
+            tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
+            tasks.push(tokio::spawn(delay::run(inner.clone())));
+            tasks.push(tokio::spawn(follow_raft_role(inner.clone(), node.role())));
+        } else if inner.is_slave() {
             tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
             tasks.push(tokio::spawn(follow_master(inner.clone())));
         } else {
@@ -254,11 +406,45 @@ impl Broker {
             t.abort();
         }
         self.inner.ha.shutdown();
+        if let Some(node) = &self.inner.raft {
+            node.shutdown().await;
+        }
         self.inner.offsets.persist();
         self.inner.delay.persist();
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         tracing::info!("broker stopped");
+    }
+}
+
+/// Raft mode: register at once whenever the role changes, so the name
+/// servers route writes to the new leader (id 0) within moments.
+async fn follow_raft_role(
+    inner: Arc<BrokerInner>,
+    mut role: tokio::sync::watch::Receiver<meridian_raft::node::Role>,
+) {
+    let mut was_leader = role.borrow_and_update().leader;
+    loop {
+        if role.changed().await.is_err() {
+            return;
+        }
+        let now = *role.borrow_and_update();
+        if now.leader != was_leader {
+            was_leader = now.leader;
+            tracing::info!(
+                leader = now.leader,
+                term = now.term,
+                broker_id = inner.broker_id(),
+                "Raft role changed; registering with the name servers"
+            );
+            if now.leader {
+                // Offsets and delay cursors copied from the old leader are
+                // the best there is; keep them.
+                inner.offsets.persist();
+                inner.delay.persist();
+            }
+            inner.register_soon();
+        }
     }
 }
 

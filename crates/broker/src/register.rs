@@ -51,7 +51,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
             Some(a) => format!("{}:{}", c.broker_ip1, a.port()),
             None => c.ha_addr(),
         },
-        broker_id: c.broker_id,
+        broker_id: inner.broker_id(),
         heartbeat_timeout_millis: None,
         compressed: Some(false),
         body_crc32: Some(0),
@@ -94,7 +94,7 @@ pub async fn unregister_all(inner: &Arc<BrokerInner>) {
         broker_name: c.broker_name.clone(),
         broker_addr: c.broker_addr(),
         cluster_name: c.broker_cluster_name.clone(),
-        broker_id: c.broker_id,
+        broker_id: inner.broker_id(),
     };
     let calls = c.namesrv_addrs.iter().map(|addr| {
         let mut req = RemotingCommand::request(request_code::UNREGISTER_BROKER);

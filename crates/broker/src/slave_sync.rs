@@ -20,7 +20,8 @@ pub async fn run(inner: Arc<BrokerInner>) {
     let mut master = inner.master.subscribe();
     loop {
         let addr = master.borrow_and_update().addr.clone();
-        if let Some(addr) = addr {
+        // A Raft leader is the source, not a copy.
+        if let Some(addr) = addr.filter(|_| inner.is_slave()) {
             if let Err(e) = sync_once(&inner, &addr).await {
                 tracing::debug!(master = %addr, error = %e, "slave sync failed; will retry");
             }

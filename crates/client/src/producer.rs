@@ -103,26 +103,47 @@ impl Producer {
         Ok(queues)
     }
 
-    /// Send one message, retrying twice on another queue as the Java client
-    /// does.
+    /// Send one message. A failure that guarantees the message was not
+    /// stored — the broker could not be reached, answered
+    /// SERVICE_NOT_AVAILABLE (a slave, a Raft follower, a broker shutting
+    /// down) or SYSTEM_BUSY, or the route has no writable queue yet — is
+    /// retried after 50, 100, 200 … ms (at most 1 s apart) with a freshly
+    /// read route, until the send timeout (5 s) has passed: a new master or
+    /// Raft leader is found as soon as the name servers know it. A failure
+    /// after the request went out (a timeout, a closed connection) is
+    /// returned at once, since the message may be stored: retrying it could
+    /// store it twice.
     pub async fn send(&self, msg: &Message) -> Result<SendResult, ClientError> {
-        let mut last_err = None;
-        for attempt in 0..3 {
-            let queues = self.queues(&msg.topic, attempt > 0).await?;
-            if queues.is_empty() {
-                return Err(ClientError::Other(format!(
-                    "topic `{}` has no writable queue",
-                    msg.topic
-                )));
-            }
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % queues.len();
-            let (broker_name, addr, queue_id) = queues[i].clone();
-            match self.send_to(&addr, &broker_name, queue_id, msg).await {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(50);
+        let mut refresh = false;
+        loop {
+            let attempt = async {
+                let queues = self.queues(&msg.topic, refresh).await?;
+                if queues.is_empty() {
+                    return Err(ClientError::Other(format!(
+                        "topic `{}` has no writable queue",
+                        msg.topic
+                    )));
+                }
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % queues.len();
+                let (broker_name, addr, queue_id) = queues[i].clone();
+                self.send_to(&addr, &broker_name, queue_id, msg).await
+            };
+            let err = match attempt.await {
                 Ok(r) => return Ok(r),
-                Err(e) => last_err = Some(e),
+                Err(e) if is_retryable(&e) => e,
+                Err(e) => return Err(e),
+            };
+            let now = tokio::time::Instant::now();
+            if now + backoff > deadline {
+                return Err(err);
             }
+            tracing::debug!(error = %err, retry_in = ?backoff, "send not taken; retrying with a fresh route");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            refresh = true;
         }
-        Err(last_err.unwrap_or_else(|| ClientError::Other("send failed".into())))
     }
 
     /// Send to one queue of one broker.
@@ -271,6 +292,20 @@ pub fn batch_request(
     let mut req = RemotingCommand::request(rc::SEND_BATCH_MESSAGE).with_body(encode_batch(&items));
     header.write_v2(&mut req);
     Ok((req, uniqs))
+}
+
+/// Whether a failed send certainly stored nothing, so that sending again
+/// cannot store it twice.
+pub fn is_retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Remoting(meridian_remoting::RemotingError::Connect { .. })
+        | ClientError::Remoting(meridian_remoting::RemotingError::Busy { .. }) => true,
+        ClientError::Broker { code, .. } => {
+            *code == response_code::SERVICE_NOT_AVAILABLE || *code == response_code::SYSTEM_BUSY
+        }
+        ClientError::Other(why) => why.contains("no writable queue"),
+        _ => false,
+    }
 }
 
 /// Reads a send response as the Java client does: SUCCESS and the flush /

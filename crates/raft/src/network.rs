@@ -15,6 +15,11 @@
 //!   answer that does not fit: `Network`, and openraft retries at once;
 //! - no answer within the RPC's time: `Timeout`.
 //!
+//! An RPC's time is `RPCOption::hard_ttl()`, connection set-up included.
+//! openraft passes `heartbeat_interval` for appends and heartbeats,
+//! `election_timeout_min` for votes and transfers, and
+//! `install_snapshot_timeout` for snapshots.
+//!
 //! After any failure the connection is dropped and the next RPC opens a new
 //! one. So is a connection whose RPC openraft gave up on (the future was
 //! dropped mid-way): the connection is only put back after a complete
@@ -355,7 +360,7 @@ impl RaftNetworkV2<MqRaft> for PeerClient {
     ) -> Result<AppendEntriesResponse<MqRaft>, RPCError<MqRaft>> {
         let msg = Message::AppendEntries(rpc);
         match self
-            .call(msg, RPCTypes::AppendEntries, option.soft_ttl())
+            .call(msg, RPCTypes::AppendEntries, option.hard_ttl())
             .await?
         {
             Message::AppendEntriesResponse(r) => Ok(r),
@@ -369,7 +374,7 @@ impl RaftNetworkV2<MqRaft> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<MqRaft>, RPCError<MqRaft>> {
         match self
-            .call(Message::Vote(rpc), RPCTypes::Vote, option.soft_ttl())
+            .call(Message::Vote(rpc), RPCTypes::Vote, option.hard_ttl())
             .await?
         {
             Message::VoteResponse(r) => Ok(r),
@@ -383,7 +388,7 @@ impl RaftNetworkV2<MqRaft> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<MqRaft>, RPCError<MqRaft>> {
         match self
-            .call(Message::PreVote(rpc), RPCTypes::Vote, option.soft_ttl())
+            .call(Message::PreVote(rpc), RPCTypes::Vote, option.hard_ttl())
             .await?
         {
             Message::PreVoteResponse(r) => Ok(r),
@@ -403,7 +408,7 @@ impl RaftNetworkV2<MqRaft> for PeerClient {
             meta: snapshot.meta,
             data: snapshot.snapshot,
         }));
-        let ttl = option.soft_ttl();
+        let ttl = option.hard_ttl();
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             reply = self.call(msg, RPCTypes::InstallSnapshot, ttl) => match reply? {
@@ -422,12 +427,263 @@ impl RaftNetworkV2<MqRaft> for PeerClient {
             .call(
                 Message::TransferLeader(req),
                 RPCTypes::TransferLeader,
-                option.soft_ttl(),
+                option.hard_ttl(),
             )
             .await?
         {
             Message::TransferLeaderResponse(r) => Ok(r),
             other => Err(unexpected(other.kind()).into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use openraft::StoredMembership;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::codec::SnapshotMeta;
+    use crate::types::LogId;
+
+    const GROUP: &str = "broker-a";
+    const SEGMENT: u64 = 1 << 20;
+
+    /// How the fake peer answers a request (`None`: not at all).
+    type Answer = fn(usize, Message) -> Option<Message>;
+
+    /// A peer that checks hellos like the real server and answers requests
+    /// with `answer(request number, request)`. Returns its address and
+    /// the count of connections it accepted.
+    async fn fake_peer(answer: Answer) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        let requests = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let requests = Arc::clone(&requests);
+                tokio::spawn(async move {
+                    let mut conn = Framed::new(stream, RaftCodec::new());
+                    let Some(Ok(Frame {
+                        id,
+                        msg: Message::Hello(h),
+                    })) = conn.next().await
+                    else {
+                        return;
+                    };
+                    if let Err(e) = h.check(GROUP, 1, SEGMENT) {
+                        let _ = conn
+                            .send(Frame {
+                                id,
+                                msg: Message::Error(e),
+                            })
+                            .await;
+                        return;
+                    }
+                    conn.send(Frame {
+                        id,
+                        msg: Message::HelloAck,
+                    })
+                    .await
+                    .unwrap();
+                    while let Some(Ok(frame)) = conn.next().await {
+                        let n = requests.fetch_add(1, Ordering::SeqCst);
+                        match answer(n, frame.msg) {
+                            Some(msg) => {
+                                if conn.send(Frame { id: frame.id, msg }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            // hold the request unanswered
+                            None => std::future::pending::<()>().await,
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn network(group: &str, addr: &str) -> Network {
+        let peers = Peers::parse(group, &format!("n0-127.0.0.1:1;n1-{addr}"), "n0").unwrap();
+        Network::new(Arc::new(peers), SEGMENT)
+    }
+
+    fn option() -> RPCOption {
+        RPCOption::new(Duration::from_secs(5))
+    }
+
+    fn vote_request() -> VoteRequest<MqRaft> {
+        VoteRequest::new(Vote::new(2, 0), None)
+    }
+
+    fn answer_all(_: usize, msg: Message) -> Option<Message> {
+        Some(match msg {
+            Message::AppendEntries(_) => {
+                Message::AppendEntriesResponse(AppendEntriesResponse::Success)
+            }
+            Message::Vote(r) => Message::VoteResponse(VoteResponse::new(r.vote, None, true)),
+            Message::PreVote(r) => Message::PreVoteResponse(VoteResponse::new(r.vote, None, false)),
+            Message::FullSnapshot(s) => {
+                Message::FullSnapshotResponse(SnapshotResponse::new(s.vote))
+            }
+            Message::TransferLeader(_) => Message::TransferLeaderResponse(Ok(())),
+            other => Message::Error(format!("unexpected {}", other.kind())),
+        })
+    }
+
+    #[tokio::test]
+    async fn every_rpc_reaches_the_peer_on_one_connection() {
+        let (addr, accepted) = fake_peer(answer_all).await;
+        let mut net = network(GROUP, &addr);
+        let mut client = net.new_client(1, &EmptyNode {}).await;
+
+        let r = client.vote(vote_request(), option()).await.unwrap();
+        assert!(r.vote_granted);
+        let r = client.pre_vote(vote_request(), option()).await.unwrap();
+        assert!(!r.vote_granted);
+        let req = AppendEntriesRequest::<MqRaft> {
+            vote: Vote::new_committed(2, 0),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        };
+        let r = RaftNetworkV2::append_entries(&mut client, req, option())
+            .await
+            .unwrap();
+        assert!(r.is_success());
+        let r = RaftNetworkV2::transfer_leader(
+            &mut client,
+            TransferLeaderRequest::new(Vote::new_committed(2, 0), 1, None),
+            option(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, Ok(()));
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new_term_index(2, 7)),
+                last_membership: StoredMembership::default(),
+            },
+            snapshot: CommitLogSnapshot { next_offset: 4096 },
+        };
+        let r = client
+            .full_snapshot(
+                Vote::new_committed(2, 0),
+                snapshot,
+                std::future::pending::<ReplicationClosed>(),
+                option(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.vote, Vote::new_committed(2, 0));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        // the heartbeat client has its own connection
+        let mut hb = net.new_heartbeat_client(1, &EmptyNode {}).await;
+        hb.vote(vote_request(), option()).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_is_unreachable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let mut client = network(GROUP, &addr).new_client(1, &EmptyNode {}).await;
+        for _ in 0..2 {
+            let e = client.vote(vote_request(), option()).await.unwrap_err();
+            assert!(matches!(e, RPCError::Unreachable(_)), "{e}");
+        }
+        // a member openraft names but dLegerPeers does not
+        let mut client = network(GROUP, &addr).new_client(7, &EmptyNode {}).await;
+        let e = client.vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(e, RPCError::Unreachable(_)), "{e}");
+        assert!(e.to_string().contains("not in dLegerPeers"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn refused_hello_is_unreachable() {
+        let (addr, _) = fake_peer(answer_all).await;
+        let mut client = network("broker-b", &addr)
+            .new_client(1, &EmptyNode {})
+            .await;
+        let e = client.vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(e, RPCError::Unreachable(_)), "{e}");
+        assert!(e.to_string().contains("broker-b"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn error_answer_is_a_network_error_and_the_next_call_reconnects() {
+        fn fail_first(n: usize, msg: Message) -> Option<Message> {
+            if n == 0 {
+                Some(Message::Error("raft is shutting down".to_string()))
+            } else {
+                answer_all(n, msg)
+            }
+        }
+        let (addr, accepted) = fake_peer(fail_first).await;
+        let mut client = network(GROUP, &addr).new_client(1, &EmptyNode {}).await;
+        let e = client.vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(e, RPCError::Network(_)), "{e}");
+        assert!(e.to_string().contains("raft is shutting down"), "{e}");
+        assert!(
+            client
+                .vote(vote_request(), option())
+                .await
+                .unwrap()
+                .vote_granted
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn wrong_answer_kind_is_a_network_error() {
+        fn wrong(_: usize, _: Message) -> Option<Message> {
+            Some(Message::AppendEntriesResponse(
+                AppendEntriesResponse::Conflict,
+            ))
+        }
+        let (addr, _) = fake_peer(wrong).await;
+        let mut client = network(GROUP, &addr).new_client(1, &EmptyNode {}).await;
+        let e = client.vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(e, RPCError::Network(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn silent_peer_times_out_and_cancel_closes_a_snapshot() {
+        fn silent(_: usize, _: Message) -> Option<Message> {
+            None
+        }
+        let (addr, accepted) = fake_peer(silent).await;
+        let mut client = network(GROUP, &addr).new_client(1, &EmptyNode {}).await;
+        let short = RPCOption::new(Duration::from_millis(200));
+        let e = client
+            .vote(vote_request(), short.clone())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RPCError::Timeout(_)), "{e}");
+
+        let snapshot = Snapshot {
+            meta: SnapshotMeta::default(),
+            snapshot: CommitLogSnapshot { next_offset: 0 },
+        };
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ReplicationClosed::new("leader stepped down")
+        };
+        let e = client
+            .full_snapshot(Vote::new_committed(2, 0), snapshot, cancel, option())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StreamingError::Closed(_)), "{e}");
+        // each failure dropped its connection
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }

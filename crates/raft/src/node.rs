@@ -270,7 +270,8 @@ impl RaftNode {
                 Err(e) => tracing::debug!(error = %e, "Raft group already initialised"),
             }
         }
-        let role = spawn_role_watch(&raft, &shared, shutdown_rx.clone());
+        let lease = Duration::from_millis(opts.election_timeout_max_ms);
+        let role = spawn_role_watch(&raft, lease, shutdown_rx.clone());
         spawn_meta_persister(Arc::clone(&shared), shutdown_rx.clone());
         let (proposals, rx) = mpsc::unbounded_channel();
         tokio::spawn(propose(raft.clone(), rx));
@@ -460,20 +461,32 @@ async fn propose(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
     }
 }
 
-/// Turn openraft's metrics into the broker's [`Role`].
+/// Turn openraft's metrics into the broker's [`Role`]. A leader that has
+/// not heard from a majority within `lease` stops counting as leader (it
+/// may be cut off; the others elect a new one), so it stops taking writes
+/// and stops registering as the master. Re-checked every 50 ms, since a
+/// cut-off leader's metrics may not change.
 fn spawn_role_watch(
     raft: &Raft,
-    shared: &Arc<Shared>,
+    lease: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> watch::Receiver<Role> {
+    use openraft::async_runtime::Instant as _;
     let (tx, rx) = watch::channel(Role::default());
     let mut metrics = raft.metrics();
-    let _ = shared;
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let role = {
                 let m = metrics.borrow_and_update();
+                let alone = m.membership_config.voter_ids().count() <= 1;
+                let lease_held = alone
+                    || m.last_quorum_acked
+                        .as_ref()
+                        .is_some_and(|t| t.elapsed() < lease);
                 let ready = m.state == ServerState::Leader
+                    && lease_held
                     && m.last_applied
                         .as_ref()
                         .is_some_and(|l| l.committed_leader_id().term == m.current_term);
@@ -490,6 +503,7 @@ fn spawn_role_watch(
             });
             tokio::select! {
                 r = metrics.changed() => if r.is_err() { return },
+                _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
         }

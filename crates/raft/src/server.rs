@@ -14,6 +14,7 @@
 //! Every connection closes when `shutdown` turns true (or its sender is
 //! dropped).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,10 +53,69 @@ pub async fn serve<SM>(
     raft: openraft::Raft<MqRaft, SM>,
     peers: Arc<Peers>,
     segment_size: u64,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     SM: RaftStateMachine<MqRaft, SnapshotData = CommitLogSnapshot>,
 {
+    serve_with(listener, raft, peers, segment_size, shutdown).await
+}
+
+/// What answers the requests of a connection: the Raft node, or a fake in
+/// tests.
+pub(crate) trait Handler: Clone + Send + Sync + 'static {
+    /// Run one request. `Err` is a protocol error (the message is not a
+    /// request): the connection closes. A request the node fails is
+    /// answered with [`Message::Error`].
+    fn handle(&self, msg: Message) -> impl Future<Output = Result<Message, String>> + Send;
+}
+
+impl<SM> Handler for openraft::Raft<MqRaft, SM>
+where
+    SM: RaftStateMachine<MqRaft, SnapshotData = CommitLogSnapshot>,
+{
+    async fn handle(&self, msg: Message) -> Result<Message, String> {
+        let reply = match msg {
+            Message::AppendEntries(req) => match self.append_entries(req).await {
+                Ok(r) => Message::AppendEntriesResponse(r),
+                Err(e) => Message::Error(e.to_string()),
+            },
+            Message::Vote(req) => match self.vote(req).await {
+                Ok(r) => Message::VoteResponse(r),
+                Err(e) => Message::Error(e.to_string()),
+            },
+            Message::PreVote(req) => match self.pre_vote(req).await {
+                Ok(r) => Message::PreVoteResponse(r),
+                Err(e) => Message::Error(e.to_string()),
+            },
+            Message::FullSnapshot(s) => {
+                let s = *s;
+                let snapshot = Snapshot {
+                    meta: s.meta,
+                    snapshot: s.data,
+                };
+                match self.install_full_snapshot(s.vote, snapshot).await {
+                    Ok(r) => Message::FullSnapshotResponse(r),
+                    Err(e) => Message::Error(e.to_string()),
+                }
+            }
+            Message::TransferLeader(req) => match self.handle_transfer_leader(req).await {
+                Ok(r) => Message::TransferLeaderResponse(r),
+                Err(e) => Message::Error(e.to_string()),
+            },
+            other => return Err(format!("{} is not a request", other.kind())),
+        };
+        Ok(reply)
+    }
+}
+
+/// [`serve`] with any [`Handler`].
+pub(crate) async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    handler: H,
+    peers: Arc<Peers>,
+    segment_size: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let local = listener.local_addr().ok();
     tracing::info!(?local, group = %peers.group, self_id = peers.self_id, "Raft transport listening");
     let mut tasks = JoinSet::new();
@@ -72,7 +132,7 @@ pub async fn serve<SM>(
                     tasks.spawn(connection(
                         stream,
                         addr,
-                        raft.clone(),
+                        handler.clone(),
                         Arc::clone(&peers),
                         segment_size,
                         shutdown.clone(),
@@ -101,16 +161,14 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 /// One connection: the hello, then requests until the peer closes, a frame
 /// is bad, or shutdown.
-async fn connection<SM>(
+async fn connection<H: Handler>(
     stream: TcpStream,
     addr: SocketAddr,
-    raft: openraft::Raft<MqRaft, SM>,
+    handler: H,
     peers: Arc<Peers>,
     segment_size: u64,
     mut shutdown: watch::Receiver<bool>,
-) where
-    SM: RaftStateMachine<MqRaft, SnapshotData = CommitLogSnapshot>,
-{
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%addr, "Raft connection: TCP_NODELAY: {e}");
     }
@@ -181,7 +239,7 @@ async fn connection<SM>(
         let id = frame.id;
         let answer = tokio::select! {
             _ = stopped(&mut shutdown) => break,
-            answer = handle(&raft, frame.msg) => answer,
+            answer = handler.handle(frame.msg) => answer,
         };
         let reply = match answer {
             Ok(reply) => reply,
@@ -218,42 +276,205 @@ async fn refuse(
     .await;
 }
 
-/// Run one request on the Raft node. `Err` is a protocol error (not a
-/// request): the connection closes. A request the node fails is answered
-/// with an error frame.
-async fn handle<SM>(raft: &openraft::Raft<MqRaft, SM>, msg: Message) -> Result<Message, String>
-where
-    SM: RaftStateMachine<MqRaft, SnapshotData = CommitLogSnapshot>,
-{
-    let reply = match msg {
-        Message::AppendEntries(req) => match raft.append_entries(req).await {
-            Ok(r) => Message::AppendEntriesResponse(r),
-            Err(e) => Message::Error(e.to_string()),
-        },
-        Message::Vote(req) => match raft.vote(req).await {
-            Ok(r) => Message::VoteResponse(r),
-            Err(e) => Message::Error(e.to_string()),
-        },
-        Message::PreVote(req) => match raft.pre_vote(req).await {
-            Ok(r) => Message::PreVoteResponse(r),
-            Err(e) => Message::Error(e.to_string()),
-        },
-        Message::FullSnapshot(s) => {
-            let s = *s;
-            let snapshot = Snapshot {
-                meta: s.meta,
-                snapshot: s.data,
-            };
-            match raft.install_full_snapshot(s.vote, snapshot).await {
-                Ok(r) => Message::FullSnapshotResponse(r),
-                Err(e) => Message::Error(e.to_string()),
+#[cfg(test)]
+mod tests {
+    use openraft::error::RPCError;
+    use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+    use openraft::raft::{VoteRequest, VoteResponse};
+    use openraft::EmptyNode;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::codec::Hello;
+    use crate::network::Network;
+    use crate::types::Vote;
+
+    const GROUP: &str = "broker-a";
+    const SEGMENT: u64 = 1 << 20;
+
+    /// Grants every vote; refuses everything else the way the Raft node
+    /// fails a request.
+    #[derive(Clone)]
+    struct FakeRaft;
+
+    impl Handler for FakeRaft {
+        async fn handle(&self, msg: Message) -> Result<Message, String> {
+            match msg {
+                Message::Vote(r) => {
+                    Ok(Message::VoteResponse(VoteResponse::new(r.vote, None, true)))
+                }
+                Message::AppendEntries(_) => Ok(Message::Error("raft stopped".to_string())),
+                other if other.kind().response().is_some() => {
+                    Ok(Message::Error(format!("no {}", other.kind())))
+                }
+                other => Err(format!("{} is not a request", other.kind())),
             }
         }
-        Message::TransferLeader(req) => match raft.handle_transfer_leader(req).await {
-            Ok(r) => Message::TransferLeaderResponse(r),
-            Err(e) => Message::Error(e.to_string()),
-        },
-        other => return Err(format!("{} is not a request", other.kind())),
-    };
-    Ok(reply)
+    }
+
+    /// A server for member n1 of `GROUP`; its address and shutdown switch.
+    async fn start() -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let peers = Peers::parse(GROUP, &format!("n0-127.0.0.1:1;n1-{addr}"), "n1").unwrap();
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(serve_with(listener, FakeRaft, Arc::new(peers), SEGMENT, rx));
+        (addr, tx, task)
+    }
+
+    async fn connect(addr: &str, hello: Hello) -> (Framed<TcpStream, RaftCodec>, Message) {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut conn = Framed::new(stream, RaftCodec::new());
+        conn.send(Frame {
+            id: 0,
+            msg: Message::Hello(hello),
+        })
+        .await
+        .unwrap();
+        let reply = conn.next().await.unwrap().unwrap();
+        assert_eq!(reply.id, 0);
+        (conn, reply.msg)
+    }
+
+    fn vote() -> VoteRequest<MqRaft> {
+        VoteRequest::new(Vote::new(3, 0), None)
+    }
+
+    #[tokio::test]
+    async fn answers_requests_in_order_with_their_ids() {
+        let (addr, _stop, _task) = start().await;
+        let (mut conn, ack) = connect(&addr, Hello::new(GROUP, 0, 1, SEGMENT)).await;
+        assert!(matches!(ack, Message::HelloAck), "{ack:?}");
+        for id in [5, 6, 1 << 40] {
+            conn.send(Frame {
+                id,
+                msg: Message::Vote(vote()),
+            })
+            .await
+            .unwrap();
+            let reply = conn.next().await.unwrap().unwrap();
+            assert_eq!(reply.id, id);
+            assert!(matches!(reply.msg, Message::VoteResponse(ref r) if r.vote_granted));
+        }
+        // a failed request is an error frame; the connection stays
+        let req = openraft::raft::AppendEntriesRequest::<MqRaft> {
+            vote: Vote::new_committed(3, 0),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        };
+        conn.send(Frame {
+            id: 9,
+            msg: Message::AppendEntries(req),
+        })
+        .await
+        .unwrap();
+        let reply = conn.next().await.unwrap().unwrap();
+        assert_eq!(reply.id, 9);
+        assert!(matches!(reply.msg, Message::Error(ref t) if t == "raft stopped"));
+        // something that is not a request closes it
+        conn.send(Frame {
+            id: 10,
+            msg: Message::HelloAck,
+        })
+        .await
+        .unwrap();
+        let reply = conn.next().await.unwrap().unwrap();
+        assert!(matches!(reply.msg, Message::Error(ref t) if t.contains("not a request")));
+        assert!(conn.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn refuses_wrong_hellos() {
+        let (addr, _stop, _task) = start().await;
+        for (hello, why) in [
+            (Hello::new("broker-b", 0, 1, SEGMENT), "group"),
+            (Hello::new(GROUP, 0, 2, SEGMENT), "meant to reach n2"),
+            (
+                Hello::new(GROUP, 0, 1, SEGMENT * 2),
+                "mappedFileSizeCommitLog",
+            ),
+            (
+                Hello {
+                    version: 9,
+                    ..Hello::new(GROUP, 0, 1, SEGMENT)
+                },
+                "version",
+            ),
+        ] {
+            let (mut conn, reply) = connect(&addr, hello).await;
+            assert!(
+                matches!(reply, Message::Error(ref t) if t.contains(why)),
+                "{reply:?}"
+            );
+            assert!(conn.next().await.is_none());
+        }
+        // a request before the hello
+        let stream = TcpStream::connect(&addr).await.unwrap();
+        let mut conn = Framed::new(stream, RaftCodec::new());
+        conn.send(Frame {
+            id: 1,
+            msg: Message::Vote(vote()),
+        })
+        .await
+        .unwrap();
+        let reply = conn.next().await.unwrap().unwrap();
+        assert!(matches!(reply.msg, Message::Error(ref t) if t.contains("expected a hello")));
+        assert!(conn.next().await.is_none());
+        // not this protocol at all
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut conn = Framed::new(stream, RaftCodec::new());
+        let reply = conn.next().await.unwrap().unwrap();
+        assert!(matches!(reply.msg, Message::Error(ref t) if t.contains("over the limit")));
+        assert!(conn.next().await.is_none());
+        // and the server still serves
+        let (_conn, ack) = connect(&addr, Hello::new(GROUP, 0, 1, SEGMENT)).await;
+        assert!(matches!(ack, Message::HelloAck));
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_connections() {
+        let (addr, stop, task) = start().await;
+        let (mut conn, ack) = connect(&addr, Hello::new(GROUP, 0, 1, SEGMENT)).await;
+        assert!(matches!(ack, Message::HelloAck));
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(conn.next().await.is_none());
+        assert!(TcpStream::connect(&addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn network_client_talks_to_the_server() {
+        let (addr, _stop, _task) = start().await;
+        let peers = Peers::parse(GROUP, &format!("n0-127.0.0.1:1;n1-{addr}"), "n0").unwrap();
+        let mut net = Network::new(Arc::new(peers), SEGMENT);
+        let mut client = net.new_client(1, &EmptyNode {}).await;
+        let option = RPCOption::new(Duration::from_secs(5));
+        let r = client.vote(vote(), option.clone()).await.unwrap();
+        assert!(r.vote_granted);
+        let e = client.pre_vote(vote(), option.clone()).await.unwrap_err();
+        assert!(
+            matches!(e, RPCError::Network(_)) && e.to_string().contains("no PreVote"),
+            "{e}"
+        );
+        assert!(
+            client
+                .vote(vote(), option.clone())
+                .await
+                .unwrap()
+                .vote_granted
+        );
+
+        // another segment size: refused at the hello
+        let peers = Peers::parse(GROUP, &format!("n0-127.0.0.1:1;n1-{addr}"), "n0").unwrap();
+        let mut net = Network::new(Arc::new(peers), SEGMENT + 1);
+        let mut client = net.new_client(1, &EmptyNode {}).await;
+        let e = client.vote(vote(), option).await.unwrap_err();
+        assert!(matches!(e, RPCError::Unreachable(_)), "{e}");
+        assert!(e.to_string().contains("mappedFileSizeCommitLog"), "{e}");
+    }
 }

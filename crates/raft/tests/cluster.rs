@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use meridian_raft::node::{RaftNode, RaftOptions, SendOutcome};
+use meridian_raft::node::{RaftNode, RaftOptions, SendOutcome, SubmitError};
 use meridian_raft::peers::Peers;
 use meridian_store::{MessageStore, PutMessage, StoreConfig};
 
@@ -124,17 +124,27 @@ impl Group {
     async fn send(&self, from: usize, count: usize) -> usize {
         let mut ok = 0;
         for i in from..from + count {
-            let leader = self.leader().await;
-            let node = self.members[leader].node.as_ref().unwrap();
-            match node.submit(vec![msg(i)]) {
-                Ok(fut) => match fut.await {
-                    SendOutcome::Stored(r) => {
-                        assert_eq!(r.len(), 1);
-                        ok += 1;
-                    }
-                    other => panic!("send {i}: {other:?}"),
-                },
-                Err(e) => panic!("send {i}: {e:?}"),
+            // Leadership may move between looking and sending: a send that
+            // certainly stored nothing is sent again.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let leader = self.leader().await;
+                let node = self.members[leader].node.as_ref().unwrap();
+                match node.submit(vec![msg(i)]) {
+                    Ok(fut) => match fut.await {
+                        SendOutcome::Stored(r) => {
+                            assert_eq!(r.len(), 1);
+                            ok += 1;
+                            break;
+                        }
+                        SendOutcome::NotLeader(_) => {}
+                        other => panic!("send {i}: {other:?}"),
+                    },
+                    Err(SubmitError::NotLeader(_)) => {}
+                    Err(e) => panic!("send {i}: {e:?}"),
+                }
+                assert!(Instant::now() < deadline, "send {i}: no leader took it");
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         ok

@@ -91,7 +91,7 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         "bootTimestamp",
         (crate::now_ms() - b.started.elapsed().as_millis() as i64).to_string(),
     );
-    put("brokerRole", format!("{:?}", b.config.broker_role));
+    put("brokerRole", format!("{:?}", b.broker_role()));
     put(
         "commitLogMinOffset",
         b.store.min_commit_log_offset().to_string(),
@@ -116,6 +116,31 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     put("producerCount", producers.to_string());
     put("consumerCount", consumers.to_string());
     put("longPollWaiting", b.long_poll.waiting().to_string());
+    if let Some(node) = &b.raft {
+        let r = node.status();
+        let opt = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+        put("raftGroup", r.group.clone());
+        put("raftSelfId", format!("n{}", r.self_id));
+        put("raftRole", r.state.clone());
+        put("raftTerm", r.term.to_string());
+        put(
+            "raftLeaderId",
+            r.leader_id.map_or(String::new(), |l| format!("n{l}")),
+        );
+        put("raftLastLogIndex", opt(r.last_log_index));
+        put("raftCommitIndex", opt(r.committed_index));
+        put("raftAppliedIndex", opt(r.applied_index));
+        put("raftVisibleOffset", r.visible_offset.to_string());
+        put("raftWriteOffset", r.write_offset.to_string());
+        if let Some(ms) = r.millis_since_quorum_ack {
+            put("raftMillisSinceQuorumAck", ms.to_string());
+        }
+        for (id, p) in &r.peers {
+            put(&format!("raftPeer.n{id}.matchIndex"), opt(p.matched_index));
+            put(&format!("raftPeer.n{id}.lagBytes"), p.lag_bytes.to_string());
+            put(&format!("raftPeer.n{id}.lagMs"), p.lag_ms.to_string());
+        }
+    }
     let ha = b.ha.status();
     put("haRole", format!("{:?}", ha.role));
     if let Some(addr) = ha.listen_addr {
@@ -319,8 +344,8 @@ pub fn broker_config(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nbrokerRole={:?}\nlistenPort={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={:?}\nautoCreateTopicEnable={}\ndefaultTopicQueueNums={}\nmaxMessageSize={}\n",
         c.broker_cluster_name,
         c.broker_name,
-        c.broker_id,
-        c.broker_role,
+        b.broker_id(),
+        b.broker_role(),
         c.listen_port,
         c.namesrv_addrs.join(";"),
         c.store.root_dir.display(),

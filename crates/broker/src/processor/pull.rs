@@ -218,7 +218,7 @@ fn pull_once(
 /// sends it to a connected slave (id 1), sparing its own page cache for the
 /// producers; otherwise, and always on a slave, back to the master (0).
 fn suggest_broker(b: &BrokerInner, first: Option<&Bytes>) -> i64 {
-    if b.is_slave() || b.ha.connected_slaves() == 0 {
+    if b.is_slave() || b.raft.is_some() || b.ha.connected_slaves() == 0 {
         return 0;
     }
     let Some(record) = first else { return 0 };

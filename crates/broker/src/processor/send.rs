@@ -19,18 +19,17 @@ use meridian_store::{PutError, PutMessage, PutResult};
 
 use super::{bad_header, error};
 use crate::topics::{self, RETRY_GROUP_TOPIC_PREFIX, SCHEDULE_TOPIC};
-use crate::{BrokerInner, BrokerRole};
+use crate::{BrokerInner, BrokerRole, WriteError};
 
 pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingCommand) -> Reply {
     match prepare(b, conn, &req) {
         Err(response) => Reply::Now(Some(response)),
         Ok((queue_id, msgs)) => {
-            let store = b.store.clone();
-            let batch = msgs.len() > 1
-                || req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE;
             // A SYNC_MASTER answers only once its slave holds the message
-            // (RocketMQ 4's rule), unless the message says not to wait.
-            let slave_wait = (b.config.broker_role == BrokerRole::SyncMaster
+            // (RocketMQ 4's rule), unless the message says not to wait. A
+            // Raft leader's writes are acknowledged once on a majority.
+            let slave_wait = (b.raft.is_none()
+                && b.config.broker_role == BrokerRole::SyncMaster
                 && msgs
                     .iter()
                     .all(|m| meridian_protocol::message::waits_for_store(&m.properties)))
@@ -40,16 +39,11 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
                     std::time::Duration::from_millis(b.config.store.sync_flush_timeout_ms),
                 )
             });
+            // The write is handed over now, on the connection's reading
+            // task, in arrival order; only the wait is left pending.
+            let written = b.put(msgs);
             let fut = async move {
-                let result = if batch {
-                    store.put_messages(msgs).await
-                } else {
-                    let mut msgs = msgs;
-                    match msgs.pop() {
-                        Some(m) => store.put_message(m).await.map(|r| vec![r]),
-                        None => Ok(Vec::new()),
-                    }
-                };
+                let result = written.await;
                 let mut slave_code = None;
                 if let (Ok(results), Some((ha, timeout))) = (&result, slave_wait) {
                     if let Some(last) = results.last() {
@@ -63,8 +57,6 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
                 }
                 respond(&req, queue_id, result, slave_code)
             };
-            // Poll once here: the append runs now, in arrival order; only a
-            // wait for the disk flush is left pending.
             let mut fut = Box::pin(fut);
             let mut cx = Context::from_waker(std::task::Waker::noop());
             match fut.as_mut().poll(&mut cx) {
@@ -82,15 +74,26 @@ fn prepare(
     req: &RemotingCommand,
 ) -> Result<(i32, Vec<PutMessage>), RemotingCommand> {
     let h = SendMessageRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
-    if b.config.broker_role == BrokerRole::Slave {
-        return Err(error(
-            req,
-            rc::SERVICE_NOT_AVAILABLE,
-            format!(
+    if b.is_slave() {
+        let why = match &b.raft {
+            Some(node) => match node.role().borrow().leader_id {
+                Some(id) => format!(
+                    "the broker[{}] is a follower of Raft group {}; n{id} leads it",
+                    b.config.broker_addr(),
+                    node.peers().group
+                ),
+                None => format!(
+                    "the broker[{}] is a follower of Raft group {}, which has no leader yet",
+                    b.config.broker_addr(),
+                    node.peers().group
+                ),
+            },
+            None => format!(
                 "the broker[{}] is a slave; send to its master",
                 b.config.broker_addr()
             ),
-        ));
+        };
+        return Err(error(req, rc::SERVICE_NOT_AVAILABLE, why));
     }
     if b.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
         return Err(error(
@@ -261,9 +264,22 @@ fn too_big(req: &RemotingCommand, size: usize, max: usize) -> RemotingCommand {
 fn respond(
     req: &RemotingCommand,
     queue_id: i32,
-    result: Result<Vec<PutResult>, PutError>,
+    result: Result<Vec<PutResult>, WriteError>,
     slave_code: Option<i32>,
 ) -> RemotingCommand {
+    let result = match result {
+        Ok(r) => Ok(r),
+        Err(WriteError::Put(e)) => Err(e),
+        Err(WriteError::NotLeader(why)) => return error(req, rc::SERVICE_NOT_AVAILABLE, why),
+        Err(WriteError::Busy(why)) => return error(req, rc::SYSTEM_BUSY, why),
+        Err(WriteError::Unknown(why)) => {
+            return error(
+                req,
+                rc::FLUSH_SLAVE_TIMEOUT,
+                format!("the message may not be stored on a majority of the Raft group: {why}"),
+            )
+        }
+    };
     let (code, remark, results) = match result {
         Ok(r) => match slave_code {
             None => (rc::SUCCESS, None, r),

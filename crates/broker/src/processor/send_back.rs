@@ -28,14 +28,14 @@ pub fn process(b: &Arc<BrokerInner>, _conn: &Arc<Connection>, req: RemotingComma
         Ok(m) => m,
         Err(r) => return Reply::Now(Some(r)),
     };
-    let store = b.store.clone();
+    let written = b.put(vec![msg]);
     Reply::Later(Box::pin(async move {
-        Some(match store.put_message(msg).await {
+        Some(match written.await {
             Ok(_) => ok(&req),
             Err(e) => error(
                 &req,
                 rc::SYSTEM_ERROR,
-                format!("cannot store the message for retry: {e:?}"),
+                format!("cannot store the message for retry: {e}"),
             ),
         })
     }))

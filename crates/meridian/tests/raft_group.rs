@@ -1,0 +1,459 @@
+//! Raft groups (RocketMQ's DLedger mode) with real broker processes killed
+//! under load. Invariant: a send answered SEND_OK is on a majority, so it
+//! survives the loss of any one member, the leader included; consumers
+//! never see a message that is later lost; every member ends with the same
+//! consume queues.
+//!
+//! Counting rule: every send has a fresh key. SEND_OK keys must be read back
+//! exactly once from every member; keys whose send ended ambiguously (a
+//! timeout, a closed connection, FLUSH_SLAVE_TIMEOUT) at most once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use meridian_client::producer::Message;
+use meridian_client::{Admin, Producer};
+use support::cluster::BrokerGroup;
+
+const TOPIC: &str = "raft-replicated";
+const QUEUES: i32 = 4;
+const TRIALS: usize = 10;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Three brokers forming Raft group `broker-a`, `extra` added to each conf.
+fn raft_group(extra: &str) -> BrokerGroup {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let confs: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={peers}\n\
+                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{extra}\n"
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
+    BrokerGroup::start(&refs)
+}
+
+async fn runtime(admin: &Admin, addr: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    admin.runtime_info(addr).await.ok()
+}
+
+/// The member that leads (registers as the master), once one does.
+async fn leader(group: &BrokerGroup, admin: &Admin) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for i in 0..3 {
+            if !group.is_running(i) {
+                continue;
+            }
+            if let Some(rt) = runtime(admin, &group.broker_addr(i)).await {
+                if rt.get("brokerRole").map(String::as_str) == Some("SyncMaster") {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no Raft leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until every running member has applied as far as the leader and
+/// knows the topic.
+async fn wait_in_step(group: &BrokerGroup, admin: &Admin) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut applied = Vec::new();
+        for i in (0..3).filter(|&i| group.is_running(i)) {
+            let rt = runtime(admin, &group.broker_addr(i)).await;
+            let topic = admin
+                .topic_stats(&group.broker_addr(i), TOPIC)
+                .await
+                .is_ok();
+            applied.push((
+                rt.and_then(|rt| rt.get("raftVisibleOffset").cloned()),
+                topic,
+            ));
+        }
+        let first = applied[0].0.clone();
+        if first.is_some() && applied.iter().all(|(a, t)| *a == first && *t) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members never got in step: {applied:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    acked: Vec<(String, Instant)>,
+    ambiguous: Vec<String>,
+    failed: HashMap<String, usize>,
+}
+
+struct Load {
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Sixteen producers sending keyed messages through Meridian's client,
+/// which follows the route to whichever member leads.
+fn start_load(ns: &str, trial: &str) -> Load {
+    let producer = Arc::new(Producer::new(ns, "raft-producer"));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = (0..16)
+        .map(|w| {
+            let (producer, tally, stop) = (producer.clone(), tally.clone(), stop.clone());
+            let trial = trial.to_string();
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("{trial}-w{w}-{i}");
+                    i += 1;
+                    let msg = Message {
+                        topic: TOPIC.into(),
+                        body: Bytes::from(format!("payload {key}")),
+                        keys: vec![key.clone()],
+                        ..Default::default()
+                    };
+                    let r = producer.send(&msg).await;
+                    let refused = {
+                        let mut t = tally.lock().unwrap();
+                        match r {
+                            Ok(r) if r.status == "SEND_OK" => {
+                                t.acked.push((key, Instant::now()));
+                                false
+                            }
+                            Ok(r) => {
+                                *t.failed.entry(r.status.to_string()).or_insert(0) += 1;
+                                t.ambiguous.push(key);
+                                false
+                            }
+                            Err(e) => {
+                                let retryable = meridian_client::producer::is_retryable(&e);
+                                let what = if retryable { "refused" } else { "ambiguous" };
+                                *t.failed.entry(what.into()).or_insert(0) += 1;
+                                if !retryable {
+                                    t.ambiguous.push(key);
+                                }
+                                true
+                            }
+                        }
+                    };
+                    if refused {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    Load { tally, stop, tasks }
+}
+
+impl Load {
+    fn acked_count(&self) -> usize {
+        self.tally.lock().unwrap().acked.len()
+    }
+
+    async fn stop(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        std::mem::take(&mut *self.tally.lock().unwrap())
+    }
+}
+
+/// Per queue, the keys in queue order, read from member `i` by pulls.
+async fn queues_of(group: &BrokerGroup, admin: &Admin, i: usize) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for q in 0..QUEUES {
+        let msgs = support::queues::read_queue(admin, &group.broker_addr(i), TOPIC, q).await;
+        out.push(
+            msgs.iter()
+                .map(|m| m.keys().next().unwrap_or_default().to_string())
+                .collect(),
+        );
+    }
+    out
+}
+
+/// The counting rule, and equal queues on every running member.
+async fn check_members(group: &BrokerGroup, admin: &Admin, acked: &[String], ambiguous: &[String]) {
+    wait_in_step(group, admin).await;
+    let running: Vec<usize> = (0..3).filter(|&i| group.is_running(i)).collect();
+    let reference = queues_of(group, admin, running[0]).await;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for k in reference.iter().flatten() {
+        *seen.entry(k.as_str()).or_insert(0) += 1;
+    }
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|k| seen.get(k.as_str()) != Some(&1))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages not stored exactly once, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let twice: Vec<&String> = ambiguous
+        .iter()
+        .filter(|k| seen.get(k.as_str()).is_some_and(|&n| n > 1))
+        .collect();
+    assert!(twice.is_empty(), "ambiguous sends stored twice: {twice:?}");
+    for &i in &running[1..] {
+        assert_eq!(
+            queues_of(group, admin, i).await,
+            reference,
+            "member {i}'s queues differ from member {}'s",
+            running[0]
+        );
+    }
+}
+
+async fn create_topic(group: &BrokerGroup, admin: &Admin) {
+    leader(group, admin).await;
+    group.admin(&[
+        "updateTopic",
+        "-t",
+        TOPIC,
+        "-c",
+        "DefaultCluster",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    wait_in_step(group, admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routes_name_the_leader_as_master_and_followers_by_index() {
+    let group = raft_group("");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let l = leader(&group, &admin).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let route = admin.route(TOPIC).await.unwrap().expect("route");
+        let addrs = &route.broker_datas[0].broker_addrs;
+        let expect: std::collections::HashMap<i64, String> = (0..3)
+            .map(|i| {
+                let id = if i == l { 0 } else { i as i64 + 1 };
+                (id, group.broker_addr(i))
+            })
+            .collect();
+        let got: std::collections::HashMap<i64, String> =
+            addrs.iter().map(|(k, v)| (*k, v.clone())).collect();
+        if got == expect {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route {got:?}, expected {expect:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A follower refuses sends and names the leader.
+    let follower = (l + 1) % 3;
+    let producer = Producer::new(&ns, "raft-producer");
+    let msg = Message {
+        topic: TOPIC.into(),
+        body: Bytes::from_static(b"x"),
+        ..Default::default()
+    };
+    let e = producer
+        .send_to(&group.broker_addr(follower), "broker-a", 0, &msg)
+        .await
+        .expect_err("a follower took a send");
+    assert!(e.to_string().contains(&format!("n{l} leads")), "{e}");
+    // Through the route, a send reaches the leader and is read on every member.
+    let r = producer.send(&msg).await.unwrap();
+    assert_eq!(r.status, "SEND_OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_killed_under_load_loses_nothing_acknowledged() {
+    let mut group = raft_group("");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let (mut acked, mut ambiguous) = (Vec::new(), Vec::new());
+    let mut recoveries = Vec::new();
+    for trial in 0..TRIALS {
+        let l = leader(&group, &admin).await;
+        let load = start_load(&ns, &format!("kl{trial}"));
+        while load.acked_count() < 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::task::block_in_place(|| group.kill9(l));
+        let killed = Instant::now();
+        // Writes resume once a new leader is elected and registered.
+        let deadline = killed + Duration::from_secs(30);
+        let first_ok = loop {
+            let t = load
+                .tally
+                .lock()
+                .unwrap()
+                .acked
+                .iter()
+                .map(|a| a.1)
+                .find(|&t| t > killed);
+            if let Some(t) = t {
+                break t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no SEND_OK after the leader died"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let tally = load.stop().await;
+        let recovery = first_ok - killed;
+        recoveries.push(recovery);
+        eprintln!(
+            "trial {trial}: killed leader n{l}; first SEND_OK from the new leader after {recovery:?}; \
+             {} acknowledged, failures {:?}",
+            tally.acked.len(),
+            tally.failed
+        );
+        acked.extend(tally.acked.into_iter().map(|a| a.0));
+        ambiguous.extend(tally.ambiguous);
+        check_members(&group, &admin, &acked, &ambiguous).await;
+        // The old leader comes back as a follower and catches up.
+        tokio::task::block_in_place(|| group.start_broker(l));
+        check_members(&group, &admin, &acked, &ambiguous).await;
+    }
+    recoveries.sort();
+    eprintln!(
+        "leader kill → first SEND_OK over {TRIALS} trials: min {:?}, median {:?}, max {:?}",
+        recoveries[0],
+        recoveries[TRIALS / 2],
+        recoveries[TRIALS - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_killed_under_load_writes_go_on() {
+    let mut group = raft_group("");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let (mut acked, mut ambiguous) = (Vec::new(), Vec::new());
+    for trial in 0..TRIALS {
+        let l = leader(&group, &admin).await;
+        let f = (l + 1 + trial % 2) % 3;
+        let load = start_load(&ns, &format!("kf{trial}"));
+        while load.acked_count() < 100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::task::block_in_place(|| group.kill9(f));
+        let killed = Instant::now();
+        let before = load.acked_count();
+        while load.acked_count() < before + 300 {
+            assert!(
+                killed.elapsed() < Duration::from_secs(20),
+                "trial {trial}: writes stopped with one follower down"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tally = load.stop().await;
+        let mut times: Vec<Instant> = tally.acked.iter().map(|a| a.1).collect();
+        times.sort();
+        let gap = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        eprintln!(
+            "trial {trial}: killed follower n{f}; longest gap between SEND_OKs {gap:?}; failures {:?}",
+            tally.failed
+        );
+        acked.extend(tally.acked.into_iter().map(|a| a.0));
+        ambiguous.extend(tally.ambiguous);
+        check_members(&group, &admin, &acked, &ambiguous).await;
+        tokio::task::block_in_place(|| group.start_broker(f));
+        check_members(&group, &admin, &acked, &ambiguous).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whole_group_killed_and_restarted_keeps_everything_acknowledged() {
+    let mut group = raft_group("");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let (mut acked, mut ambiguous) = (Vec::new(), Vec::new());
+    for trial in 0..TRIALS {
+        leader(&group, &admin).await;
+        let load = start_load(&ns, &format!("rg{trial}"));
+        while load.acked_count() < 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::task::block_in_place(|| {
+            for i in 0..3 {
+                group.kill9(i);
+            }
+        });
+        let tally = load.stop().await;
+        acked.extend(tally.acked.into_iter().map(|a| a.0));
+        ambiguous.extend(tally.ambiguous);
+        let killed = Instant::now();
+        tokio::task::block_in_place(|| {
+            for i in 0..3 {
+                group.start_broker(i);
+            }
+        });
+        let producer = Producer::new(&ns, "raft-producer");
+        let msg = Message {
+            topic: TOPIC.into(),
+            body: Bytes::from(format!("after restart {trial}")),
+            keys: vec![format!("rg{trial}-after")],
+            ..Default::default()
+        };
+        let deadline = killed + Duration::from_secs(30);
+        loop {
+            match producer.send(&msg).await {
+                Ok(r) if r.status == "SEND_OK" => break,
+                _ => assert!(
+                    Instant::now() < deadline,
+                    "trial {trial}: no SEND_OK after restart"
+                ),
+            }
+        }
+        acked.push(format!("rg{trial}-after"));
+        eprintln!(
+            "trial {trial}: whole group restarted; first SEND_OK {:?} after the kill; failures {:?}",
+            killed.elapsed(),
+            tally.failed
+        );
+        check_members(&group, &admin, &acked, &ambiguous).await;
+    }
+}
