@@ -20,6 +20,7 @@ use bytes::Bytes;
 use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use support::cluster::BrokerGroup;
+use support::netproxy::NetProxy;
 
 const TOPIC: &str = "raft-replicated";
 const QUEUES: i32 = 4;
@@ -35,14 +36,21 @@ fn free_port() -> u16 {
 /// Three brokers forming Raft group `broker-a`, `extra` added to each conf.
 fn raft_group(extra: &str) -> BrokerGroup {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(";");
+    let addrs: Vec<Vec<String>> = (0..3)
+        .map(|_| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect())
+        .collect();
+    start_members(&addrs, extra)
+}
+
+/// Start three members; member `i` reaches member `j` at `addrs[i][j]`
+/// (`addrs[i][i]` is where it listens).
+fn start_members(addrs: &[Vec<String>], extra: &str) -> BrokerGroup {
     let confs: Vec<String> = (0..3)
         .map(|i| {
+            let peers = (0..3)
+                .map(|j| format!("n{j}-{}", addrs[i][j]))
+                .collect::<Vec<_>>()
+                .join(";");
             format!(
                 "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={peers}\n\
                  dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{extra}\n"
@@ -51,6 +59,33 @@ fn raft_group(extra: &str) -> BrokerGroup {
         .collect();
     let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
     BrokerGroup::start(&refs)
+}
+
+/// Three members whose Raft links each go through a `meridian netproxy`:
+/// `links[i][j]` carries what member `i` sends to member `j` (and the
+/// answers).
+fn raft_group_via_proxies(delay_ms: u64) -> (BrokerGroup, Vec<Vec<Option<NetProxy>>>) {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let links: Vec<Vec<Option<NetProxy>>> = (0..3)
+        .map(|i| {
+            (0..3)
+                .map(|j| {
+                    (i != j).then(|| NetProxy::start(&format!("127.0.0.1:{}", ports[j]), delay_ms))
+                })
+                .collect()
+        })
+        .collect();
+    let addrs: Vec<Vec<String>> = (0..3)
+        .map(|i| {
+            (0..3)
+                .map(|j| match &links[i][j] {
+                    Some(p) => p.addr().to_string(),
+                    None => format!("127.0.0.1:{}", ports[j]),
+                })
+                .collect()
+        })
+        .collect();
+    (start_members(&addrs, ""), links)
 }
 
 async fn runtime(admin: &Admin, addr: &str) -> Option<std::collections::BTreeMap<String, String>> {
@@ -88,8 +123,15 @@ async fn wait_in_step(group: &BrokerGroup, admin: &Admin) {
                 .topic_stats(&group.broker_addr(i), TOPIC)
                 .await
                 .is_ok();
+            // Applied as far, and logs ending at the same place: a
+            // rejoined member's own tail is gone.
             applied.push((
-                rt.and_then(|rt| rt.get("raftVisibleOffset").cloned()),
+                rt.and_then(|rt| {
+                    Some((
+                        rt.get("raftVisibleOffset").cloned()?,
+                        rt.get("raftWriteOffset").cloned()?,
+                    ))
+                }),
                 topic,
             ));
         }
@@ -107,7 +149,9 @@ async fn wait_in_step(group: &BrokerGroup, admin: &Admin) {
 
 #[derive(Default)]
 struct Tally {
-    acked: Vec<(String, Instant)>,
+    /// Key, when SEND_OK came, and the offset message id (which names the
+    /// member that stored it).
+    acked: Vec<(String, Instant, String)>,
     ambiguous: Vec<String>,
     failed: HashMap<String, usize>,
 }
@@ -144,7 +188,7 @@ fn start_load(ns: &str, trial: &str) -> Load {
                         let mut t = tally.lock().unwrap();
                         match r {
                             Ok(r) if r.status == "SEND_OK" => {
-                                t.acked.push((key, Instant::now()));
+                                t.acked.push((key, Instant::now(), r.offset_msg_id.clone()));
                                 false
                             }
                             Ok(r) => {
@@ -456,4 +500,83 @@ async fn whole_group_killed_and_restarted_keeps_everything_acknowledged() {
         );
         check_members(&group, &admin, &acked, &ambiguous).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_cut_off_from_the_majority_acknowledges_nothing_and_loses_its_tail() {
+    let (mut group, links) = raft_group_via_proxies(0);
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let (mut acked, mut ambiguous) = (Vec::new(), Vec::new());
+    for trial in 0..TRIALS {
+        let l = leader(&group, &admin).await;
+        let old_leader_host = group.broker_addr(l);
+        let load = start_load(&ns, &format!("pl{trial}"));
+        while load.acked_count() < 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Cut the leader off from both followers; clients and the name
+        // server still reach it.
+        for j in (0..3).filter(|&j| j != l) {
+            links[l][j].as_ref().unwrap().blackhole();
+            links[j][l].as_ref().unwrap().blackhole();
+        }
+        let cut = Instant::now();
+        let deadline = cut + Duration::from_secs(30);
+        let first_ok = loop {
+            let t = load
+                .tally
+                .lock()
+                .unwrap()
+                .acked
+                .iter()
+                .find(|a| a.1 > cut + Duration::from_millis(200) && !a.2.is_empty())
+                .map(|a| a.1);
+            if let Some(t) = t {
+                break t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no SEND_OK after the cut"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let tally = load.stop().await;
+        // Nothing the cut-off leader stored after the cut was acknowledged.
+        let late: Vec<&(String, Instant, String)> = tally
+            .acked
+            .iter()
+            .filter(|a| a.1 > cut + Duration::from_millis(200))
+            .filter(|a| {
+                meridian_protocol::message_id::decode_offset_msg_id(&a.2)
+                    .map(|(host, _)| host.to_string() == old_leader_host)
+                    .unwrap_or(false)
+            })
+            .collect();
+        assert!(
+            late.is_empty(),
+            "trial {trial}: the cut-off leader acknowledged {late:?}"
+        );
+        eprintln!(
+            "trial {trial}: cut off leader n{l}; first SEND_OK from the new leader after {:?}; failures {:?}",
+            first_ok - cut,
+            tally.failed
+        );
+        acked.extend(tally.acked.into_iter().map(|a| a.0));
+        ambiguous.extend(tally.ambiguous);
+        // Heal: the old leader rejoins as a follower and drops its tail.
+        for j in (0..3).filter(|&j| j != l) {
+            links[l][j].as_ref().unwrap().heal();
+            links[j][l].as_ref().unwrap().heal();
+        }
+        check_members(&group, &admin, &acked, &ambiguous).await;
+    }
+    // Rejoining leaders cut what they had written alone.
+    assert!(
+        group.logs().contains("uncommitted commit-log tail cut"),
+        "no rejoining leader cut its unreplicated tail"
+    );
+    let _ = &mut group;
 }

@@ -332,9 +332,24 @@ impl RaftNode {
             return Err(SubmitError::NotLeader(None));
         }
         let timeout = self.commit_timeout;
+        let mut role = self.role.clone();
         Ok(async move {
             let _guard = guard;
-            match tokio::time::timeout(timeout, rx).await {
+            // A leader that loses its lease (cut off from the majority, or
+            // deposed) answers at once rather than at the timeout: the
+            // entry may still be committed by the next leader, or not.
+            let deposed = async {
+                let _ = role.wait_for(|r| !r.leader).await;
+            };
+            let answer = tokio::select! {
+                a = tokio::time::timeout(timeout, rx) => a,
+                _ = deposed => {
+                    return SendOutcome::Unknown(
+                        "leadership was lost before the send was known committed".into(),
+                    )
+                }
+            };
+            match answer {
                 Err(_) => {
                     SendOutcome::Unknown(format!("not committed within {} ms", timeout.as_millis()))
                 }
