@@ -270,6 +270,16 @@ impl RaftNode {
                 Err(e) => tracing::debug!(error = %e, "Raft group already initialised"),
             }
         }
+        {
+            let (handle, raft, shared) = (
+                tokio::runtime::Handle::current(),
+                raft.clone(),
+                Arc::clone(&shared),
+            );
+            store.set_retention_gate(Some(Arc::new(move |min| {
+                release_log_below(&handle, &raft, &shared, min)
+            })));
+        }
         let lease = Duration::from_millis(opts.election_timeout_max_ms);
         let role = spawn_role_watch(&raft, lease, shutdown_rx.clone());
         spawn_meta_persister(Arc::clone(&shared), shutdown_rx.clone());
@@ -446,6 +456,8 @@ impl RaftNode {
     /// Stop Raft and the listener; the store stays open (the broker closes it).
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+        // The gate holds this member's Raft handle: let the store go.
+        self.shared.store.set_retention_gate(None);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft did not stop cleanly");
         }
@@ -524,6 +536,76 @@ fn spawn_role_watch(
         }
     });
     rx
+}
+
+/// Retention wants the commit log to start at `min`: purge the Raft log of
+/// every entry ending at or below it first (a metadata-only snapshot there,
+/// then openraft's purge, which waits for replication still reading those
+/// entries). Runs on the store's retention thread; blocks up to ~20 s.
+/// `false` keeps the segments for now.
+fn release_log_below(
+    handle: &tokio::runtime::Handle,
+    raft: &Raft,
+    shared: &Shared,
+    min: i64,
+) -> bool {
+    let target = {
+        let index = shared.index.read();
+        match index.get(index.first_index()) {
+            None => return true,
+            Some(first) if first.offset >= min => return true,
+            Some(_) => {}
+        }
+        match index.last_ending_at_or_before(min) {
+            Some(p) => p,
+            None => return false,
+        }
+    };
+    {
+        let meta = shared.meta.lock();
+        if meta.purged.as_ref().is_some_and(|p| p.index >= target) {
+            return true;
+        }
+        if meta.applied.as_ref().is_none_or(|a| a.index < target) {
+            return false; // not applied yet: keep the bytes
+        }
+    }
+    let wait = |what: fn(&openraft::RaftMetrics<crate::types::MqRaft>) -> Option<u64>| {
+        let mut metrics = raft.metrics();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if what(&metrics.borrow_watched()).is_some_and(|i| i >= target) {
+                    return true;
+                }
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(left, metrics.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => return false,
+                }
+            }
+        }
+    };
+    let done = handle.block_on(async {
+        if raft.trigger().snapshot().await.is_err() {
+            return false;
+        }
+        if !wait(|m| m.snapshot.as_ref().map(|l| l.index())).await {
+            return false;
+        }
+        if raft.trigger().purge_log(target).await.is_err() {
+            return false;
+        }
+        wait(|m| m.purged.as_ref().map(|l| l.index())).await
+    });
+    if done {
+        tracing::info!(
+            upto = target,
+            commit_log_min = min,
+            "Raft log purged for retention"
+        );
+    }
+    done
 }
 
 /// Save the Raft meta file once a second.

@@ -188,6 +188,30 @@ impl RaftStateMachine<MqRaft> for MqStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(None)
+        // The only snapshots that matter are those the log was purged to:
+        // rebuilt from the meta file's purge point.
+        let purged = self.shared.meta.lock().purged.clone();
+        let Some(p) = purged else {
+            return Ok(None);
+        };
+        let membership = {
+            let m = self.shared.membership.lock();
+            match m.last_at_or_before(p.index) {
+                Some(rec) => StoredMembership::new(
+                    Some(LogId::new_term_index(rec.term, rec.index)),
+                    to_membership(rec),
+                ),
+                None => StoredMembership::default(),
+            }
+        };
+        Ok(Some(Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(from_pos(&p)),
+                last_membership: membership,
+            },
+            snapshot: CommitLogSnapshot {
+                next_offset: self.shared.store.min_commit_log_offset(),
+            },
+        }))
     }
 }

@@ -283,3 +283,37 @@ async fn follower_refuses_sends_and_no_majority_means_no_send_ok() {
     );
     g.stop_member(leader).await;
 }
+
+/// Retention deletes old segments only once the Raft log lets go of them;
+/// replication and restarts go on afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_purges_the_raft_log_first() {
+    let mut g = Group::start(3).await;
+    assert_eq!(g.send(0, 400).await, 400);
+    g.wait_applied(400).await;
+    for i in 0..3 {
+        let store = g.members[i].store.clone().unwrap();
+        let deleted = tokio::task::spawn_blocking(move || store.delete_expired_files(true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(deleted > 0, "member n{i} deleted no segment");
+        assert!(g.members[i].store.as_ref().unwrap().min_commit_log_offset() > 0);
+    }
+    assert_eq!(g.send(400, 50).await, 50);
+    g.wait_applied(450).await;
+    // A member restarted after the purge starts from its purged log.
+    let leader = g.leader().await;
+    let f = (leader + 1) % 3;
+    g.stop_member(f).await;
+    assert_eq!(g.send(450, 50).await, 50);
+    g.start_member(f).await;
+    g.wait_applied(500).await;
+    let reference = g.queues(leader);
+    for i in 0..3 {
+        assert_eq!(g.queues(i), reference, "member n{i} agrees with the leader");
+    }
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}

@@ -56,7 +56,8 @@ pub use error::{PutError, StoreError};
 pub use recovery::RecoveryReport;
 pub use stats::StoreStats;
 pub use store::{
-    ArrivalListener, GetResult, GetStatus, MessageStore, PutMessage, PutResult, MAX_TOPIC_LEN,
+    ArrivalListener, GetResult, GetStatus, MessageStore, PutMessage, PutResult, RetentionGate,
+    MAX_TOPIC_LEN,
 };
 
 pub(crate) use meridian_protocol::now_ms;

@@ -74,11 +74,39 @@ pub(crate) fn check_disk(inner: &Inner) -> f64 {
 pub(crate) fn clean(inner: &Inner, force: bool) -> io::Result<usize> {
     let keep_ms = inner.config.file_reserved_time_hours as i64 * 3_600_000;
     let now = now_ms();
+    let is_expired = |seg: &crate::mapped_file::MappedFile| {
+        force || seg.modified_ms().is_some_and(|m| m + keep_ms <= now)
+    };
+    // Where the log would start after this pass; a gate (a Raft member's
+    // log must let go of those entries first) may refuse it.
+    let mut limit = i64::MAX;
+    let gate = inner.retention_gate.read().clone();
+    if let Some(gate) = gate {
+        let segs = inner.commit_log.segments();
+        let flushed = inner.commit_log.flushed_offset();
+        let n = segs
+            .iter()
+            .take(inner.config.delete_files_batch_max)
+            .take(segs.len().saturating_sub(1))
+            .take_while(|s| s.end() <= flushed && is_expired(s))
+            .count();
+        if n == 0 {
+            return Ok(0);
+        }
+        limit = segs[n].start();
+        if !gate(limit) {
+            tracing::info!(
+                offset = limit,
+                "retention waits: the Raft log still needs the oldest segments"
+            );
+            return Ok(0);
+        }
+    }
     let deleted = std::cell::Cell::new(0usize);
     let new_min = inner
         .commit_log
         .delete_oldest(inner.config.delete_files_batch_max, |seg| {
-            let expired = force || seg.modified_ms().is_some_and(|m| m + keep_ms <= now);
+            let expired = seg.end() <= limit && is_expired(seg);
             if expired {
                 deleted.set(deleted.get() + 1);
             }

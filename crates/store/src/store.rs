@@ -100,6 +100,10 @@ pub struct GetResult {
     pub total_bytes: usize,
 }
 
+/// Asked by retention, off the async workers, whether the commit log may
+/// start at the given offset (everything below deleted); may block.
+pub type RetentionGate = Arc<dyn Fn(i64) -> bool + Send + Sync>;
+
 /// Called after messages become readable: topic, queue id, new max offset.
 pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
 
@@ -163,6 +167,9 @@ pub(crate) struct Inner {
     /// Raft mode (`raft`): end of the applied entries, which alone reach
     /// consume queues and lookups; `i64::MAX` outside Raft mode.
     pub raft_visible: AtomicI64,
+    /// Asked before retention deletes segments below an offset (see
+    /// [`MessageStore::set_retention_gate`]).
+    pub retention_gate: RwLock<Option<RetentionGate>>,
     /// Held (flock) for the life of the store.
     pub _lock_file: File,
 }
@@ -250,6 +257,7 @@ impl MessageStore {
             disk_full: AtomicBool::new(false),
             disk_ratio_bits: AtomicU64::new(0f64.to_bits()),
             raft_visible: AtomicI64::new(i64::MAX),
+            retention_gate: RwLock::new(None),
             _lock_file: lock_file,
             config,
         });
@@ -538,6 +546,14 @@ impl MessageStore {
         if let Err(e) = self.inner.checkpoint(false) {
             tracing::warn!(error = %e, "could not write checkpoint after deleting topic {topic}");
         }
+    }
+
+    /// Let `gate` veto retention: before segments go, it is asked whether
+    /// the log may start at the first kept segment (a Raft member purges
+    /// its Raft log up to there first).
+    /// `None` removes it (the gate's owner is going away).
+    pub fn set_retention_gate(&self, gate: Option<RetentionGate>) {
+        *self.inner.retention_gate.write() = gate;
     }
 
     /// Install the callback run after messages become readable (once per
