@@ -248,15 +248,29 @@ async fn follower_refuses_sends_and_no_majority_means_no_send_ok() {
     let mut g = Group::start(3).await;
     let leader = g.leader().await;
     let follower = (leader + 1) % 3;
-    match g.members[follower]
-        .node
-        .as_ref()
-        .unwrap()
-        .submit(vec![msg(0)])
-    {
-        Err(meridian_raft::node::SubmitError::NotLeader(Some(l))) => assert_eq!(l, leader as u64),
-        Err(e) => panic!("unexpected {e:?}"),
-        Ok(_) => panic!("a follower accepted a send"),
+    // Once the follower has heard from the leader, it names it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match g.members[follower]
+            .node
+            .as_ref()
+            .unwrap()
+            .submit(vec![msg(0)])
+        {
+            Err(SubmitError::NotLeader(Some(l))) => {
+                assert_eq!(l, leader as u64);
+                break;
+            }
+            Err(SubmitError::NotLeader(None)) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the follower never learned the leader"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+            Ok(_) => panic!("a follower accepted a send"),
+        }
     }
     assert_eq!(g.send(0, 10).await, 10);
     // Both followers stop: the leader cannot commit.
