@@ -314,6 +314,7 @@ impl Broker {
                 opts.election_timeout_max_ms = r.election_timeout_max_ms;
                 opts.max_bytes_per_append = r.max_bytes_per_append;
                 opts.max_inflight = r.max_inflight_sends;
+                opts.preferred_leader = r.preferred_leader_id;
                 opts.sync_flush =
                     config.store.flush_disk_type == meridian_store::FlushDiskType::SyncFlush;
                 opts.commit_timeout = Duration::from_millis(config.store.sync_flush_timeout_ms);

@@ -48,6 +48,9 @@ pub struct RaftOptions {
     pub commit_timeout: Duration,
     /// `mappedFileSizeCommitLog`, which must be the same on every member.
     pub segment_size: u64,
+    /// `preferredLeaderId`: the leader hands over to this member once it
+    /// holds the whole log (checked every second).
+    pub preferred_leader: Option<u64>,
 }
 
 impl RaftOptions {
@@ -64,6 +67,7 @@ impl RaftOptions {
             sync_flush: false,
             commit_timeout: Duration::from_secs(5),
             segment_size,
+            preferred_leader: None,
         }
     }
 }
@@ -283,6 +287,9 @@ impl RaftNode {
         let lease = Duration::from_millis(opts.election_timeout_max_ms);
         let role = spawn_role_watch(&raft, lease, shutdown_rx.clone());
         spawn_meta_persister(Arc::clone(&shared), shutdown_rx.clone());
+        if let Some(preferred) = opts.preferred_leader.filter(|&p| p != peers.self_id) {
+            spawn_preferred_leader(raft.clone(), role.clone(), preferred, shutdown_rx.clone());
+        }
         let (proposals, rx) = mpsc::unbounded_channel();
         tokio::spawn(propose(raft.clone(), rx));
         tracing::info!(
@@ -606,6 +613,43 @@ fn release_log_below(
         );
     }
     done
+}
+
+/// `preferredLeaderId`: while this member leads, hand leadership to
+/// `preferred` as soon as it holds everything this member has.
+fn spawn_preferred_leader(
+    raft: Raft,
+    role: watch::Receiver<Role>,
+    preferred: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if !role.borrow().leader {
+                continue;
+            }
+            let caught_up = {
+                let m = raft.metrics().borrow_watched().clone();
+                let last = m.last_log_index;
+                m.replication.as_ref().is_some_and(|r| {
+                    r.get(&preferred)
+                        .is_some_and(|matched| matched.as_ref().map(|l| l.index()) == last)
+                })
+            };
+            if caught_up {
+                tracing::info!(to = preferred, "handing leadership to the preferred leader");
+                if raft.trigger().transfer_leader(preferred).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        }
+    });
 }
 
 /// Save the Raft meta file once a second.

@@ -58,10 +58,15 @@ struct Member {
 struct Group {
     peers: String,
     members: Vec<Member>,
+    preferred: Option<u64>,
 }
 
 impl Group {
     async fn start(n: usize) -> Group {
+        Group::start_with(n, None).await
+    }
+
+    async fn start_with(n: usize, preferred: Option<u64>) -> Group {
         let ports = free_ports(n);
         let peers = ports
             .iter()
@@ -78,6 +83,7 @@ impl Group {
                     node: None,
                 })
                 .collect(),
+            preferred,
         };
         for i in 0..n {
             g.start_member(i).await;
@@ -89,7 +95,8 @@ impl Group {
         let m = &mut self.members[i];
         let (store, _) = MessageStore::open(store_config(m.dir.path())).unwrap();
         let peers = Peers::parse("g", &self.peers, &format!("n{i}")).unwrap();
-        let opts = RaftOptions::new(peers, m.dir.path().join("raft"), SEGMENT);
+        let mut opts = RaftOptions::new(peers, m.dir.path().join("raft"), SEGMENT);
+        opts.preferred_leader = self.preferred;
         let node = RaftNode::start(Arc::clone(&store), opts).await.unwrap();
         m.store = Some(store);
         m.node = Some(node);
@@ -327,6 +334,37 @@ async fn retention_purges_the_raft_log_first() {
     for i in 0..3 {
         assert_eq!(g.queues(i), reference, "member n{i} agrees with the leader");
     }
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}
+
+/// With `preferredLeaderId`, leadership ends up on that member, and moves
+/// back to it after it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preferred_leader_takes_over_once_caught_up() {
+    let mut g = Group::start_with(3, Some(2)).await;
+    let wait_for_n2 = |g: &Group| {
+        let node = g.members[2].node.clone().unwrap();
+        async move {
+            let mut role = node.role();
+            let led = tokio::time::timeout(Duration::from_secs(20), async {
+                role.wait_for(|r| r.leader).await.is_ok()
+            })
+            .await;
+            led == Ok(true)
+        }
+    };
+    assert!(wait_for_n2(&g).await, "n2 never took over");
+    assert_eq!(g.leader().await, 2);
+    assert_eq!(g.send(0, 20).await, 20);
+    g.stop_member(2).await;
+    assert_ne!(g.leader().await, 2);
+    assert_eq!(g.send(20, 20).await, 20);
+    g.start_member(2).await;
+    assert!(wait_for_n2(&g).await, "n2 never took over again");
+    assert_eq!(g.send(40, 20).await, 20);
+    g.wait_applied(60).await;
     for i in 0..3 {
         g.stop_member(i).await;
     }
