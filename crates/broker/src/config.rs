@@ -228,7 +228,7 @@ impl BrokerConfig {
             c.max_long_poll_ms = v;
         }
         if conf.bool("enableDLegerCommitLog")?.unwrap_or(false) {
-            c.raft = Some(raft_settings(conf)?);
+            c.raft = Some(raft_settings(conf, &c.broker_name)?);
         } else {
             conf.accept(&[
                 "dLegerGroup",
@@ -289,8 +289,12 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfError {
     }
 }
 
-fn raft_settings(conf: &mut Conf) -> Result<RaftSettings, ConfError> {
-    let group = conf.str("dLegerGroup").unwrap_or_default();
+fn raft_settings(conf: &mut Conf, broker_name: &str) -> Result<RaftSettings, ConfError> {
+    // RocketMQ's advice: the group is named after the broker.
+    let group = conf
+        .str("dLegerGroup")
+        .filter(|g| !g.trim().is_empty())
+        .unwrap_or_else(|| broker_name.to_string());
     let peers_text = conf.str("dLegerPeers").unwrap_or_default();
     let self_id = conf.str("dLegerSelfId").unwrap_or_default();
     let peers = meridian_raft::peers::Peers::parse(&group, &peers_text, &self_id)
@@ -397,6 +401,41 @@ mod tests {
         assert_eq!(c.store.max_message_size, 1024);
         assert_eq!(c.broker_addr(), "127.0.0.1:10999");
         assert_eq!(unknown, vec!["somethingElse".to_string()]);
+    }
+
+    #[test]
+    fn reads_the_dleger_keys() {
+        let peers = "n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913";
+        let mut conf = Conf::parse(&format!(
+            "brokerName=RaftNode00\nenableDLegerCommitLog=true\ndLegerPeers={peers}\n\
+             dLegerSelfId=n1\npreferredLeaderId=n2\nenableBatchPush=true\nraftElectionTimeoutMaxMs=900\n"
+        ));
+        let (c, unknown) = BrokerConfig::from_conf(&mut conf).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let r = c.raft.expect("Raft mode");
+        assert_eq!(
+            r.peers.group, "RaftNode00",
+            "dLegerGroup defaults to brokerName"
+        );
+        assert_eq!(r.peers.self_id, 1);
+        assert_eq!(r.peers.members.len(), 3);
+        assert_eq!(r.preferred_leader_id, Some(2));
+        assert_eq!(r.election_timeout_max_ms, 900);
+
+        let mut conf = Conf::parse(&format!(
+            "enableDLegerCommitLog=true\ndLegerPeers={peers}\ndLegerSelfId=n7\n"
+        ));
+        let err = BrokerConfig::from_conf(&mut conf).unwrap_err().to_string();
+        assert!(err.contains("dLegerPeers") && err.contains("n7"), "{err}");
+        let mut conf = Conf::parse(&format!(
+            "enableDLegerCommitLog=true\ndLegerPeers={peers}\ndLegerSelfId=n0\npreferredLeaderId=n5\n"
+        ));
+        let err = BrokerConfig::from_conf(&mut conf).unwrap_err().to_string();
+        assert!(err.contains("preferredLeaderId"), "{err}");
+        // Without enableDLegerCommitLog the keys are accepted and unused.
+        let mut conf = Conf::parse(&format!("dLegerPeers={peers}\ndLegerSelfId=n0\n"));
+        let (c, unknown) = BrokerConfig::from_conf(&mut conf).unwrap();
+        assert!(c.raft.is_none() && unknown.is_empty());
     }
 
     #[test]
