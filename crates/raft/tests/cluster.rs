@@ -369,3 +369,23 @@ async fn preferred_leader_takes_over_once_caught_up() {
         g.stop_member(i).await;
     }
 }
+
+/// A member whose disk is lost is replaced by an empty one with the same
+/// id: it copies the whole log from the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_with_a_lost_disk_is_replaced_by_an_empty_one() {
+    let mut g = Group::start(3).await;
+    assert_eq!(g.send(0, 100).await, 100);
+    let leader = g.leader().await;
+    let lost = (leader + 1) % 3;
+    g.stop_member(lost).await;
+    g.members[lost].dir = tempfile::tempdir().unwrap();
+    assert_eq!(g.send(100, 50).await, 50);
+    g.start_member(lost).await;
+    g.wait_applied(150).await;
+    let reference = g.queues(leader);
+    assert_eq!(g.queues(lost), reference);
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}
