@@ -370,6 +370,28 @@ impl IndexService {
         self.files.iter().map(IndexFile::flush_target).collect()
     }
 
+    /// The ranges of entries written more than `keep` bytes ago, whose
+    /// resident pages may be let go of (see `MappedFile::release`): whole
+    /// files but the newest, and the older entries of the newest. Hash
+    /// slots stay resident. Released outside the index mutex.
+    pub fn cold_ranges(&self, keep: usize) -> Vec<(Arc<MappedFile>, usize, usize)> {
+        let n = self.files.len();
+        let mut out = Vec::new();
+        for (i, f) in self.files.iter().enumerate() {
+            let first_entry = f.entry_pos(0);
+            let used = f.entry_pos(f.count());
+            let upto = if i + 1 < n {
+                used
+            } else {
+                used.saturating_sub(keep)
+            };
+            if upto > first_entry {
+                out.push((Arc::clone(&f.map), first_entry, upto - first_entry));
+            }
+        }
+        out
+    }
+
     #[cfg(test)]
     pub fn flush(&self) -> io::Result<()> {
         for (map, used) in self.flush_targets() {

@@ -69,6 +69,16 @@ fn preallocate(file: &File, size: usize) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(target_os = "linux")]
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    })
+}
+
 impl MappedFile {
     /// Create (or reset to zeros) the file at `path` with `size` bytes.
     pub fn create(path: &Path, start: i64, size: usize) -> io::Result<Self> {
@@ -178,6 +188,41 @@ impl MappedFile {
             return Ok(());
         }
         self.map.flush_range(pos, len)
+    }
+
+    /// Let go of the memory pages of `[pos, pos + len)` (shrunk to whole
+    /// pages): they leave this process's resident set, and the next access
+    /// maps them again from the page cache or the file. The contents do not
+    /// change (the mapping is shared and file-backed: dirty pages stay in
+    /// the page cache), so this is safe whoever holds slices into the
+    /// range; it only costs a minor fault on the next touch. Use it on
+    /// ranges nobody is writing, behind the flushed offset.
+    pub fn release(&self, pos: usize, len: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            let page = page_size();
+            let end = pos.saturating_add(len).min(self.size);
+            let start = pos.div_ceil(page) * page;
+            let end = end / page * page;
+            if end <= start {
+                return;
+            }
+            // SAFETY: a page-aligned range inside our live mapping; for a
+            // shared file mapping MADV_DONTNEED only drops page-table
+            // entries, the data stays in the page cache and the file.
+            let rc = unsafe {
+                libc::madvise(
+                    self.map.as_mut_ptr().add(start).cast(),
+                    end - start,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            if rc != 0 {
+                tracing::debug!(error = %io::Error::last_os_error(), "madvise(DONTNEED) failed");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (pos, len);
     }
 
     /// Position just past the last non-zero byte at or after `from`, or
@@ -370,6 +415,28 @@ mod tests {
         assert_eq!(unsafe { g.slice(0, 3) }, b"xy\0");
         g.zero_range(0, 2).unwrap();
         assert_eq!(g.data_end_from(0), 0);
+    }
+
+    /// Released pages read back unchanged, flushed or not, through the
+    /// mapping, through `Bytes` taken before, and from the file.
+    #[test]
+    fn released_pages_keep_their_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let size = 1 << 20;
+        let f = Arc::new(MappedFile::create(&path, 0, size).unwrap());
+        let pattern: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        unsafe { f.slice_mut(0, size) }.copy_from_slice(&pattern);
+        f.flush_range(0, size / 2).unwrap(); // the second half stays dirty
+        let held = unsafe { f.bytes(100, 300_000) };
+        f.release(0, size);
+        assert_eq!(unsafe { f.slice(0, size) }, &pattern[..]);
+        assert_eq!(&held[..], &pattern[100..300_100]);
+        f.flush_range(0, size).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), pattern);
+        // Unaligned ranges only release the whole pages inside them.
+        f.release(3, 5000);
+        assert_eq!(unsafe { f.slice(0, 8192) }, &pattern[..8192]);
     }
 
     #[test]

@@ -33,6 +33,12 @@ use crate::retention;
 use crate::stats::{Counters, StoreStats};
 use crate::{flush, now_ms};
 
+/// Commit-log bytes behind the flushed offset kept mapped in memory
+/// (consumers reading near the head find them resident).
+const HOT_COMMIT_LOG_BYTES: i64 = 64 * 1024 * 1024;
+/// Index entry bytes behind the newest kept mapped.
+const HOT_INDEX_BYTES: usize = 4 * 1024 * 1024;
+
 /// Longest topic name accepted (RocketMQ allows 255 for retry and DLQ topics).
 pub const MAX_TOPIC_LEN: usize = 255;
 
@@ -1028,6 +1034,7 @@ impl Inner {
         for (map, used) in targets {
             map.flush_range(0, used)?;
         }
+        self.release_cold_pages();
         Checkpoint {
             version: Checkpoint::VERSION,
             commit_log_flushed: self.commit_log.flushed_offset(),
@@ -1038,6 +1045,27 @@ impl Inner {
             queues,
         }
         .persist(&self.config.checkpoint_path())
+    }
+
+    /// Keep the broker's resident memory small: mapped pages of the commit
+    /// log more than [`HOT_COMMIT_LOG_BYTES`] behind the flushed offset,
+    /// and of index entries, are released after each checkpoint (they stay
+    /// in the page cache; a consumer reading old messages maps them again
+    /// for a moment). Without this, every page ever written or read stays
+    /// counted in the process's RSS.
+    fn release_cold_pages(&self) {
+        let keep_from = self.commit_log.flushed_offset() - HOT_COMMIT_LOG_BYTES;
+        for seg in self.commit_log.segments() {
+            if seg.start() >= keep_from {
+                break;
+            }
+            let upto = (keep_from.min(seg.end()) - seg.start()) as usize;
+            seg.release(0, upto);
+        }
+        let cold = self.index.lock().cold_ranges(HOT_INDEX_BYTES);
+        for (map, pos, len) in cold {
+            map.release(pos, len);
+        }
     }
 
     /// Store time of message `q` of a queue, read from its record.
