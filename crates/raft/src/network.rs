@@ -15,7 +15,8 @@
 //!   answer that does not fit: `Network`, and openraft retries at once;
 //! - no answer within the RPC's time: `Timeout`.
 //!
-//! An RPC's time is `RPCOption::hard_ttl()`, connection set-up included.
+//! An RPC's time is `RPCOption::hard_ttl()`, connection set-up included,
+//! but at least [`MIN_RPC_TIME`].
 //! openraft passes `heartbeat_interval` for appends and heartbeats,
 //! `election_timeout_min` for votes and transfers, and
 //! `install_snapshot_timeout` for snapshots.
@@ -150,6 +151,9 @@ impl From<Failure> for StreamingError<MqRaft> {
     }
 }
 
+/// The least time an RPC is given (see `PeerClient::call`).
+pub const MIN_RPC_TIME: Duration = Duration::from_millis(1000);
+
 impl PeerClient {
     /// Send `msg` and return the peer's answer of the matching response
     /// kind, within `ttl` (connection set-up included).
@@ -159,6 +163,10 @@ impl PeerClient {
         action: RPCTypes,
         ttl: Duration,
     ) -> Result<Message, Failure> {
+        // openraft asks for the heartbeat interval on appends; over a long
+        // link (35 ms one way) the connection set-up alone takes two round
+        // trips, so no RPC is given less than MIN_RPC_TIME.
+        let ttl = ttl.max(MIN_RPC_TIME);
         let deadline = Instant::now() + ttl;
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
