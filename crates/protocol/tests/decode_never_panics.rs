@@ -2,8 +2,6 @@
 //! never panics (design invariant 4). Also: every command that can be
 //! encoded decodes back to itself, in both header encodings.
 
-use std::collections::HashMap;
-
 use bytes::{BufMut, BytesMut};
 use meridian_protocol::body::{self, ConsumeStats, HeartbeatData, ResetOffsetBody, TopicRouteData};
 use meridian_protocol::header::{consumer, namesrv, offset, pull, send};
@@ -87,7 +85,7 @@ fn command() -> impl Strategy<Value = RemotingCommand> {
                     opaque,
                     flag,
                     remark,
-                    ext_fields,
+                    ext_fields: ext_fields.into_iter().collect(),
                     serialize_type: if binary {
                         SerializeType::RocketMQ
                     } else {
@@ -217,7 +215,7 @@ proptest! {
     #[test]
     fn typed_accessors_never_panic(fields in prop::collection::hash_map(key(), "\\PC{0,24}", 0..12), code in any::<i32>()) {
         let mut cmd = RemotingCommand::request(code);
-        cmd.ext_fields = fields.into_iter().collect::<HashMap<_, _>>();
+        cmd.ext_fields = fields.into_iter().collect::<meridian_protocol::command::ExtFields>();
         parse_all_headers(&cmd);
         for k in ["topic", "queueId", "a", "e", "g"] {
             let _ = cmd.opt_i32(k);

@@ -16,11 +16,9 @@
 //! so an empty ext value does not survive this encoding, here as in Java.
 //! Invalid UTF-8 is replaced rather than refused, as Java's decoder does.
 
-use std::collections::HashMap;
-
 use bytes::{BufMut, BytesMut};
 
-use crate::command::{RemotingCommand, SerializeType};
+use crate::command::{ExtFields, RemotingCommand, SerializeType};
 use crate::error::ProtocolError;
 use crate::language;
 
@@ -96,9 +94,9 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand, ProtocolError> {
     })
 }
 
-fn decode_ext(bytes: &[u8]) -> Result<HashMap<String, String>, ProtocolError> {
+fn decode_ext(bytes: &[u8]) -> Result<ExtFields, ProtocolError> {
     let mut r = Reader { buf: bytes };
-    let mut map = HashMap::new();
+    let mut map = ExtFields::default();
     while !r.buf.is_empty() {
         let key_len = r.i16("ext field key length")?;
         let key_len = usize::try_from(key_len).map_err(|_| {

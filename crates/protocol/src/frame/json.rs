@@ -7,7 +7,7 @@
 //! a name or a `LanguageCode` number, and ext-field values may be strings,
 //! numbers or booleans (null values count as absent).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use bytes::{BufMut, BytesMut};
 use std::borrow::Cow;
@@ -16,7 +16,7 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::command::{RemotingCommand, SerializeType};
+use crate::command::{ExtFields, RemotingCommand, SerializeType};
 use crate::error::{truncate, ProtocolError};
 use crate::language;
 
@@ -76,7 +76,7 @@ struct JsonHeaderIn<'a> {
     #[serde(borrow, default)]
     remark: Option<Scalar<'a>>,
     #[serde(rename = "extFields", default)]
-    ext_fields: Option<ExtFields>,
+    ext_fields: Option<ExtFieldsIn>,
 }
 
 /// One JSON value of the header: a scalar, or (kept as compact JSON)
@@ -174,27 +174,30 @@ impl Scalar<'_> {
 }
 
 /// `extFields`: a JSON object of scalars (or null: no ext fields).
-struct ExtFields(HashMap<String, String>);
+struct ExtFieldsIn(ExtFields);
 
-impl<'de> Deserialize<'de> for ExtFields {
+impl<'de> Deserialize<'de> for ExtFieldsIn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = ExtFields;
+            type Value = ExtFieldsIn;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("`extFields` as a JSON object")
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(ExtFields(HashMap::new()))
+                Ok(ExtFieldsIn(ExtFields::default()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(16));
+                let mut out = ExtFields::with_capacity_and_hasher(
+                    map.size_hint().unwrap_or(16),
+                    Default::default(),
+                );
                 while let Some((k, v)) = map.next_entry::<Cow<'de, str>, Scalar<'de>>()? {
                     if v.present() {
                         out.insert(k.into_owned(), v.into_string());
                     }
                 }
-                Ok(ExtFields(out))
+                Ok(ExtFieldsIn(out))
             }
         }
         d.deserialize_any(V)
