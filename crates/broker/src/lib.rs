@@ -424,26 +424,31 @@ async fn follow_raft_role(
     inner: Arc<BrokerInner>,
     mut role: tokio::sync::watch::Receiver<meridian_raft::node::Role>,
 ) {
-    let mut was_leader = role.borrow_and_update().leader;
+    let mut was = *role.borrow_and_update();
     loop {
         if role.changed().await.is_err() {
             return;
         }
         let now = *role.borrow_and_update();
-        if now.leader != was_leader {
-            was_leader = now.leader;
-            tracing::info!(
-                leader = now.leader,
-                term = now.term,
-                broker_id = inner.broker_id(),
-                "Raft role changed; registering with the name servers"
-            );
-            if now.leader {
+        // A new leader elsewhere matters too: a follower learns the
+        // leader's address from the registration's answer, and copies
+        // topics and offsets from there.
+        if now.leader != was.leader || now.leader_id != was.leader_id {
+            if now.leader != was.leader {
+                tracing::info!(
+                    leader = now.leader,
+                    term = now.term,
+                    broker_id = inner.broker_id(),
+                    "Raft role changed; registering with the name servers"
+                );
+            }
+            if now.leader && !was.leader {
                 // Offsets and delay cursors copied from the old leader are
                 // the best there is; keep them.
                 inner.offsets.persist();
                 inner.delay.persist();
             }
+            was = now;
             inner.register_soon();
         }
     }

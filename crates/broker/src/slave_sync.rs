@@ -21,9 +21,22 @@ pub async fn run(inner: Arc<BrokerInner>) {
     loop {
         let addr = master.borrow_and_update().addr.clone();
         // A Raft leader is the source, not a copy.
-        if let Some(addr) = addr.filter(|_| inner.is_slave()) {
-            if let Err(e) = sync_once(&inner, &addr).await {
-                tracing::debug!(master = %addr, error = %e, "slave sync failed; will retry");
+        if inner.is_slave() {
+            let synced = match &addr {
+                Some(addr) => match sync_once(&inner, addr).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::debug!(master = %addr, error = %e, "slave sync failed; will retry");
+                        false
+                    }
+                },
+                None => false,
+            };
+            // A Raft follower whose leader changed may have asked the name
+            // servers before the new leader registered: ask again, so the
+            // answer names it.
+            if !synced && inner.raft.is_some() {
+                inner.register_soon();
             }
         }
         tokio::select! {

@@ -190,7 +190,7 @@ impl RaftStateMachine<MqRaft> for MqStateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         // The only snapshots that matter are those the log was purged to:
         // rebuilt from the meta file's purge point.
-        let purged = self.shared.meta.lock().purged.clone();
+        let purged = self.shared.meta.lock().purged;
         let Some(p) = purged else {
             return Ok(None);
         };
