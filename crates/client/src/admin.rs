@@ -9,7 +9,8 @@ use meridian_protocol::body::{
 use meridian_protocol::codes::{request_code as rc, response_code};
 use meridian_protocol::header::admin::{
     CreateTopicRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsRequestHeader,
-    GetTopicStatsInfoRequestHeader,
+    GetTopicStatsInfoRequestHeader, RaftTransferLeaderRequestHeader,
+    RaftTransferLeaderResponseHeader,
 };
 use meridian_protocol::header::consumer::ResetOffsetRequestHeader;
 use meridian_protocol::header::namesrv::{
@@ -22,6 +23,29 @@ use meridian_protocol::RemotingCommand;
 use meridian_remoting::RemotingClient;
 
 use crate::ClientError;
+
+/// How a Raft member answered a leadership transfer
+/// ([`Admin::raft_transfer_leader`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaftTransfer {
+    /// The target leads now.
+    Done {
+        /// `dLegerGroup`.
+        group: String,
+        /// The new leader (`n2`).
+        leader_id: String,
+        /// The term it leads in, as the old leader saw it.
+        term: i64,
+    },
+    /// The member asked does not lead; nothing was done. `leader_id` is
+    /// the leader it knows of (ask that member), `None` during an election.
+    NotLeader {
+        group: String,
+        leader_id: Option<String>,
+        /// The member's explanation.
+        remark: String,
+    },
+}
 
 pub struct Admin {
     namesrv: Vec<String>,
@@ -358,6 +382,43 @@ impl Admin {
             }
         }
         Ok((r.code, h.next_begin_offset, msgs))
+    }
+
+    /// Ask the Raft member at `addr` to hand its group's leadership to
+    /// member `to` (`n2`): RAFT_TRANSFER_LEADER, a Meridian request code.
+    /// The leader answers once `to` leads (a few seconds at most); a member
+    /// that does not lead answers [`RaftTransfer::NotLeader`]. A broker
+    /// that is not a Raft member, an unknown `to`, or a transfer that did
+    /// not complete are errors carrying the broker's reason.
+    pub async fn raft_transfer_leader(&self, addr: &str, to: &str) -> Result<RaftTransfer> {
+        let mut req = RemotingCommand::request(rc::RAFT_TRANSFER_LEADER);
+        RaftTransferLeaderRequestHeader {
+            to_node_id: to.to_string(),
+        }
+        .write(&mut req);
+        let r = self.call(addr, req).await?;
+        let h = RaftTransferLeaderResponseHeader::parse(&r).map_err(|e| ClientError::Decode {
+            what: "transferLeader answer".into(),
+            detail: e.to_string(),
+        })?;
+        let group = h.raft_group.unwrap_or_default();
+        match r.code {
+            response_code::SUCCESS => Ok(RaftTransfer::Done {
+                group,
+                leader_id: h.leader_id.unwrap_or_else(|| to.to_string()),
+                term: h.term.unwrap_or(-1),
+            }),
+            // Only a Raft member names its group; a broker that is shutting
+            // down answers SERVICE_NOT_AVAILABLE too.
+            response_code::SERVICE_NOT_AVAILABLE if !group.is_empty() => {
+                Ok(RaftTransfer::NotLeader {
+                    group,
+                    leader_id: h.leader_id,
+                    remark: r.remark.clone().unwrap_or_default(),
+                })
+            }
+            _ => Err(ClientError::broker("transferLeader", &r)),
+        }
     }
 
     pub async fn runtime_info(&self, addr: &str) -> Result<BTreeMap<String, String>> {

@@ -3,9 +3,11 @@
 //! scripts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
+use meridian_client::admin::RaftTransfer;
 use meridian_client::Admin;
 use meridian_protocol::body::TopicConfig;
 use meridian_protocol::message::{decode_properties, MessageExt};
@@ -116,6 +118,27 @@ enum AdminCommand {
         broker: Option<String>,
         #[arg(short = 'c', long = "clusterName")]
         cluster: Option<String>,
+    },
+    /// Raft groups: each member's role, term and log indexes, and (from the
+    /// leader) how far each member lags. Every member the name server lists
+    /// for a cluster (-c), for the group of one member (-b), or everywhere.
+    #[command(name = "raftStatus")]
+    RaftStatus {
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+        /// Any member of the group to show.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+    },
+    /// Hand the leadership of a Raft group to another member.
+    #[command(name = "transferLeader")]
+    TransferLeader {
+        /// Any member of the group; the request goes on to the leader.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+        /// The member to lead, as in dLegerSelfId (e.g. n2).
+        #[arg(short = 't', long = "to")]
+        to: String,
     },
 }
 
@@ -438,6 +461,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        AdminCommand::RaftStatus { cluster, broker } => {
+            raft_status(Arc::new(Admin::new(&namesrv)), cluster, broker, json).await?;
+        }
+        AdminCommand::TransferLeader { broker, to } => {
+            transfer_leader(&admin, &broker, &to, json).await?;
+        }
         AdminCommand::BrokerStatus { broker, cluster } => {
             let addrs = broker_or_cluster(&admin, broker, cluster).await?;
             let mut all = BTreeMap::new();
@@ -475,6 +504,298 @@ async fn broker_or_cluster(
             .collect(),
         (None, None) => bail!("give -b brokerAddr or -c clusterName"),
     })
+}
+
+/// One member of a Raft group as `raftStatus` shows it: where the name
+/// server lists it, and its runtime info (`None` when it did not answer).
+struct RaftMember {
+    broker_name: String,
+    broker_id: i64,
+    addr: String,
+    runtime: Option<BTreeMap<String, String>>,
+}
+
+impl RaftMember {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.runtime.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// A number from the runtime info; absent, unparsable and -1 (what a
+    /// member reports for "none yet") are `None`.
+    fn num(&self, key: &str) -> Option<i64> {
+        self.get(key)?.parse().ok().filter(|&v| v >= 0)
+    }
+
+    fn is_raft(&self) -> bool {
+        self.get("raftGroup").is_some()
+    }
+
+    /// The Raft group, or the broker name for a member that did not answer
+    /// (`dLegerGroup` defaults to `brokerName`).
+    fn group(&self) -> &str {
+        self.get("raftGroup").unwrap_or(&self.broker_name)
+    }
+}
+
+/// `raftStatus`: ask every listed member for its runtime info at once and
+/// print a row per Raft member; members that do not answer are rows too.
+async fn raft_status(
+    admin: Arc<Admin>,
+    cluster: Option<String>,
+    broker: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let info = admin.cluster_info().await?;
+    let names: Vec<String> = match (&broker, &cluster) {
+        (Some(b), _) => info
+            .broker_addr_table
+            .iter()
+            .filter(|(_, d)| d.broker_addrs.values().any(|a| a == b))
+            .map(|(n, _)| n.clone())
+            .collect(),
+        (None, Some(c)) => info
+            .cluster_addr_table
+            .get(c)
+            .ok_or_else(|| {
+                anyhow!("cluster `{c}` is not known to the name server (see `clusterList`)")
+            })?
+            .iter()
+            .cloned()
+            .collect(),
+        (None, None) => info.broker_addr_table.keys().cloned().collect(),
+    };
+    let mut targets: Vec<(String, i64, String)> = Vec::new();
+    for name in &names {
+        if let Some(d) = info.broker_addr_table.get(name) {
+            for (id, addr) in &d.broker_addrs {
+                targets.push((name.clone(), *id, addr.clone()));
+            }
+        }
+    }
+    if let (Some(b), true) = (&broker, targets.is_empty()) {
+        // Not registered (yet): show what it says about itself.
+        targets.push(("-".into(), -1, b.clone()));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (_, _, addr)) in targets.iter().enumerate() {
+        let (admin, addr) = (admin.clone(), addr.clone());
+        tasks.spawn(async move { (i, admin.runtime_info(&addr).await.ok()) });
+    }
+    let mut runtimes = vec![None; targets.len()];
+    while let Some(done) = tasks.join_next().await {
+        let (i, rt) = done?;
+        runtimes[i] = rt;
+    }
+    let mut members: Vec<RaftMember> = targets
+        .into_iter()
+        .zip(runtimes)
+        .map(|((broker_name, broker_id, addr), runtime)| RaftMember {
+            broker_name,
+            broker_id,
+            addr,
+            runtime,
+        })
+        // Brokers that answer without Raft keys are master/slave brokers.
+        .filter(|m| m.runtime.is_none() || m.is_raft())
+        .collect();
+    if !members.iter().any(RaftMember::is_raft) {
+        if members.is_empty() {
+            let what = match (&broker, &cluster) {
+                (Some(b), _) => format!("broker {b} is not a Raft member"),
+                (None, Some(c)) => format!("no broker of cluster {c} is a Raft member"),
+                (None, None) => "no broker the name server lists is a Raft member".to_string(),
+            };
+            bail!(
+                "{what}: Raft groups are brokers with enableDLegerCommitLog=true \
+                 (see `brokerStatus` for master/slave brokers)"
+            );
+        }
+        let addrs: Vec<&str> = members.iter().map(|m| m.addr.as_str()).collect();
+        bail!(
+            "no Raft member answered; unreachable: {} (is the broker running, and is the \
+             address its listenPort?)",
+            addrs.join(", ")
+        );
+    }
+    members.sort_by(|a, b| {
+        (a.group(), a.get("raftSelfId"), &a.addr).cmp(&(b.group(), b.get("raftSelfId"), &b.addr))
+    });
+    // Per group, the leader with the highest term: its view of each member.
+    let mut leaders: BTreeMap<&str, &RaftMember> = BTreeMap::new();
+    for m in members
+        .iter()
+        .filter(|m| m.get("raftRole") == Some("Leader"))
+    {
+        let e = leaders.entry(m.group()).or_insert(m);
+        if m.num("raftTerm") > e.num("raftTerm") {
+            *e = m;
+        }
+    }
+    let peer = |m: &RaftMember, what: &str| -> Option<i64> {
+        let leader = leaders.get(m.group())?;
+        leader.num(&format!("raftPeer.{}.{what}", m.get("raftSelfId")?))
+    };
+    let rows: Vec<serde_json::Value> = members
+        .iter()
+        .map(|m| {
+            json!({
+                "brokerName": m.broker_name,
+                "brokerId": m.broker_id,
+                "addr": m.addr,
+                "reachable": m.runtime.is_some(),
+                "group": m.get("raftGroup"),
+                "selfId": m.get("raftSelfId"),
+                "role": m.get("raftRole").unwrap_or("Unreachable"),
+                "term": m.num("raftTerm"),
+                "leaderId": m.get("raftLeaderId").filter(|l| !l.is_empty()),
+                "lastLogIndex": m.num("raftLastLogIndex"),
+                "commitIndex": m.num("raftCommitIndex"),
+                "appliedIndex": m.num("raftAppliedIndex"),
+                "matchIndex": peer(m, "matchIndex"),
+                "lagBytes": peer(m, "lagBytes"),
+                "lagSeconds": peer(m, "lagMs").map(|ms| (ms as f64 / 100.0).round() / 10.0),
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", json!({ "members": rows }));
+        return Ok(());
+    }
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) if n.is_f64() => format!("{:.1}", n.as_f64().unwrap_or(0.0)),
+        other => other.to_string(),
+    };
+    let columns = [
+        ("#Broker Name", "brokerName"),
+        ("#Group", "group"),
+        ("#Self", "selfId"),
+        ("#Addr", "addr"),
+        ("#BID", "brokerId"),
+        ("#Role", "role"),
+        ("#Term", "term"),
+        ("#Leader", "leaderId"),
+        ("#Last Log", "lastLogIndex"),
+        ("#Commit", "commitIndex"),
+        ("#Applied", "appliedIndex"),
+        ("#Match", "matchIndex"),
+        ("#Lag Bytes", "lagBytes"),
+        ("#Lag(s)", "lagSeconds"),
+    ];
+    print_table(
+        &columns.map(|c| c.0),
+        rows.iter()
+            .map(|r| columns.iter().map(|(_, k)| cell(&r[*k])).collect())
+            .collect(),
+    );
+    Ok(())
+}
+
+/// `transferLeader`: ask the member at `addr`; a member that does not
+/// lead names the leader, whose address is looked up and asked instead.
+async fn transfer_leader(admin: &Admin, addr: &str, to: &str, json: bool) -> anyhow::Result<()> {
+    let mut target = addr.to_string();
+    // Each hop follows a member's word on who leads; leadership that keeps
+    // moving while we chase it is reported rather than followed forever.
+    for _ in 0..4 {
+        match admin.raft_transfer_leader(&target, to).await? {
+            RaftTransfer::Done {
+                group,
+                leader_id,
+                term,
+            } => {
+                let leader_addr = find_raft_member(admin, &target, &group, &leader_id).await;
+                if json {
+                    let v = json!({
+                        "group": group,
+                        "leaderId": leader_id,
+                        "leaderAddr": leader_addr,
+                        "term": term,
+                        "sentTo": target,
+                    });
+                    println!("{v}");
+                } else {
+                    let at = leader_addr.map(|a| format!(" ({a})")).unwrap_or_default();
+                    println!(
+                        "transferLeader success: {leader_id}{at} leads Raft group {group} in \
+                         term {term}"
+                    );
+                }
+                return Ok(());
+            }
+            RaftTransfer::NotLeader {
+                group,
+                leader_id: Some(leader),
+                remark,
+            } => {
+                let next = find_raft_member(admin, &target, &group, &leader)
+                    .await
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{remark}\nno broker registered with the name server reports \
+                             being {leader} of Raft group {group}; check `meridian admin \
+                             raftStatus` and give the leader's address with -b"
+                        )
+                    })?;
+                if next == target {
+                    bail!(
+                        "{remark}\n(the member at {next} reports being {leader} but refuses as \
+                         not the leader; try again in a few seconds)"
+                    );
+                }
+                eprintln!(
+                    "{target} is not the leader of Raft group {group}; asking leader {leader} \
+                     at {next}"
+                );
+                target = next;
+            }
+            RaftTransfer::NotLeader {
+                leader_id: None,
+                remark,
+                ..
+            } => bail!("{remark}"),
+        }
+    }
+    bail!("the leadership of the Raft group kept moving while the request followed it; try again")
+}
+
+/// The address of member `id` (`n2`) of Raft `group`: among the brokers
+/// registered under the same name as the member at `near` (id 0, the
+/// master, first), else among all registered brokers, the one whose
+/// runtime info says it is `id` of `group`. Retried for a few seconds, as
+/// a new leader registers moments after it is elected.
+async fn find_raft_member(admin: &Admin, near: &str, group: &str, id: &str) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Ok(info) = admin.cluster_info().await {
+            let mut names: Vec<&String> = info.broker_addr_table.keys().collect();
+            // The member's own broker name first.
+            names.sort_by_key(|n| {
+                !info.broker_addr_table[*n]
+                    .broker_addrs
+                    .values()
+                    .any(|a| a == near)
+            });
+            for name in names {
+                // BTreeMap order: brokerId 0 first.
+                for addr in info.broker_addr_table[name].broker_addrs.values() {
+                    let Ok(rt) = admin.runtime_info(addr).await else {
+                        continue;
+                    };
+                    if rt.get("raftGroup").map(String::as_str) == Some(group)
+                        && rt.get("raftSelfId").map(String::as_str) == Some(id)
+                    {
+                        return Some(addr.clone());
+                    }
+                }
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 async fn find_by_key(

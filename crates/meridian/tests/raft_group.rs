@@ -11,7 +11,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,73 +19,11 @@ use bytes::Bytes;
 use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use support::cluster::BrokerGroup;
-use support::netproxy::NetProxy;
+use support::raft::{raft_group, raft_group_via_proxies};
 
 const TOPIC: &str = "raft-replicated";
 const QUEUES: i32 = 4;
 const TRIALS: usize = 10;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Three brokers forming Raft group `broker-a`, `extra` added to each conf.
-fn raft_group(extra: &str) -> BrokerGroup {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let addrs: Vec<Vec<String>> = (0..3)
-        .map(|_| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect())
-        .collect();
-    start_members(&addrs, extra)
-}
-
-/// Start three members; member `i` reaches member `j` at `addrs[i][j]`
-/// (`addrs[i][i]` is where it listens).
-fn start_members(addrs: &[Vec<String>], extra: &str) -> BrokerGroup {
-    let confs: Vec<String> = (0..3)
-        .map(|i| {
-            let peers = (0..3)
-                .map(|j| format!("n{j}-{}", addrs[i][j]))
-                .collect::<Vec<_>>()
-                .join(";");
-            format!(
-                "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={peers}\n\
-                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{extra}\n"
-            )
-        })
-        .collect();
-    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
-    BrokerGroup::start(&refs)
-}
-
-/// Three members whose Raft links each go through a `meridian netproxy`:
-/// `links[i][j]` carries what member `i` sends to member `j` (and the
-/// answers).
-fn raft_group_via_proxies(delay_ms: u64) -> (BrokerGroup, Vec<Vec<Option<NetProxy>>>) {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let links: Vec<Vec<Option<NetProxy>>> = (0..3)
-        .map(|i| {
-            (0..3)
-                .map(|j| {
-                    (i != j).then(|| NetProxy::start(&format!("127.0.0.1:{}", ports[j]), delay_ms))
-                })
-                .collect()
-        })
-        .collect();
-    let addrs: Vec<Vec<String>> = (0..3)
-        .map(|i| {
-            (0..3)
-                .map(|j| match &links[i][j] {
-                    Some(p) => p.addr().to_string(),
-                    None => format!("127.0.0.1:{}", ports[j]),
-                })
-                .collect()
-        })
-        .collect();
-    (start_members(&addrs, ""), links)
-}
 
 async fn runtime(admin: &Admin, addr: &str) -> Option<std::collections::BTreeMap<String, String>> {
     admin.runtime_info(addr).await.ok()

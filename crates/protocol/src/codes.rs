@@ -215,6 +215,15 @@ pub mod request_code {
         AUTH_DELETE_ACL = 3008,
         AUTH_GET_ACL = 3009,
         AUTH_LIST_ACL = 3010,
+
+        // Meridian's own codes, 9000 and up. RocketMQ's RequestCode.java has
+        // nothing between 3543 (BATCH_ACK_MESSAGE where POP codes are
+        // numbered 3442..3543) and the 200050 POP range, and 9000s fit the
+        // binary header's 16-bit code. A RocketMQ broker answers these
+        // REQUEST_CODE_NOT_SUPPORTED.
+        /// Admin to a Raft member: hand leadership of its group to another
+        /// member (header `RaftTransferLeaderRequestHeader`: `toNodeId`).
+        RAFT_TRANSFER_LEADER = 9001,
     }
 }
 
@@ -328,6 +337,7 @@ mod tests {
         assert_eq!(SEND_MESSAGE_V2, 310);
         assert_eq!(SEND_BATCH_MESSAGE, 320);
         assert_eq!(QUERY_TOPIC_CONSUME_BY_WHO, 300);
+        assert_eq!(RAFT_TRANSFER_LEADER, 9001);
         use response_code::*;
         assert_eq!(SYSTEM_BUSY, 2);
         assert_eq!(TOPIC_NOT_EXIST, 17);

@@ -14,6 +14,7 @@ pub mod client;
 pub mod offset;
 pub mod pull;
 pub mod query;
+pub mod raft;
 pub mod send;
 pub mod send_back;
 
@@ -73,6 +74,7 @@ impl Handler for BrokerProcessor {
             rc::GET_CONSUMER_CONNECTION_LIST => now(admin::consumer_connections(b, &req)),
             rc::INVOKE_BROKER_TO_RESET_OFFSET => now(admin::reset_offset(b, &req)),
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
+            rc::RAFT_TRANSFER_LEADER => raft::transfer_leader(b, req),
             code => {
                 tracing::debug!(code, peer = %conn.peer(), "request code not supported");
                 Reply::Now(Some(req.response_to(

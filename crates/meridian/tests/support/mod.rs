@@ -10,6 +10,8 @@
 //!   queues against the commit log.
 //! - `netproxy` puts a `meridian netproxy` in front of an address, to cut,
 //!   reset and delay that link, and kills it when dropped.
+//! - `raft` starts a three-member Raft group (DLedger mode) with a name
+//!   server, its Raft links direct or each through a netproxy.
 
 // Each test binary that includes this module uses a different part of it.
 #![allow(dead_code, unused_imports)]
@@ -18,6 +20,7 @@ pub mod client;
 pub mod cluster;
 pub mod netproxy;
 pub mod queues;
+pub mod raft;
 
 pub use client::*;
 pub use cluster::Cluster;

@@ -4,7 +4,8 @@
 //! (GET_CONSUME_STATS 208, QUERY_TOPIC_CONSUME_BY_WHO 300,
 //! QUERY_TOPICS_BY_CONSUMER 343, DELETE_SUBSCRIPTIONGROUP 207) and
 //! connections (GET_CONSUMER_CONNECTION_LIST 203,
-//! GET_PRODUCER_CONNECTION_LIST 204).
+//! GET_PRODUCER_CONNECTION_LIST 204); and Meridian's Raft leadership
+//! transfer (RAFT_TRANSFER_LEADER 9001, no RocketMQ counterpart).
 
 use crate::header::header;
 
@@ -105,6 +106,31 @@ header! {
     }
 }
 
+header! {
+    /// RAFT_TRANSFER_LEADER (Meridian only): ask a Raft member to hand the
+    /// leadership of its group to member `toNodeId`. Only the leader acts
+    /// on it; other members answer with [`RaftTransferLeaderResponseHeader`]
+    /// naming the leader they know of.
+    pub struct RaftTransferLeaderRequestHeader {
+        /// The member to lead, as in `dLegerSelfId` (`n2`).
+        to_node_id: String = "toNodeId",
+    }
+}
+
+header! {
+    /// The answer to RAFT_TRANSFER_LEADER, on success and on refusal.
+    pub struct RaftTransferLeaderResponseHeader {
+        /// `dLegerGroup` of the member that answered.
+        raft_group: Option<String> = "raftGroup",
+        /// The leader the answering member knows of (`n1`), absent when it
+        /// knows none: after SUCCESS the new leader; on a member that does
+        /// not lead (SERVICE_NOT_AVAILABLE), where to send the request.
+        leader_id: Option<String> = "leaderId",
+        /// The answering member's Raft term.
+        term: Option<i64> = "raftTerm",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +163,20 @@ mod tests {
         let cmd = RemotingCommand::request(208).with_ext("consumerGroup", "g");
         let h = GetConsumeStatsRequestHeader::parse(&cmd).unwrap();
         assert_eq!(h.topic, None);
+    }
+
+    #[test]
+    fn raft_transfer_leader_round_trip() {
+        let mut cmd = RemotingCommand::request(crate::codes::request_code::RAFT_TRANSFER_LEADER);
+        RaftTransferLeaderRequestHeader {
+            to_node_id: "n2".into(),
+        }
+        .write(&mut cmd);
+        assert_eq!(cmd.ext("toNodeId"), Some("n2"));
+        let h = RaftTransferLeaderRequestHeader::parse(&cmd).unwrap();
+        assert_eq!(h.to_node_id, "n2");
+        assert!(RaftTransferLeaderRequestHeader::parse(&RemotingCommand::request(9001)).is_err());
+        let r = RaftTransferLeaderResponseHeader::parse(&RemotingCommand::request(0)).unwrap();
+        assert_eq!(r, RaftTransferLeaderResponseHeader::default());
     }
 }
