@@ -25,6 +25,9 @@ use parking_lot::RwLock;
 use crate::error::StoreError;
 use crate::mapped_file::{list_offset_files, offset_file_name, MappedFile};
 
+/// The page size periodic flushes round down to.
+const FLUSH_PAGE: i64 = 4096;
+
 /// Bytes a segment must keep free after a record: room for a blank marker.
 pub(crate) const END_FILE_MIN_BLANK_LENGTH: usize = 8;
 
@@ -294,9 +297,18 @@ impl CommitLog {
     }
 
     /// Force everything readable to disk; returns the new flushed offset.
+    /// With `whole_pages`, stop at the last page boundary at or below the
+    /// readable offset: the page being appended to is left for a later
+    /// flush, so appends never write into a page that is being written
+    /// back (ASYNC_FLUSH's periodic flushes; SYNC_FLUSH needs every byte).
     /// Callers serialize flushes.
-    pub fn flush(&self) -> io::Result<i64> {
-        let target = self.readable_offset();
+    pub fn flush(&self, whole_pages: bool) -> io::Result<i64> {
+        let readable = self.readable_offset();
+        let target = if whole_pages {
+            readable - readable.rem_euclid(FLUSH_PAGE)
+        } else {
+            readable
+        };
         let from = self.flushed_offset();
         if target <= from {
             return Ok(from);

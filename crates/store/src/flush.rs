@@ -45,7 +45,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
             std::thread::park_timeout(wait);
             continue;
         }
-        if let Err(e) = inner.flush_commit_log() {
+        if let Err(e) = inner.flush_commit_log(true) {
             tracing::error!(error = %e, "commit-log flush failed; will retry");
         }
         if !sync {
@@ -63,7 +63,8 @@ pub(crate) fn run_checkpoints(inner: Arc<Inner>) {
         }
         let now = Instant::now();
         if now < next {
-            std::thread::park_timeout(next - now);
+            std::thread::park_timeout((next - now).min(crate::store::RELEASE_INTERVAL));
+            inner.release_cold_pages();
             continue;
         }
         if let Err(e) = inner.checkpoint(false) {

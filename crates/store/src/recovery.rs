@@ -653,7 +653,7 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
         .map_or(min, |c| c.commit_log_flushed)
         .clamp(min, end);
     log.set_flushed_for_recovery(durable);
-    log.flush().map_err(io_err)?;
+    log.flush(false).map_err(io_err)?;
 
     // Queues: drop entries past the end, check the rest, fix the minimum.
     let mut second_pass: HashMap<String, HashSet<i32>> = HashMap::new();

@@ -33,9 +33,11 @@ use crate::retention;
 use crate::stats::{Counters, StoreStats};
 use crate::{flush, now_ms};
 
-/// Commit-log bytes behind the flushed offset kept mapped in memory
-/// (consumers reading near the head find them resident).
-const HOT_COMMIT_LOG_BYTES: i64 = 64 * 1024 * 1024;
+/// Commit-log bytes behind its end kept mapped in memory (consumers
+/// reading near the head find them resident).
+const HOT_COMMIT_LOG_BYTES: i64 = 16 * 1024 * 1024;
+/// How often cold pages are released (see `Inner::release_cold_pages`).
+pub(crate) const RELEASE_INTERVAL: Duration = Duration::from_millis(100);
 /// Index entry bytes behind the newest kept mapped.
 const HOT_INDEX_BYTES: usize = 4 * 1024 * 1024;
 
@@ -975,11 +977,14 @@ impl Inner {
         }
     }
 
-    /// Force new commit-log bytes to disk and tell waiting puts.
-    pub(crate) fn flush_commit_log(&self) -> io::Result<()> {
+    /// Force new commit-log bytes to disk and tell waiting puts. A
+    /// periodic flush under ASYNC_FLUSH (`periodic`) leaves the page being
+    /// appended to for later (see `CommitLog::flush`).
+    pub(crate) fn flush_commit_log(&self, periodic: bool) -> io::Result<()> {
+        let whole_pages = periodic && self.config.flush_disk_type == FlushDiskType::AsyncFlush;
         let _g = self.flush_lock.lock();
         let before = self.commit_log.flushed_offset();
-        let after = self.commit_log.flush()?;
+        let after = self.commit_log.flush(whole_pages)?;
         if after > before {
             Counters::add(&self.counters.flush_count, 1);
         }
@@ -1017,7 +1022,7 @@ impl Inner {
                 max_offset: *max,
             })
             .collect();
-        self.flush_commit_log()?;
+        self.flush_commit_log(!clean_shutdown)?;
         let all: Vec<Arc<ConsumeQueue>> = self
             .queues
             .read()
@@ -1034,7 +1039,6 @@ impl Inner {
         for (map, used) in targets {
             map.flush_range(0, used)?;
         }
-        self.release_cold_pages();
         Checkpoint {
             version: Checkpoint::VERSION,
             commit_log_flushed: self.commit_log.flushed_offset(),
@@ -1048,13 +1052,14 @@ impl Inner {
     }
 
     /// Keep the broker's resident memory small: mapped pages of the commit
-    /// log more than [`HOT_COMMIT_LOG_BYTES`] behind the flushed offset,
-    /// and of index entries, are released after each checkpoint (they stay
-    /// in the page cache; a consumer reading old messages maps them again
-    /// for a moment). Without this, every page ever written or read stays
-    /// counted in the process's RSS.
-    fn release_cold_pages(&self) {
-        let keep_from = self.commit_log.flushed_offset() - HOT_COMMIT_LOG_BYTES;
+    /// log more than [`HOT_COMMIT_LOG_BYTES`] behind its end, and of older
+    /// index entries, are released every [`RELEASE_INTERVAL`] by the
+    /// checkpoint thread. They stay in the page cache (dirty ones included:
+    /// the mapping is shared), so a consumer reading old messages maps them
+    /// again with a minor fault. Without this, every page ever written or
+    /// read stays counted in the process's RSS.
+    pub(crate) fn release_cold_pages(&self) {
+        let keep_from = self.commit_log.readable_offset() - HOT_COMMIT_LOG_BYTES;
         for seg in self.commit_log.segments() {
             if seg.start() >= keep_from {
                 break;
