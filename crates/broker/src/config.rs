@@ -221,6 +221,11 @@ impl BrokerConfig {
         if let Some(v) = conf.get::<u64>("flushIntervalCommitLog")? {
             c.store.flush_interval_ms = v.max(1);
         }
+        if let Some(v) = conf.get::<u64>("flushIntervalConsumeQueue")? {
+            // RocketMQ's key for how often consume queues are flushed; here
+            // it paces the whole checkpoint (queues, index, checkpoint file).
+            c.store.checkpoint_interval_ms = v.clamp(100, 60_000);
+        }
         if let Some(v) = conf.get::<u64>("syncFlushTimeout")? {
             c.store.sync_flush_timeout_ms = v.max(1);
         }
