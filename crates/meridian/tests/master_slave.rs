@@ -19,7 +19,11 @@ use support::cluster::BrokerGroup;
 
 const TOPIC: &str = "replicated";
 const QUEUES: i32 = 4;
-const TRIALS: usize = 10;
+/// Trials per failure case: 10 in the test suite, more when
+/// `MERIDIAN_TRIALS` says so (`bench/soak.sh`).
+fn trials() -> usize {
+    support::trials()
+}
 
 fn master_slave(role: &str) -> BrokerGroup {
     let master = format!("brokerId=0\nbrokerRole={role}\nflushDiskType=ASYNC_FLUSH\n");
@@ -192,7 +196,7 @@ async fn sync_master_killed_under_load_loses_nothing_it_acknowledged() {
     ]);
     wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
     let mut all_acked = Vec::new();
-    for trial in 0..TRIALS {
+    for trial in 0..trials() {
         if !group.is_running(0) {
             tokio::task::block_in_place(|| group.start_broker(0));
         }
@@ -241,7 +245,7 @@ async fn sync_master_whose_slave_dies_answers_slave_not_available_then_recovers(
     wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
     let mut all_acked = Vec::new();
     let mut saw_slave_unavailable = false;
-    for trial in 0..TRIALS {
+    for trial in 0..trials() {
         wait_slave_connected(&group).await;
         let load = start_load(&group, trial);
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -26,3 +26,13 @@ pub use client::*;
 pub use cluster::Cluster;
 pub use cluster::ClusterOpts;
 pub use netproxy::NetProxy;
+
+/// Trials per failure case in the kill tests: 10, or `MERIDIAN_TRIALS`
+/// (the soak run, `bench/soak.sh`).
+pub fn trials() -> usize {
+    std::env::var("MERIDIAN_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(10)
+}
