@@ -6,10 +6,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +14,7 @@ use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use serde_json::Value;
 use support::cluster::{BrokerGroup, Cluster, ClusterOpts};
-use support::raft::raft_group;
+use support::raft::{raft_group, start_load};
 
 const TOPIC: &str = "raft-admin";
 const QUEUES: i32 = 4;
@@ -216,73 +213,6 @@ async fn raft_status_shows_one_leader_and_two_followers_in_one_term() {
     assert_eq!(leader(&group, &admin).await, l);
 }
 
-#[derive(Default)]
-struct Tally {
-    acked: Vec<(String, Instant)>,
-    ambiguous: Vec<String>,
-    failed: BTreeMap<String, usize>,
-}
-
-/// A few producer tasks sending keyed messages through the route.
-fn start_load(
-    ns: &str,
-    tasks: usize,
-) -> (
-    Arc<Mutex<Tally>>,
-    Arc<AtomicBool>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
-    let producer = Arc::new(Producer::new(ns, "raft-admin-producer"));
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles = (0..tasks)
-        .map(|w| {
-            let (producer, tally, stop) = (producer.clone(), tally.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("tl-w{w}-{i}");
-                    i += 1;
-                    let msg = Message {
-                        topic: TOPIC.into(),
-                        body: Bytes::from(format!("payload {key}")),
-                        keys: vec![key.clone()],
-                        ..Default::default()
-                    };
-                    let r = producer.send(&msg).await;
-                    let refused = {
-                        let mut t = tally.lock().unwrap();
-                        match r {
-                            Ok(r) if r.status == "SEND_OK" => {
-                                t.acked.push((key, Instant::now()));
-                                false
-                            }
-                            Ok(r) => {
-                                *t.failed.entry(r.status.to_string()).or_insert(0) += 1;
-                                t.ambiguous.push(key);
-                                false
-                            }
-                            Err(e) => {
-                                let retryable = meridian_client::producer::is_retryable(&e);
-                                let what = if retryable { "refused" } else { "ambiguous" };
-                                *t.failed.entry(what.into()).or_insert(0) += 1;
-                                if !retryable {
-                                    t.ambiguous.push(key);
-                                }
-                                true
-                            }
-                        }
-                    };
-                    if refused {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            })
-        })
-        .collect();
-    (tally, stop, handles)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transfer_leader_under_load_moves_leader_and_route_and_loses_nothing() {
     let group = raft_group("");
@@ -294,8 +224,8 @@ async fn transfer_leader_under_load_moves_leader_and_route_and_loses_nothing() {
     let other = (l + 2) % 3;
     let to = format!("n{target}");
 
-    let (tally, stop, tasks) = start_load(&ns, 4);
-    while tally.lock().unwrap().acked.len() < 200 {
+    let load = start_load(&ns, TOPIC, 4, "tl");
+    while load.acked_count() < 200 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Ask the member that is neither leader nor target: the command finds
@@ -350,17 +280,13 @@ async fn transfer_leader_under_load_moves_leader_and_route_and_loses_nothing() {
     let routed = asked.elapsed();
 
     // Writes go on through the new leader.
-    let before = tally.lock().unwrap().acked.len();
+    let before = load.acked_count();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tally.lock().unwrap().acked.len() < before + 200 {
+    while load.acked_count() < before + 200 {
         assert!(Instant::now() < deadline, "writes did not resume");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let tally = std::mem::take(&mut *tally.lock().unwrap());
+    let tally = load.stop().await;
     let mut times: Vec<Instant> = tally.acked.iter().map(|a| a.1).collect();
     times.sort();
     let gap = times

@@ -11,15 +11,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use support::cluster::BrokerGroup;
-use support::raft::{raft_group, raft_group_via_proxies};
+use support::raft::{raft_group, raft_group_via_proxies, start_load};
 
 const TOPIC: &str = "raft-replicated";
 const QUEUES: i32 = 4;
@@ -85,90 +83,6 @@ async fn wait_in_step(group: &BrokerGroup, admin: &Admin) {
             "members never got in step: {applied:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    /// Key, when SEND_OK came, and the offset message id (which names the
-    /// member that stored it).
-    acked: Vec<(String, Instant, String)>,
-    ambiguous: Vec<String>,
-    failed: HashMap<String, usize>,
-}
-
-struct Load {
-    tally: Arc<Mutex<Tally>>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Sixteen producers sending keyed messages through Meridian's client,
-/// which follows the route to whichever member leads.
-fn start_load(ns: &str, trial: &str) -> Load {
-    let producer = Arc::new(Producer::new(ns, "raft-producer"));
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = (0..16)
-        .map(|w| {
-            let (producer, tally, stop) = (producer.clone(), tally.clone(), stop.clone());
-            let trial = trial.to_string();
-            tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("{trial}-w{w}-{i}");
-                    i += 1;
-                    let msg = Message {
-                        topic: TOPIC.into(),
-                        body: Bytes::from(format!("payload {key}")),
-                        keys: vec![key.clone()],
-                        ..Default::default()
-                    };
-                    let r = producer.send(&msg).await;
-                    let refused = {
-                        let mut t = tally.lock().unwrap();
-                        match r {
-                            Ok(r) if r.status == "SEND_OK" => {
-                                t.acked.push((key, Instant::now(), r.offset_msg_id.clone()));
-                                false
-                            }
-                            Ok(r) => {
-                                *t.failed.entry(r.status.to_string()).or_insert(0) += 1;
-                                t.ambiguous.push(key);
-                                false
-                            }
-                            Err(e) => {
-                                let retryable = meridian_client::producer::is_retryable(&e);
-                                let what = if retryable { "refused" } else { "ambiguous" };
-                                *t.failed.entry(what.into()).or_insert(0) += 1;
-                                if !retryable {
-                                    t.ambiguous.push(key);
-                                }
-                                true
-                            }
-                        }
-                    };
-                    if refused {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            })
-        })
-        .collect();
-    Load { tally, stop, tasks }
-}
-
-impl Load {
-    fn acked_count(&self) -> usize {
-        self.tally.lock().unwrap().acked.len()
-    }
-
-    async fn stop(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        std::mem::take(&mut *self.tally.lock().unwrap())
     }
 }
 
@@ -293,7 +207,7 @@ async fn leader_killed_under_load_loses_nothing_acknowledged() {
     let mut recoveries = Vec::new();
     for trial in 0..trials() {
         let l = leader(&group, &admin).await;
-        let load = start_load(&ns, &format!("kl{trial}"));
+        let load = start_load(&ns, TOPIC, 16, &format!("kl{trial}"));
         while load.acked_count() < 200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -357,7 +271,7 @@ async fn follower_killed_under_load_writes_go_on() {
     for trial in 0..trials() {
         let l = leader(&group, &admin).await;
         let f = (l + 1 + trial % 2) % 3;
-        let load = start_load(&ns, &format!("kf{trial}"));
+        let load = start_load(&ns, TOPIC, 16, &format!("kf{trial}"));
         while load.acked_count() < 100 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -400,7 +314,7 @@ async fn whole_group_killed_and_restarted_keeps_everything_acknowledged() {
     let (mut acked, mut ambiguous) = (Vec::new(), Vec::new());
     for trial in 0..trials() {
         leader(&group, &admin).await;
-        let load = start_load(&ns, &format!("rg{trial}"));
+        let load = start_load(&ns, TOPIC, 16, &format!("rg{trial}"));
         while load.acked_count() < 200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -455,7 +369,7 @@ async fn leader_cut_off_from_the_majority_acknowledges_nothing_and_loses_its_tai
     for trial in 0..trials() {
         let l = leader(&group, &admin).await;
         let old_leader_host = group.broker_addr(l);
-        let load = start_load(&ns, &format!("pl{trial}"));
+        let load = start_load(&ns, TOPIC, 16, &format!("pl{trial}"));
         while load.acked_count() < 200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -2,7 +2,15 @@
 //! member on its own ports, optionally with each Raft link through a
 //! `meridian netproxy` so a test can cut, reset or delay it.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use meridian_client::producer::Message;
+use meridian_client::Producer;
 
 use super::cluster::BrokerGroup;
 use super::netproxy::NetProxy;
@@ -67,4 +75,90 @@ pub fn raft_group_via_proxies(delay_ms: u64) -> (BrokerGroup, Vec<Vec<Option<Net
         })
         .collect();
     (start_members(&addrs, ""), links)
+}
+
+#[derive(Default)]
+pub struct Tally {
+    /// Key, when SEND_OK came, and the offset message id (which names the
+    /// member that stored it).
+    pub acked: Vec<(String, Instant, String)>,
+    pub ambiguous: Vec<String>,
+    pub failed: HashMap<String, usize>,
+}
+
+pub struct Load {
+    pub tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// `tasks` producers sending keyed messages (`<prefix>-w<task>-<n>`) to
+/// `topic` through Meridian's client, which follows the route to whichever
+/// member leads. A send that certainly stored nothing is counted as
+/// "refused"; one that may or may not have been stored, as ambiguous.
+pub fn start_load(ns: &str, topic: &str, tasks: usize, trial: &str) -> Load {
+    let producer = Arc::new(Producer::new(ns, "raft-producer"));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = (0..tasks)
+        .map(|w| {
+            let (producer, tally, stop) = (producer.clone(), tally.clone(), stop.clone());
+            let (trial, topic) = (trial.to_string(), topic.to_string());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("{trial}-w{w}-{i}");
+                    i += 1;
+                    let msg = Message {
+                        topic: topic.clone(),
+                        body: Bytes::from(format!("payload {key}")),
+                        keys: vec![key.clone()],
+                        ..Default::default()
+                    };
+                    let r = producer.send(&msg).await;
+                    let refused = {
+                        let mut t = tally.lock().unwrap();
+                        match r {
+                            Ok(r) if r.status == "SEND_OK" => {
+                                t.acked.push((key, Instant::now(), r.offset_msg_id.clone()));
+                                false
+                            }
+                            Ok(r) => {
+                                *t.failed.entry(r.status.to_string()).or_insert(0) += 1;
+                                t.ambiguous.push(key);
+                                false
+                            }
+                            Err(e) => {
+                                let retryable = meridian_client::producer::is_retryable(&e);
+                                let what = if retryable { "refused" } else { "ambiguous" };
+                                *t.failed.entry(what.into()).or_insert(0) += 1;
+                                if !retryable {
+                                    t.ambiguous.push(key);
+                                }
+                                true
+                            }
+                        }
+                    };
+                    if refused {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    Load { tally, stop, tasks }
+}
+
+impl Load {
+    pub fn acked_count(&self) -> usize {
+        self.tally.lock().unwrap().acked.len()
+    }
+
+    pub async fn stop(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        std::mem::take(&mut *self.tally.lock().unwrap())
+    }
 }
