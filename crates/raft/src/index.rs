@@ -166,28 +166,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Reserve a new file's blocks, so a write through the mapping cannot hit
-/// a full disk (SIGBUS). Filesystems that cannot preallocate keep the
-/// sparse file.
-fn preallocate(file: &File, size: u64) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: a plain syscall on a descriptor we own.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {}
-                _ => return Err(err),
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, size);
-    Ok(())
-}
-
 /// One mapped file of slots.
 struct SlotFile {
     /// Index of the file's first slot.
@@ -207,7 +185,7 @@ impl SlotFile {
             .open(&path)?;
         let size = slots * SLOT_SIZE as u64;
         file.set_len(size)?;
-        preallocate(&file, size)?;
+        meridian_store::preallocate(&file, size as usize)?;
         Self::map(path, start, &file, size)
     }
 
@@ -225,7 +203,7 @@ impl SlotFile {
         }
         if len < size {
             file.set_len(size)?;
-            preallocate(&file, size)?;
+            meridian_store::preallocate(&file, size as usize)?;
         }
         Self::map(path, start, &file, size)
     }

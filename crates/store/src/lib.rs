@@ -53,6 +53,7 @@ pub mod store;
 pub use config::{message_delay_levels, FlushDiskType, StoreConfig};
 pub use dispatch::SCHEDULE_TOPIC;
 pub use error::{PutError, StoreError};
+pub use mapped_file::preallocate;
 pub use recovery::RecoveryReport;
 pub use stats::StoreStats;
 pub use store::{

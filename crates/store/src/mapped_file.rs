@@ -50,7 +50,7 @@ impl std::fmt::Debug for MappedFile {
 /// Reserve the file's blocks now, so a write through the mapping can never
 /// hit a full disk (which would kill the process with SIGBUS). Filesystems
 /// that cannot preallocate get a sparse file instead.
-fn preallocate(file: &File, size: usize) -> io::Result<()> {
+pub fn preallocate(file: &File, size: usize) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::io::AsRawFd;
