@@ -36,6 +36,8 @@ use crate::{flush, now_ms};
 /// Commit-log bytes behind its end kept mapped in memory (consumers
 /// reading near the head find them resident).
 const HOT_COMMIT_LOG_BYTES: i64 = 16 * 1024 * 1024;
+/// Commit-log bytes past its end faulted in ahead of the writer.
+const PREFAULT_BYTES: usize = 16 * 1024 * 1024;
 /// How often cold pages are released (see `Inner::release_cold_pages`).
 pub(crate) const RELEASE_INTERVAL: Duration = Duration::from_millis(100);
 /// Index entry bytes behind the newest kept mapped.
@@ -1059,7 +1061,14 @@ impl Inner {
     /// again with a minor fault. Without this, every page ever written or
     /// read stays counted in the process's RSS.
     pub(crate) fn release_cold_pages(&self) {
-        let keep_from = self.commit_log.readable_offset() - HOT_COMMIT_LOG_BYTES;
+        // Ahead of the writer: fault the next pages in now, off the put
+        // path (see `MappedFile::prefault`).
+        let end = self.commit_log.readable_offset();
+        if let Some(seg) = self.commit_log.segment_for(end) {
+            let pos = (end - seg.start()) as usize;
+            seg.prefault(pos, PREFAULT_BYTES);
+        }
+        let keep_from = end - HOT_COMMIT_LOG_BYTES;
         for seg in self.commit_log.segments() {
             if seg.start() >= keep_from {
                 break;
