@@ -14,7 +14,7 @@ use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use serde_json::Value;
 use support::cluster::{BrokerGroup, Cluster, ClusterOpts};
-use support::raft::{raft_group, start_load};
+use support::raft::{leader, raft_group, start_load};
 
 const TOPIC: &str = "raft-admin";
 const QUEUES: i32 = 4;
@@ -42,22 +42,6 @@ fn raft_status(group: &BrokerGroup, args: &[&str]) -> Vec<Value> {
     let v: Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("raftStatus printed no JSON ({e}):\n{out}"));
     v["members"].as_array().expect("members").clone()
-}
-
-/// The member that leads (registers as the master), once one does.
-async fn leader(group: &BrokerGroup, admin: &Admin) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for i in 0..3 {
-            if let Ok(rt) = admin.runtime_info(&group.broker_addr(i)).await {
-                if rt.get("brokerRole").map(String::as_str) == Some("SyncMaster") {
-                    return i;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no Raft leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Every member has applied as far as the others and its log ends at the
@@ -99,11 +83,10 @@ async fn create_topic(group: &BrokerGroup, admin: &Admin) {
         "-w",
         "4",
     ]);
-    // Followers copy topic configs from the leader every few seconds, once
-    // they know its address, which a follower learns from its periodic
-    // (30 s) registration with the name server: this can take ~30 s after
-    // an election. A member that leads without the topic would register
-    // the group without it, and the route would lose the topic.
+    // Followers copy topic configs from the leader every 3 s, once they
+    // know its address (from their registration's answer). A member that
+    // led without the topic would register the group without it, and the
+    // route would lose the topic: wait until every member has it.
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..3 {
         while admin

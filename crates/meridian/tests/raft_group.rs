@@ -17,7 +17,7 @@ use bytes::Bytes;
 use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use support::cluster::BrokerGroup;
-use support::raft::{raft_group, raft_group_via_proxies, start_load};
+use support::raft::{leader, raft_group, raft_group_via_proxies, start_load};
 
 const TOPIC: &str = "raft-replicated";
 const QUEUES: i32 = 4;
@@ -29,25 +29,6 @@ fn trials() -> usize {
 
 async fn runtime(admin: &Admin, addr: &str) -> Option<std::collections::BTreeMap<String, String>> {
     admin.runtime_info(addr).await.ok()
-}
-
-/// The member that leads (registers as the master), once one does.
-async fn leader(group: &BrokerGroup, admin: &Admin) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for i in 0..3 {
-            if !group.is_running(i) {
-                continue;
-            }
-            if let Some(rt) = runtime(admin, &group.broker_addr(i)).await {
-                if rt.get("brokerRole").map(String::as_str) == Some("SyncMaster") {
-                    return i;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no Raft leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Wait until every running member has applied as far as the leader and

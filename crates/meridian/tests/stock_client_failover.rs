@@ -14,7 +14,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,6 +29,7 @@ use rocketmq_client_rust::MQPushConsumer;
 use rocketmq_client_rust::SendStatus;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use support::cluster::BrokerGroup;
+use support::raft::leader;
 use support::*;
 
 const QUEUES: i32 = 4;
@@ -338,47 +338,6 @@ async fn stock_consumer_keeps_consuming_from_the_slave_after_the_master_dies() {
 // 2. Producer, Raft group
 // ---------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Three brokers forming Raft group `broker-a`.
-fn raft_group() -> BrokerGroup {
-    let peers = (0..3)
-        .map(|j| format!("n{j}-127.0.0.1:{}", free_port()))
-        .collect::<Vec<_>>()
-        .join(";");
-    let confs: Vec<String> = (0..3)
-        .map(|i| {
-            format!(
-                "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={peers}\n\
-                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n"
-            )
-        })
-        .collect();
-    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
-    BrokerGroup::start(&refs)
-}
-
-/// The running member that leads (reports itself as the master).
-async fn leader(group: &BrokerGroup, admin: &Admin) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for i in (0..3).filter(|&i| group.is_running(i)) {
-            if let Ok(rt) = admin.runtime_info(&group.broker_addr(i)).await {
-                if rt.get("brokerRole").map(String::as_str) == Some("SyncMaster") {
-                    return i;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no Raft leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     /// SEND_OK keys, when the answer came, and the member that stored the
@@ -450,7 +409,7 @@ fn send_continuously(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_producer_after_raft_leader_loss() {
-    let mut group = raft_group();
+    let mut group = support::raft::raft_group("");
     let ns = group.namesrv_addr();
     let admin = Admin::new(&ns);
     let first_leader = leader(&group, &admin).await;

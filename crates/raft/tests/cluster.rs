@@ -59,6 +59,7 @@ struct Group {
     peers: String,
     members: Vec<Member>,
     preferred: Option<u64>,
+    sync_flush: bool,
 }
 
 impl Group {
@@ -84,6 +85,7 @@ impl Group {
                 })
                 .collect(),
             preferred,
+            sync_flush: false,
         };
         for i in 0..n {
             g.start_member(i).await;
@@ -93,10 +95,15 @@ impl Group {
 
     async fn start_member(&mut self, i: usize) {
         let m = &mut self.members[i];
-        let (store, _) = MessageStore::open(store_config(m.dir.path())).unwrap();
+        let mut config = store_config(m.dir.path());
+        if self.sync_flush {
+            config.flush_disk_type = meridian_store::FlushDiskType::SyncFlush;
+        }
+        let (store, _) = MessageStore::open(config).unwrap();
         let peers = Peers::parse("g", &self.peers, &format!("n{i}")).unwrap();
         let mut opts = RaftOptions::new(peers, m.dir.path().join("raft"), SEGMENT);
         opts.preferred_leader = self.preferred;
+        opts.sync_flush = self.sync_flush;
         let node = RaftNode::start(Arc::clone(&store), opts).await.unwrap();
         m.store = Some(store);
         m.node = Some(node);
@@ -385,6 +392,38 @@ async fn member_with_a_lost_disk_is_replaced_by_an_empty_one() {
     g.wait_applied(150).await;
     let reference = g.queues(leader);
     assert_eq!(g.queues(lost), reference);
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}
+
+/// Under SYNC_FLUSH a member acknowledges an entry only once it is on disk
+/// (the flush waiter): sends still commit, fail over and agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_flush_members_commit_and_fail_over() {
+    let mut g = Group::start(3).await;
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+    g.sync_flush = true;
+    for i in 0..3 {
+        g.start_member(i).await;
+    }
+    assert_eq!(g.send(0, 100).await, 100);
+    let first = g.leader().await;
+    g.stop_member(first).await;
+    assert_eq!(g.send(100, 50).await, 50);
+    g.start_member(first).await;
+    g.wait_applied(150).await;
+    let reference = g.queues(g.leader().await);
+    for i in 0..3 {
+        assert_eq!(g.queues(i), reference, "member n{i} agrees with the leader");
+        let s = g.members[i].store.as_ref().unwrap();
+        assert!(
+            s.flushed_offset() >= s.raft_visible(),
+            "n{i}: applied entries are on disk"
+        );
+    }
     for i in 0..3 {
         g.stop_member(i).await;
     }

@@ -198,29 +198,14 @@ impl MappedFile {
     /// range; it only costs a minor fault on the next touch. Use it on
     /// ranges nobody is writing, behind the flushed offset.
     pub fn release(&self, pos: usize, len: usize) {
+        // Only whole pages inside the range: a page partly outside may be
+        // in use.
         #[cfg(target_os = "linux")]
-        {
-            let page = page_size();
-            let end = pos.saturating_add(len).min(self.size);
-            let start = pos.div_ceil(page) * page;
-            let end = end / page * page;
-            if end <= start {
-                return;
-            }
-            // SAFETY: a page-aligned range inside our live mapping; for a
-            // shared file mapping MADV_DONTNEED only drops page-table
-            // entries, the data stays in the page cache and the file.
-            let rc = unsafe {
-                libc::madvise(
-                    self.map.as_mut_ptr().add(start).cast(),
-                    end - start,
-                    libc::MADV_DONTNEED,
-                )
-            };
-            if rc != 0 {
-                tracing::debug!(error = %io::Error::last_os_error(), "madvise(DONTNEED) failed");
-            }
-        }
+        self.advise(
+            pos.div_ceil(page_size()),
+            pos.saturating_add(len) / page_size(),
+            libc::MADV_DONTNEED,
+        );
         #[cfg(not(target_os = "linux"))]
         let _ = (pos, len);
     }
@@ -231,30 +216,41 @@ impl MappedFile {
     /// reads or writes the range: no byte changes. Best effort: kernels
     /// without it (before 5.14) just leave the faults to the writer.
     pub fn prefault(&self, pos: usize, len: usize) {
+        // Every page the range touches.
         #[cfg(target_os = "linux")]
-        {
-            let page = page_size();
-            let start = pos / page * page;
-            let end = pos.saturating_add(len).min(self.size).div_ceil(page) * page;
-            let end = end.min(self.size);
-            if end <= start {
-                return;
-            }
-            // SAFETY: a page-aligned range inside our live mapping; the
-            // call only populates page-table entries.
-            let rc = unsafe {
-                libc::madvise(
-                    self.map.as_mut_ptr().add(start).cast(),
-                    end - start,
-                    libc::MADV_POPULATE_WRITE,
-                )
-            };
-            if rc != 0 {
-                tracing::debug!(error = %io::Error::last_os_error(), "madvise(POPULATE_WRITE) failed");
-            }
-        }
+        self.advise(
+            pos / page_size(),
+            pos.saturating_add(len).div_ceil(page_size()),
+            libc::MADV_POPULATE_WRITE,
+        );
         #[cfg(not(target_os = "linux"))]
         let _ = (pos, len);
+    }
+
+    /// `madvise(advice)` over pages `[first, end)` of the mapping (clamped
+    /// to it). Best effort: a failure is logged at debug level.
+    #[cfg(target_os = "linux")]
+    fn advise(&self, first: usize, end: usize, advice: libc::c_int) {
+        let page = page_size();
+        let end = end.min(self.size / page);
+        if end <= first {
+            return;
+        }
+        // SAFETY: a page-aligned range inside our live mapping. The two
+        // advices used leave contents alone: for a shared file mapping
+        // MADV_DONTNEED only drops page-table entries (the data stays in
+        // the page cache and the file) and MADV_POPULATE_WRITE only fills
+        // them in.
+        let rc = unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().add(first * page).cast(),
+                (end - first) * page,
+                advice,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(advice, error = %io::Error::last_os_error(), "madvise failed");
+        }
     }
 
     /// Position just past the last non-zero byte at or after `from`, or

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use meridian_client::producer::Message;
-use meridian_client::Producer;
+use meridian_client::{Admin, Producer};
 
 use super::cluster::BrokerGroup;
 use super::netproxy::NetProxy;
@@ -160,5 +160,22 @@ impl Load {
             let _ = t.await;
         }
         std::mem::take(&mut *self.tally.lock().unwrap())
+    }
+}
+
+/// The running member that leads (reports itself as the master), once one
+/// does; panics after 30 s.
+pub async fn leader(group: &BrokerGroup, admin: &Admin) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for i in (0..3).filter(|&i| group.is_running(i)) {
+            if let Ok(rt) = admin.runtime_info(&group.broker_addr(i)).await {
+                if rt.get("brokerRole").map(String::as_str) == Some("SyncMaster") {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no Raft leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
