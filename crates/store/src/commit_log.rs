@@ -118,6 +118,9 @@ impl CommitLog {
             }
             segments.push(Arc::new(file));
         }
+        if let Some(last) = segments.last() {
+            last.set_readahead(false);
+        }
         let min = segments.first().map_or(0, |s| s.start());
         let log = CommitLog {
             dir: dir.to_path_buf(),
@@ -222,12 +225,16 @@ impl CommitLog {
         }
         let path = self.dir.join(offset_file_name(start));
         let seg = Arc::new(MappedFile::create(&path, start, self.segment_size)?);
+        seg.set_readahead(false);
         {
             let mut segs = self.segments.write();
             if segs.is_empty() {
                 self.min_offset.store(start, Ordering::Release);
             }
             debug_assert!(segs.last().is_none_or(|s| s.end() == start));
+            if let Some(done) = segs.last() {
+                done.set_readahead(true);
+            }
             segs.push(Arc::clone(&seg));
         }
         tracing::debug!(segment = %path.display(), "commit log rolled to a new segment");
@@ -484,6 +491,8 @@ impl CommitLog {
         tmp_name.push(".cut");
         let tmp = path.with_file_name(tmp_name);
         let mut fresh = MappedFile::create(&tmp, old.start(), self.segment_size)?;
+        // It becomes the last segment, the one being written.
+        fresh.set_readahead(false);
         if keep > 0 {
             // SAFETY: the old bytes lie below the readable offset, so they
             // never change; nobody else knows the new file yet.
@@ -523,6 +532,7 @@ impl CommitLog {
             seg.delete()?;
         }
         let seg = Arc::new(MappedFile::create(&path, offset, self.segment_size)?);
+        seg.set_readahead(false);
         sync_dir(&self.dir)?;
         *self.segments.write() = vec![seg];
         self.min_offset.store(offset, Ordering::Release);
