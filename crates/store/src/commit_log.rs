@@ -324,7 +324,12 @@ impl CommitLog {
             let lo = from.max(seg.start());
             let hi = target.min(seg.end());
             if lo < hi {
-                seg.flush_range((lo - seg.start()) as usize, (hi - lo) as usize)?;
+                let (pos, len) = ((lo - seg.start()) as usize, (hi - lo) as usize);
+                if whole_pages {
+                    seg.flush_range_paced(pos, len)?;
+                } else {
+                    seg.flush_range(pos, len)?;
+                }
             }
         }
         self.flushed.fetch_max(target, Ordering::AcqRel);

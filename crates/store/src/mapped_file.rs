@@ -69,12 +69,13 @@ pub fn preallocate(file: &File, size: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Most bytes one `madvise` call covers. Faulting pages in costs about a
-/// millisecond of kernel time per MiB, and a kernel built without forced
-/// preemption only switches tasks when the call returns: one 16 MiB call
-/// held a CPU for 18-25 ms, and every thread woken on that CPU (the
-/// broker's own workers included) waited that long. Calls of 256 KiB hand
-/// the CPU back every ~0.3 ms.
+/// Most bytes one `madvise` or `sync_file_range` call covers, with a yield
+/// of the CPU after each. Faulting pages in costs about a millisecond of
+/// kernel time per MiB, and a kernel built without forced preemption only
+/// switches tasks when the call returns: one 16 MiB call held a CPU for
+/// 18-25 ms, and every thread woken on that CPU (the broker's own workers
+/// included) waited that long. Steps of 256 KiB hand the CPU over every
+/// ~0.3 ms.
 #[cfg(target_os = "linux")]
 const ADVISE_CHUNK: usize = 256 * 1024;
 
@@ -199,6 +200,40 @@ impl MappedFile {
         self.map.flush_range(pos, len)
     }
 
+    /// [`Self::flush_range`] for background flushes, which nobody waits
+    /// for: writeback of a large range is started [`ADVISE_CHUNK`] at a
+    /// time (`sync_file_range`), yielding the CPU in between, before the
+    /// msync that waits for it. Preparing pages for writeback is CPU work
+    /// (a 16 MiB flush is milliseconds of it) that would otherwise hold a
+    /// CPU in one piece, like a large `madvise` (see [`ADVISE_CHUNK`]).
+    pub fn flush_range_paced(&self, pos: usize, len: usize) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let end = pos.saturating_add(len).min(self.size);
+            let mut at = pos;
+            while end.saturating_sub(at) > ADVISE_CHUNK {
+                // SAFETY: a plain syscall on our open file; it reads no
+                // memory of ours.
+                let rc = unsafe {
+                    libc::sync_file_range(
+                        self.file.as_raw_fd(),
+                        at as libc::off64_t,
+                        ADVISE_CHUNK as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    )
+                };
+                if rc != 0 {
+                    // Only a head start: the msync below does it all.
+                    break;
+                }
+                std::thread::yield_now();
+                at += ADVISE_CHUNK;
+            }
+        }
+        self.flush_range(pos, len)
+    }
+
     /// Let go of the memory pages of `[pos, pos + len)` (shrunk to whole
     /// pages): they leave this process's resident set, and the next access
     /// maps them again from the page cache or the file. The contents do not
@@ -299,6 +334,11 @@ impl MappedFile {
                 }
             }
             at += n;
+            if at < end {
+                // Let a thread that was woken on this CPU run now rather
+                // than at the end of this one's time slice.
+                std::thread::yield_now();
+            }
         }
     }
 

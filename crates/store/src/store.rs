@@ -1039,7 +1039,7 @@ impl Inner {
             (index.flush_targets(), index.begin_offset())
         };
         for (map, used) in targets {
-            map.flush_range(0, used)?;
+            map.flush_range_paced(0, used)?;
         }
         Checkpoint {
             version: Checkpoint::VERSION,
