@@ -290,7 +290,11 @@ impl MappedFile {
         self.advise(
             0,
             self.size / page_size(),
-            &[if on { libc::MADV_NORMAL } else { libc::MADV_RANDOM }],
+            &[if on {
+                libc::MADV_NORMAL
+            } else {
+                libc::MADV_RANDOM
+            }],
         );
         #[cfg(not(target_os = "linux"))]
         let _ = on;
