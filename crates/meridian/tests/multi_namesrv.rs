@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use meridian_client::Admin;
 
+mod support;
+use support::free_port;
+
 const MERIDIAN: &str = env!("CARGO_BIN_EXE_meridian");
 
 /// Kills its processes when dropped, also on panic.
@@ -20,14 +23,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Start `meridian <args>` and wait for a stdout line containing `ready`.

@@ -168,7 +168,7 @@ async fn raft_status_shows_one_leader_and_two_followers_in_one_term() {
 
     // An address where nothing answers, and that the name server does not
     // list: nothing to show, and the command says so.
-    let nobody = format!("127.0.0.1:{}", support::raft::free_port());
+    let nobody = format!("127.0.0.1:{}", support::free_port());
     let (ok, out, err) =
         tokio::task::block_in_place(|| admin_output(&ns, &["--json", "raftStatus", "-b", &nobody]));
     assert!(!ok, "raftStatus on a dead address succeeded: {out}");

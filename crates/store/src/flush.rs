@@ -20,32 +20,8 @@ use std::time::{Duration, Instant};
 use crate::config::FlushDiskType;
 use crate::store::Inner;
 
-/// Nice value of the store's background threads.
-const BACKGROUND_NICE: i32 = 10;
-
-/// Lower the calling thread's CPU priority (its nice value; on Linux that
-/// is per thread). For the store's background work: a thread that shares
-/// a CPU with it and has requests to answer gets the CPU back as soon as
-/// the background work returns from the kernel, instead of after its
-/// time slice. Best effort.
-pub(crate) fn run_in_background() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority has no memory-safety preconditions; `0` is
-        // the calling thread.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "setpriority failed");
-        }
-    }
-}
-
 pub(crate) fn run(inner: Arc<Inner>) {
     let sync = inner.config.flush_disk_type == FlushDiskType::SyncFlush;
-    // Under SYNC_FLUSH sends wait for this thread; otherwise nobody does.
-    if !sync {
-        run_in_background();
-    }
     let flush_every = Duration::from_millis(inner.config.flush_interval_ms.max(1));
     let mut next_flush = Instant::now() + flush_every;
     loop {
@@ -79,7 +55,6 @@ pub(crate) fn run(inner: Arc<Inner>) {
 }
 
 pub(crate) fn run_checkpoints(inner: Arc<Inner>) {
-    run_in_background();
     let every = Duration::from_millis(inner.config.checkpoint_interval_ms.max(1));
     let mut next = Instant::now() + every;
     loop {

@@ -19,7 +19,6 @@ use crate::stats::Counters;
 use crate::store::Inner;
 
 pub(crate) fn run(inner: Arc<Inner>) {
-    crate::flush::run_in_background();
     let every = Duration::from_millis(inner.config.retention_check_interval_ms.max(1));
     let hours = parse_delete_when(&inner.config.delete_when).unwrap_or_default();
     loop {

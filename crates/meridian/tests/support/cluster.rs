@@ -12,7 +12,6 @@ use std::io::BufRead;
 use std::io::BufReader;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::net::TcpListener;
 use std::net::TcpStream;
 use std::path::Path;
 use std::path::PathBuf;
@@ -542,17 +541,9 @@ fn run_to_completion(dir: &Path, args: &[&str], timeout: Duration) -> AdminOutpu
     }
 }
 
-/// Two distinct free TCP ports on 127.0.0.1: bound to port 0 together (so the
-/// kernel gives two different ports), then released for the processes.
+/// Two distinct free TCP ports on 127.0.0.1 (see [`super::ports`]).
 fn free_ports() -> [u16; 2] {
-    let first = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let second = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let ports = [
-        first.local_addr().expect("local address").port(),
-        second.local_addr().expect("local address").port(),
-    ];
-    drop((first, second));
-    ports
+    [super::free_port(), super::free_port()]
 }
 
 fn path_arg(path: &Path) -> String {

@@ -10,6 +10,7 @@
 //!   queues against the commit log.
 //! - `netproxy` puts a `meridian netproxy` in front of an address, to cut,
 //!   reset and delay that link, and kills it when dropped.
+//! - `ports` hands out TCP ports that no concurrent test process gets too.
 //! - `raft` starts a three-member Raft group (DLedger mode) with a name
 //!   server, its Raft links direct or each through a netproxy.
 
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod cluster;
 pub mod netproxy;
+pub mod ports;
 pub mod queues;
 pub mod raft;
 
@@ -26,6 +28,7 @@ pub use client::*;
 pub use cluster::Cluster;
 pub use cluster::ClusterOpts;
 pub use netproxy::NetProxy;
+pub use ports::free_port;
 
 /// Trials per failure case in the kill tests: 10, or `MERIDIAN_TRIALS`
 /// (the soak run, `bench/soak.sh`).

@@ -3,7 +3,6 @@
 //! `meridian netproxy` so a test can cut, reset or delay it.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,14 +12,8 @@ use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 
 use super::cluster::BrokerGroup;
+use super::free_port;
 use super::netproxy::NetProxy;
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// Three brokers forming Raft group `broker-a`, `extra` added to each conf.
 pub fn raft_group(extra: &str) -> BrokerGroup {
