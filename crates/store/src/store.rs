@@ -42,6 +42,9 @@ const PREFAULT_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) const RELEASE_INTERVAL: Duration = Duration::from_millis(100);
 /// Index entry bytes behind the newest kept mapped.
 const HOT_INDEX_BYTES: usize = 4 * 1024 * 1024;
+/// Consume-queue bytes behind each queue's newest entry kept mapped (3,276
+/// entries: what consumers near the head read).
+const HOT_QUEUE_BYTES: usize = 64 * 1024;
 
 /// Longest topic name accepted (RocketMQ allows 255 for retry and DLQ topics).
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -1054,8 +1057,8 @@ impl Inner {
     }
 
     /// Keep the broker's resident memory small: mapped pages of the commit
-    /// log more than [`HOT_COMMIT_LOG_BYTES`] behind its end, and of older
-    /// index entries, are released every [`RELEASE_INTERVAL`] by the
+    /// log more than [`HOT_COMMIT_LOG_BYTES`] behind its end, of older
+    /// index entries and of older consume-queue entries, are released every [`RELEASE_INTERVAL`] by the
     /// checkpoint thread. They stay in the page cache (dirty ones included:
     /// the mapping is shared), so a consumer reading old messages maps them
     /// again with a minor fault. Without this, every page ever written or
@@ -1079,6 +1082,15 @@ impl Inner {
         let cold = self.index.lock().cold_ranges(HOT_INDEX_BYTES);
         for (map, pos, len) in cold {
             map.release(pos, len);
+        }
+        let queues: Vec<Arc<ConsumeQueue>> = self
+            .queues
+            .read()
+            .values()
+            .flat_map(|qs| qs.values().cloned())
+            .collect();
+        for cq in queues {
+            cq.release_cold(HOT_QUEUE_BYTES);
         }
     }
 
