@@ -118,8 +118,11 @@ impl CommitLog {
             }
             segments.push(Arc::new(file));
         }
-        if let Some(last) = segments.last() {
-            last.set_readahead(false);
+        // Every segment but the one being written is finished.
+        if let Some((_, finished)) = segments.split_last() {
+            for seg in finished {
+                seg.set_readahead(true);
+            }
         }
         let min = segments.first().map_or(0, |s| s.start());
         let log = CommitLog {
@@ -225,17 +228,18 @@ impl CommitLog {
         }
         let path = self.dir.join(offset_file_name(start));
         let seg = Arc::new(MappedFile::create(&path, start, self.segment_size)?);
-        seg.set_readahead(false);
-        {
+        let finished = {
             let mut segs = self.segments.write();
             if segs.is_empty() {
                 self.min_offset.store(start, Ordering::Release);
             }
             debug_assert!(segs.last().is_none_or(|s| s.end() == start));
-            if let Some(done) = segs.last() {
-                done.set_readahead(true);
-            }
+            let finished = segs.last().cloned();
             segs.push(Arc::clone(&seg));
+            finished
+        };
+        if let Some(done) = finished {
+            done.set_readahead(true);
         }
         tracing::debug!(segment = %path.display(), "commit log rolled to a new segment");
         Ok(seg)
@@ -496,8 +500,6 @@ impl CommitLog {
         tmp_name.push(".cut");
         let tmp = path.with_file_name(tmp_name);
         let mut fresh = MappedFile::create(&tmp, old.start(), self.segment_size)?;
-        // It becomes the last segment, the one being written.
-        fresh.set_readahead(false);
         if keep > 0 {
             // SAFETY: the old bytes lie below the readable offset, so they
             // never change; nobody else knows the new file yet.
@@ -537,7 +539,6 @@ impl CommitLog {
             seg.delete()?;
         }
         let seg = Arc::new(MappedFile::create(&path, offset, self.segment_size)?);
-        seg.set_readahead(false);
         sync_dir(&self.dir)?;
         *self.segments.write() = vec![seg];
         self.min_offset.store(offset, Ordering::Release);

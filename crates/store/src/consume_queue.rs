@@ -144,9 +144,7 @@ impl ConsumeQueue {
             if notes.corrupt.is_some() {
                 return Ok((cq, notes));
             }
-            let file = MappedFile::open(path, *start, cq.file_size)?.0;
-            file.set_readahead(false);
-            files.push(Arc::new(file));
+            files.push(Arc::new(MappedFile::open(path, *start, cq.file_size)?.0));
         }
         if files.is_empty() {
             return Ok((cq, notes));
@@ -300,7 +298,6 @@ impl ConsumeQueue {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(offset_file_name(start));
         let file = Arc::new(MappedFile::create(&path, start, self.file_size)?);
-        file.set_readahead(false);
         let mut files = self.files.write();
         let idx = files.partition_point(|f| f.start() < start);
         files.insert(idx, Arc::clone(&file));

@@ -65,7 +65,6 @@ impl IndexFile {
             begin_phys,
             Self::size_for(slots, capacity),
         )?);
-        map.set_readahead(false);
         let f = IndexFile {
             map,
             slots,
@@ -106,7 +105,6 @@ impl IndexFile {
                 .map_err(|e| e.to_string())?
                 .0,
         );
-        map.set_readahead(false);
         let f = IndexFile {
             map,
             slots,

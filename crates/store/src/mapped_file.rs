@@ -69,8 +69,8 @@ pub fn preallocate(file: &File, size: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Most bytes one `madvise` or `sync_file_range` call covers, with a yield
-/// of the CPU after each. Faulting pages in costs about a millisecond of
+/// Most bytes one prefaulting `madvise` or one `sync_file_range` call
+/// covers, with a yield of the CPU after each. Faulting pages in costs about a millisecond of
 /// kernel time per MiB, and a kernel built without forced preemption only
 /// switches tasks when the call returns: one 16 MiB call held a CPU for
 /// 18-25 ms, and every thread woken on that CPU (the broker's own workers
@@ -124,13 +124,17 @@ impl MappedFile {
 
     fn map(path: &Path, file: File, start: i64, size: usize) -> io::Result<Self> {
         let map = MmapOptions::new().len(size).map_raw(&file)?;
-        Ok(MappedFile {
+        let f = MappedFile {
             path: path.to_path_buf(),
             start,
             size,
             map,
             file,
-        })
+        };
+        // Every file the store maps is written through the mapping first;
+        // only a finished commit-log segment turns readahead back on.
+        f.set_readahead(false);
+        Ok(f)
     }
 
     pub fn path(&self) -> &Path {
@@ -290,8 +294,8 @@ impl MappedFile {
 
     /// Turn the kernel's readahead for faults on this mapping off
     /// (`MADV_RANDOM`: a fault maps the one page it needs) or back on
-    /// (`MADV_NORMAL`). Off for files still being written: on a
-    /// preallocated file a fault past the written part would zero-fill
+    /// (`MADV_NORMAL`). Off from the start, for files still being written:
+    /// on a preallocated file a fault past the written part would zero-fill
     /// `read_ahead_kb` of it (8 MiB here, a whole consume-queue file) in one
     /// go without yielding the CPU, and every such readahead marks a page
     /// that starts the next one when touched. On for a finished commit-log
@@ -561,7 +565,6 @@ mod tests {
         let path = dir.path().join("f");
         let size = 1 << 20;
         let f = Arc::new(MappedFile::create(&path, 0, size).unwrap());
-        f.set_readahead(false);
         let pattern: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         unsafe { f.slice_mut(0, size) }.copy_from_slice(&pattern);
         f.flush_range(0, size / 2).unwrap(); // the second half stays dirty

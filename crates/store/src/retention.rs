@@ -117,13 +117,7 @@ pub(crate) fn clean(inner: &Inner, force: bool) -> io::Result<usize> {
     };
     let count = deleted.get();
     Counters::add(&inner.counters.segments_deleted, count as u64);
-    let queues: Vec<_> = inner
-        .queues
-        .read()
-        .values()
-        .flat_map(|qs| qs.values().cloned())
-        .collect();
-    for cq in queues {
+    for cq in inner.all_queues() {
         cq.delete_expired(min)?;
     }
     inner.index.lock().delete_expired(min)?;

@@ -1028,13 +1028,7 @@ impl Inner {
             })
             .collect();
         self.flush_commit_log(!clean_shutdown)?;
-        let all: Vec<Arc<ConsumeQueue>> = self
-            .queues
-            .read()
-            .values()
-            .flat_map(|qs| qs.values().cloned())
-            .collect();
-        for cq in all {
+        for cq in self.all_queues() {
             cq.flush()?;
         }
         let (targets, index_begin) = {
@@ -1083,15 +1077,19 @@ impl Inner {
         for (map, pos, len) in cold {
             map.release(pos, len);
         }
-        let queues: Vec<Arc<ConsumeQueue>> = self
-            .queues
+        for cq in self.all_queues() {
+            cq.release_cold(HOT_QUEUE_BYTES);
+        }
+    }
+
+    /// Every consume queue, taken out of the map (its lock is not held
+    /// while the caller works on them).
+    pub(crate) fn all_queues(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.queues
             .read()
             .values()
             .flat_map(|qs| qs.values().cloned())
-            .collect();
-        for cq in queues {
-            cq.release_cold(HOT_QUEUE_BYTES);
-        }
+            .collect()
     }
 
     /// Store time of message `q` of a queue, read from its record.
