@@ -49,8 +49,8 @@ mod replica;
 mod retention;
 pub mod stats;
 pub mod store;
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 
 pub use config::{message_delay_levels, FlushDiskType, StoreConfig};
 pub use dispatch::SCHEDULE_TOPIC;

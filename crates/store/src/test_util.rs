@@ -1,4 +1,5 @@
-//! Small stores and messages for the unit tests of several modules.
+//! Small stores and messages for tests: the store's own, and (with the
+//! `test-util` feature) those of the crates built on it.
 
 use bytes::Bytes;
 
@@ -6,7 +7,7 @@ use crate::{PutMessage, StoreConfig};
 
 /// A store with 64 KiB segments and tiny queue and index files, so tests
 /// cross file boundaries quickly.
-pub(crate) fn config(dir: &std::path::Path) -> StoreConfig {
+pub fn config(dir: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::new(dir);
     c.mapped_file_size_commit_log = 64 * 1024;
     c.consume_queue_entries_per_file = 16;
@@ -19,7 +20,7 @@ pub(crate) fn config(dir: &std::path::Path) -> StoreConfig {
 }
 
 /// Message `i`: topic `T`, queue `i % 2`, key `k<i>`, a body of 100–1000 bytes.
-pub(crate) fn msg(i: usize) -> PutMessage {
+pub fn msg(i: usize) -> PutMessage {
     PutMessage {
         topic: "T".into(),
         queue_id: (i % 2) as i32,

@@ -14,16 +14,9 @@ use meridian_store::{MessageStore, PutMessage, PutResult, StoreConfig};
 
 /// Small segments so a few hundred messages span several of them.
 pub fn store_config(dir: &Path) -> StoreConfig {
-    let mut c = StoreConfig::new(dir);
-    c.mapped_file_size_commit_log = 64 * 1024;
-    c.consume_queue_entries_per_file = 16;
-    c.max_index_num = 128;
-    c.max_hash_slot_num = 64;
-    c.max_message_size = 16 * 1024;
+    let mut c = meridian_store::test_util::config(dir);
     c.flush_interval_ms = 10;
     c.checkpoint_interval_ms = 50;
-    c.disk_max_used_space_ratio = 100;
-    c.disk_full_ratio = 100;
     c
 }
 

@@ -9,19 +9,12 @@ use bytes::Bytes;
 use meridian_protocol::message::{decode_record, encode_properties, MessageExt};
 use meridian_store::{MessageStore, PutMessage, StoreConfig};
 
-/// Small files so tests roll segments and queue files quickly.
+/// Small files so tests roll segments and queue files quickly, flushed and
+/// checkpointed often.
 pub fn config(dir: &Path) -> StoreConfig {
-    let mut c = StoreConfig::new(dir);
-    c.mapped_file_size_commit_log = 64 * 1024;
-    c.consume_queue_entries_per_file = 16;
-    c.max_index_num = 128;
-    c.max_hash_slot_num = 64;
-    c.max_message_size = 16 * 1024;
+    let mut c = meridian_store::test_util::config(dir);
     c.flush_interval_ms = 10;
     c.checkpoint_interval_ms = 50;
-    // Tests must not depend on how full the machine's disk is.
-    c.disk_max_used_space_ratio = 100;
-    c.disk_full_ratio = 100;
     c
 }
 
