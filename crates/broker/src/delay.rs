@@ -193,10 +193,24 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
             props.retain(|(k, _)| k != property::DELAY);
             let put =
                 crate::store_again(&m, real_topic.clone(), real_qid, &props, inner.store_host);
-            if let Err(e) = inner.put(vec![put]).await {
-                // Keep the cursor: the message is delivered on a later tick.
-                tracing::warn!(level, topic = %real_topic, error = ?e, "delayed delivery failed; will retry");
-                return;
+            // The cursor moves only once the delivered message is held as
+            // durably as a send: a new master then either has the message
+            // or still has the cursor before it (a duplicate, never a loss).
+            match inner.write(vec![put]).await {
+                Ok(stored) if stored.is_held() => {}
+                Ok(stored) => {
+                    // Stored here, not yet on the slave: writing it again
+                    // would deliver it twice, so wait for the slave instead.
+                    tracing::warn!(level, topic = %real_topic, replicas = ?stored.replicas, "delayed delivery not replicated yet; waiting for the slave");
+                    if !inner.wait_replicated(&stored).await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Keep the cursor: the message is delivered on a later tick.
+                    tracing::warn!(level, topic = %real_topic, error = ?e, "delayed delivery failed; will retry");
+                    return;
+                }
             }
             offset = m.queue_offset + 1;
             inner.delay.set_offset(level, offset);

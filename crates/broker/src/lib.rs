@@ -9,6 +9,7 @@
 //! - [`delay`] — delayed messages and reconsume delays (`SCHEDULE_TOPIC_XXXX`).
 //! - [`register`] — registration with every name server.
 //! - [`slave_sync`] — a slave copies topics and offsets from its master.
+//! - [`write`] — the one write path every stored message takes.
 //! - [`processor`] — one file per family of remoting requests.
 //!
 //! [`Broker::start`] opens the store (recovering it), binds the port,
@@ -25,6 +26,7 @@ pub mod processor;
 pub mod register;
 pub mod slave_sync;
 pub mod topics;
+pub mod write;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +37,7 @@ use meridian_remoting::RemotingClient;
 use meridian_store::{MessageStore, RecoveryReport};
 
 pub use config::{BrokerConfig, BrokerRole};
+pub use write::{Replicas, Stored, WriteError};
 
 pub use meridian_protocol::now_ms;
 
@@ -100,31 +103,6 @@ pub struct BrokerInner {
     pub raft: Option<Arc<meridian_raft::node::RaftNode>>,
 }
 
-/// Why a write through [`BrokerInner::put`] failed.
-#[derive(Debug)]
-pub enum WriteError {
-    /// The store refused it.
-    Put(meridian_store::PutError),
-    /// A Raft member that is not (or no longer) the leader; nothing stored.
-    NotLeader(String),
-    /// Too many writes wait for their commit.
-    Busy(String),
-    /// The write may or may not be stored (leadership lost after it was
-    /// written, or no commit in time).
-    Unknown(String),
-}
-
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriteError::Put(e) => write!(f, "{e}"),
-            WriteError::NotLeader(s) | WriteError::Busy(s) | WriteError::Unknown(s) => {
-                f.write_str(s)
-            }
-        }
-    }
-}
-
 impl BrokerInner {
     /// Record what a name server said about the group's master.
     pub fn learn_master(&self, addr: Option<String>, ha_addr: Option<String>) {
@@ -179,76 +157,6 @@ impl BrokerInner {
             Some(node) if self.is_slave() => node.peers().self_id as i64 + 1,
             Some(_) => 0,
             None => self.config.broker_id,
-        }
-    }
-
-    /// Store messages: in the local store, or through the Raft group. The
-    /// write is handed over before this returns (so writes issued in order
-    /// are stored in order); the future waits for the flush or commit.
-    pub fn put(
-        &self,
-        msgs: Vec<meridian_store::PutMessage>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<Vec<meridian_store::PutResult>, WriteError>>
-                + Send,
-        >,
-    > {
-        use meridian_raft::node::{SendOutcome, SubmitError};
-        let Some(node) = &self.raft else {
-            let store = self.store.clone();
-            let mut fut = Box::pin(async move {
-                if msgs.len() == 1 {
-                    let mut msgs = msgs;
-                    let m = msgs.pop().expect("one message");
-                    store.put_message(m).await.map(|r| vec![r])
-                } else {
-                    store.put_messages(msgs).await
-                }
-            });
-            // Poll once now: the append happens here, in call order.
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            return match std::future::Future::poll(fut.as_mut(), &mut cx) {
-                std::task::Poll::Ready(r) => {
-                    Box::pin(std::future::ready(r.map_err(WriteError::Put)))
-                }
-                std::task::Poll::Pending => {
-                    Box::pin(async move { fut.await.map_err(WriteError::Put) })
-                }
-            };
-        };
-        let leader_hint = |id: Option<u64>| match id {
-            Some(id) => format!(
-                "broker {} is not the leader of Raft group {}; n{id} is",
-                self.config.broker_addr(),
-                node.peers().group
-            ),
-            None => format!(
-                "broker {} is not the leader of Raft group {}, and no leader is known yet",
-                self.config.broker_addr(),
-                node.peers().group
-            ),
-        };
-        match node.submit(msgs) {
-            Err(SubmitError::NotLeader(id)) => {
-                let e = WriteError::NotLeader(leader_hint(id));
-                Box::pin(std::future::ready(Err(e)))
-            }
-            Err(SubmitError::Busy(n)) => Box::pin(std::future::ready(Err(WriteError::Busy(
-                format!("{n} sends are waiting for their commit (raftMaxInflightSends)"),
-            )))),
-            Err(SubmitError::Refused(e)) => Box::pin(std::future::ready(Err(WriteError::Put(e)))),
-            Ok(fut) => {
-                let not_leader = leader_hint(None);
-                Box::pin(async move {
-                    match fut.await {
-                        SendOutcome::Stored(r) => Ok(r),
-                        SendOutcome::Rejected(e) => Err(WriteError::Put(e)),
-                        SendOutcome::NotLeader(_) => Err(WriteError::NotLeader(not_leader)),
-                        SendOutcome::Unknown(why) => Err(WriteError::Unknown(why)),
-                    }
-                })
-            }
         }
     }
 

@@ -342,3 +342,96 @@ async fn async_master_replicates_and_the_whole_group_restarts() {
     let route = Admin::new(&ns).route(TOPIC).await.unwrap().unwrap();
     assert_eq!(route.broker_datas[0].broker_addrs.len(), 2);
 }
+
+/// A consumer's send-back (CONSUMER_SEND_MSG_BACK) stores a retry: it takes
+/// the same write path as a send, so a SYNC_MASTER acknowledges it only
+/// once the slave holds it, and the retry survives the master's loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_master_acknowledges_a_send_back_only_once_the_slave_holds_it() {
+    use meridian_protocol::header::consumer::ConsumerSendMsgBackRequestHeader;
+    use meridian_protocol::RemotingCommand;
+    const SCHEDULE: &str = "SCHEDULE_TOPIC_XXXX";
+
+    let mut group = master_slave("SYNC_MASTER");
+    let ns = group.namesrv_addr();
+    let (master, slave) = (group.broker_addr(0), group.broker_addr(1));
+    group.admin(&[
+        "updateTopic",
+        "-t",
+        TOPIC,
+        "-c",
+        "DefaultCluster",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    wait_topic(&ns, &slave, TOPIC).await;
+    wait_slave_connected(&group).await;
+    let producer = Producer::new(&ns, "ha-producer");
+    let admin = Admin::new(&ns);
+    let send_back = |key: &str| {
+        let (producer, admin, master, key) = (&producer, &admin, master.clone(), key.to_string());
+        async move {
+            let msg = Message {
+                topic: TOPIC.into(),
+                body: Bytes::from(format!("payload {key}")),
+                keys: vec![key.clone()],
+                ..Default::default()
+            };
+            let sent = producer
+                .send_to(&master, "broker-a", 0, &msg)
+                .await
+                .expect("send");
+            let (_, _, msgs) = admin
+                .pull(&master, "retrying-group", TOPIC, 0, sent.queue_offset, 1)
+                .await
+                .expect("pull");
+            let m = msgs.first().expect("the message just sent");
+            let mut req = RemotingCommand::request(
+                meridian_protocol::codes::request_code::CONSUMER_SEND_MSG_BACK,
+            );
+            ConsumerSendMsgBackRequestHeader {
+                offset: m.commit_log_offset,
+                group: "retrying-group".into(),
+                delay_level: 0,
+                origin_msg_id: None,
+                origin_topic: Some(TOPIC.into()),
+                unit_mode: false,
+                max_reconsume_times: Some(16),
+            }
+            .write(&mut req);
+            admin.call(&master, req).await.expect("send-back").code
+        }
+    };
+
+    // With no slave, a send-back is not acknowledged: the consumer keeps
+    // the message and tries again.
+    tokio::task::block_in_place(|| group.kill9(1));
+    let code = send_back("without-slave").await;
+    assert_ne!(
+        code,
+        response_code::SUCCESS,
+        "a SYNC_MASTER without a slave acknowledged a send-back"
+    );
+
+    tokio::task::block_in_place(|| group.start_broker(1));
+    wait_slave_connected(&group).await;
+    let code = send_back("held-by-slave").await;
+    assert_eq!(code, response_code::SUCCESS, "send-back refused");
+    // The master dies the moment it answers: the slave has the retry.
+    tokio::task::block_in_place(|| group.kill9(0));
+    let mut on_slave = HashMap::new();
+    for q in 0..18 {
+        for m in support::queues::read_queue(&admin, &slave, SCHEDULE, q).await {
+            if let Some(k) = m.keys().next() {
+                *on_slave.entry(k.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(
+        on_slave.get("held-by-slave"),
+        Some(&1),
+        "the acknowledged retry is not on the slave once: {on_slave:?}"
+    );
+}

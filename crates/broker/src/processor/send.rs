@@ -15,48 +15,20 @@ use meridian_protocol::header::send::{SendMessageRequestHeader, SendMessageRespo
 use meridian_protocol::message::{decode_batch, decode_properties, encode_properties, property};
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Reply};
-use meridian_store::{PutError, PutMessage, PutResult};
+use meridian_store::{PutError, PutMessage};
 
 use super::{bad_header, error};
 use crate::topics::{self, RETRY_GROUP_TOPIC_PREFIX, SCHEDULE_TOPIC};
-use crate::{BrokerInner, BrokerRole, WriteError};
+use crate::{BrokerInner, Replicas, Stored, WriteError};
 
 pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingCommand) -> Reply {
     match prepare(b, conn, &req) {
         Err(response) => Reply::Now(Some(response)),
         Ok((queue_id, msgs)) => {
-            // A SYNC_MASTER answers only once its slave holds the message
-            // (RocketMQ 4's rule), unless the message says not to wait. A
-            // Raft leader's writes are acknowledged once on a majority.
-            let slave_wait = (b.raft.is_none()
-                && b.config.broker_role == BrokerRole::SyncMaster
-                && msgs
-                    .iter()
-                    .all(|m| meridian_protocol::message::waits_for_store(&m.properties)))
-            .then(|| {
-                (
-                    b.ha.clone(),
-                    std::time::Duration::from_millis(b.config.store.sync_flush_timeout_ms),
-                )
-            });
             // The write is handed over now, on the connection's reading
             // task, in arrival order; only the wait is left pending.
-            let written = b.put(msgs);
-            let fut = async move {
-                let result = written.await;
-                let mut slave_code = None;
-                if let (Ok(results), Some((ha, timeout))) = (&result, slave_wait) {
-                    if let Some(last) = results.last() {
-                        let end = last.commit_log_offset + last.wrote_bytes as i64;
-                        slave_code = match ha.wait_for_slave(end, timeout).await {
-                            meridian_ha::SlaveAck::Acked => None,
-                            meridian_ha::SlaveAck::Timeout => Some(rc::FLUSH_SLAVE_TIMEOUT),
-                            meridian_ha::SlaveAck::NoSlave => Some(rc::SLAVE_NOT_AVAILABLE),
-                        };
-                    }
-                }
-                respond(&req, queue_id, result, slave_code)
-            };
+            let written = b.write(msgs);
+            let fut = async move { respond(&req, queue_id, written.await) };
             let mut fut = Box::pin(fut);
             let mut cx = Context::from_waker(std::task::Waker::noop());
             match fut.as_mut().poll(&mut cx) {
@@ -264,11 +236,10 @@ fn too_big(req: &RemotingCommand, size: usize, max: usize) -> RemotingCommand {
 fn respond(
     req: &RemotingCommand,
     queue_id: i32,
-    result: Result<Vec<PutResult>, WriteError>,
-    slave_code: Option<i32>,
+    result: Result<Stored, WriteError>,
 ) -> RemotingCommand {
     let result = match result {
-        Ok(r) => Ok(r),
+        Ok(stored) => Ok(stored),
         Err(WriteError::Put(e)) => Err(e),
         Err(WriteError::NotLeader(why)) => return error(req, rc::SERVICE_NOT_AVAILABLE, why),
         Err(WriteError::Busy(why)) => return error(req, rc::SYSTEM_BUSY, why),
@@ -281,20 +252,20 @@ fn respond(
         }
     };
     let (code, remark, results) = match result {
-        Ok(r) => match slave_code {
-            None => (rc::SUCCESS, None, r),
-            Some(code) if code == rc::FLUSH_SLAVE_TIMEOUT => (
-                code,
+        Ok(Stored { results, replicas }) => match replicas {
+            Replicas::Held => (rc::SUCCESS, None, results),
+            Replicas::SlaveTimeout => (
+                rc::FLUSH_SLAVE_TIMEOUT,
                 Some(
                     "the message is stored on the master but the slave did not confirm it in time"
                         .to_string(),
                 ),
-                r,
+                results,
             ),
-            Some(code) => (
-                code,
+            Replicas::NoSlave => (
+                rc::SLAVE_NOT_AVAILABLE,
                 Some("the message is stored on the master but no slave is in sync".to_string()),
-                r,
+                results,
             ),
         },
         Err(PutError::FlushTimeout(r)) => (

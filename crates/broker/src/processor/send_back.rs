@@ -28,10 +28,20 @@ pub fn process(b: &Arc<BrokerInner>, _conn: &Arc<Connection>, req: RemotingComma
         Ok(m) => m,
         Err(r) => return Reply::Now(Some(r)),
     };
-    let written = b.put(vec![msg]);
+    // Acknowledged only once stored as durably as a send would be: the
+    // consumer forgets the message when this answers.
+    let written = b.write(vec![msg]);
     Reply::Later(Box::pin(async move {
         Some(match written.await {
-            Ok(_) => ok(&req),
+            Ok(stored) if stored.is_held() => ok(&req),
+            Ok(stored) => error(
+                &req,
+                rc::SYSTEM_ERROR,
+                format!(
+                    "the message for retry is stored on the master but not replicated ({:?}); the consumer should keep it",
+                    stored.replicas
+                ),
+            ),
             Err(e) => error(
                 &req,
                 rc::SYSTEM_ERROR,
