@@ -63,6 +63,7 @@ pub fn store_again(
         store_host,
         reconsume_times: m.reconsume_times,
         prepared_transaction_offset: m.prepared_transaction_offset,
+        at_queue_offset: None,
     }
 }
 

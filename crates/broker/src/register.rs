@@ -55,6 +55,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         heartbeat_timeout_millis: None,
         compressed: Some(false),
         body_crc32: Some(0),
+        zone_name: Some(c.region_id.clone()),
     };
     let calls = c.namesrv_addrs.iter().map(|addr| {
         let mut req = RemotingCommand::request(request_code::REGISTER_BROKER).with_body(body.clone());

@@ -272,7 +272,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                         continue;
                     };
                     for (id, addr) in &b.broker_addrs {
-                        let rt = admin.runtime_info(addr).await.unwrap_or_default();
+                        let mut rt = admin.runtime_info(addr).await.unwrap_or_default();
+                        if let Some(zone) = &b.zone_name {
+                            rt.entry("regionId".into()).or_insert_with(|| zone.clone());
+                        }
                         rows.push((cluster.clone(), name.clone(), *id, addr.clone(), rt));
                     }
                 }
@@ -280,13 +283,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             if json {
                 let v: Vec<_> = rows
                     .iter()
-                    .map(|(c, n, id, a, rt)| json!({"cluster": c, "brokerName": n, "brokerId": id, "addr": a, "runtime": rt}))
+                    .map(|(c, n, id, a, rt)| json!({"cluster": c, "brokerName": n, "brokerId": id, "addr": a, "regionId": rt.get("regionId"), "runtime": rt}))
                     .collect();
                 println!("{}", json!({"brokers": v}));
             } else {
                 print_table(
                     &[
                         "#Cluster Name",
+                        "#Region",
                         "#Broker Name",
                         "#BID",
                         "#Addr",
@@ -298,6 +302,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                         .map(|(c, n, id, a, rt)| {
                             vec![
                                 c.clone(),
+                                rt.get("regionId").cloned().unwrap_or_default(),
                                 n.clone(),
                                 id.to_string(),
                                 a.clone(),

@@ -85,6 +85,7 @@ impl NamesrvProcessor {
             broker_addr: &h.broker_addr,
             broker_id: h.broker_id,
             ha_server_addr: &h.ha_server_addr,
+            zone_name: h.zone_name.as_deref(),
             topics,
             connection_id: Some(conn.id()),
             expiry: h

@@ -45,6 +45,8 @@ pub struct Registration<'a> {
     pub broker_addr: &'a str,
     pub broker_id: i64,
     pub ha_server_addr: &'a str,
+    /// The broker's region, if it says (`zoneName`).
+    pub zone_name: Option<&'a str>,
     pub topics: &'a HashMap<String, TopicConfig>,
     pub connection_id: Option<u64>,
     pub expiry: Option<Duration>,
@@ -81,6 +83,11 @@ impl RouteTable {
             });
         // A broker that moved to another id (a slave promoted to master)
         // must not stay listed under its old id too.
+        if let Some(zone) = reg.zone_name.filter(|z| !z.is_empty()) {
+            if data.zone_name.as_deref() != Some(zone) {
+                data.zone_name = Some(zone.to_string());
+            }
+        }
         data.broker_addrs
             .retain(|id, addr| *id == reg.broker_id || addr != reg.broker_addr);
         let first_time = data
@@ -336,6 +343,7 @@ mod tests {
             broker_addr: addr,
             broker_id: id,
             ha_server_addr: "",
+            zone_name: None,
             topics,
             connection_id: Some(conn),
             expiry: None,

@@ -728,6 +728,32 @@ pub fn find_property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
         .last()
 }
 
+/// Set property `name` to `value` in a properties string: appended when
+/// absent (cheap, the common case), rewritten in place otherwise.
+pub fn set_property(props: &mut String, name: &str, value: &str) {
+    match find_property(props, name) {
+        Some(v) if v == value => {}
+        None => {
+            if !props.is_empty() && !props.ends_with(PROPERTY_SEPARATOR) {
+                props.push(PROPERTY_SEPARATOR);
+            }
+            props.push_str(name);
+            props.push(NAME_VALUE_SEPARATOR);
+            props.push_str(value);
+            props.push(PROPERTY_SEPARATOR);
+        }
+        Some(_) => {
+            let mut all = decode_properties(props);
+            for (k, v) in all.iter_mut() {
+                if k == name {
+                    *v = value.to_string();
+                }
+            }
+            *props = encode_properties(&all);
+        }
+    }
+}
+
 /// An ordered set of message properties.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Properties(Vec<(String, String)>);
@@ -1183,5 +1209,19 @@ mod tests {
                 let _ = decode_record(&with_magic);
             }
         }
+    }
+
+    #[test]
+    fn set_property_appends_or_replaces() {
+        let mut p = String::new();
+        set_property(&mut p, "MSG_REGION", "east");
+        assert_eq!(find_property(&p, "MSG_REGION"), Some("east"));
+        let mut p = "KEYS\u{1}k1".to_string();
+        set_property(&mut p, "MSG_REGION", "east");
+        assert_eq!(find_property(&p, "KEYS"), Some("k1"));
+        assert_eq!(find_property(&p, "MSG_REGION"), Some("east"));
+        set_property(&mut p, "MSG_REGION", "west");
+        assert_eq!(find_property(&p, "MSG_REGION"), Some("west"));
+        assert_eq!(decode_properties(&p).len(), 2);
     }
 }

@@ -46,6 +46,7 @@ fn msg(i: usize) -> PutMessage {
         store_host: "10.0.0.2:2".parse().unwrap(),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        at_queue_offset: None,
     }
 }
 

@@ -58,4 +58,14 @@ pub enum PutError {
     ServiceNotAvailable(String),
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A message that must be stored at a given queue offset (a copy of
+    /// another region's queue, see [`crate::PutMessage::at_queue_offset`])
+    /// found the queue elsewhere; nothing of the put was written.
+    #[error("queue {topic}/{queue_id} continues at offset {next}, not at {wanted}")]
+    QueueOffsetMismatch {
+        topic: String,
+        queue_id: i32,
+        wanted: i64,
+        next: i64,
+    },
 }

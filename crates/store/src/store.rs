@@ -65,6 +65,12 @@ pub struct PutMessage {
     pub store_host: SocketAddr,
     pub reconsume_times: i32,
     pub prepared_transaction_offset: i64,
+    /// `Some(o)`: store the message at queue offset `o` or not at all. A
+    /// copy of another region's queue is the same stream at the same
+    /// offsets, so a relayed record is appended only where its copy
+    /// continues; an empty queue may start at `o`. A put whose messages do
+    /// not all fit is refused whole ([`PutError::QueueOffsetMismatch`]).
+    pub at_queue_offset: Option<i64>,
 }
 
 /// Where a message was stored.
@@ -818,6 +824,9 @@ impl Inner {
                     crate::raft::Assigned::rebuild(term, &self.commit_log, visible, readable);
             }
         }
+        if msgs.iter().any(|m| m.at_queue_offset.is_some()) {
+            self.check_queue_offsets(w, raft_term.is_some(), msgs, preps)?;
+        }
         let (seg, pos) = self.commit_log.reserve(&mut w.appender, total)?;
         let base = w.appender.write_offset();
         let store_ts = now_ms();
@@ -831,12 +840,16 @@ impl Inner {
                 &msg.topic,
                 msg.queue_id,
             );
+            // `at_queue_offset` was checked above: it is the queue's next
+            // offset, or the first of an empty queue.
             let queue_offset = match (prep.to_queue, raft_term) {
                 (false, _) => 0,
-                (true, None) => cq.next_offset(),
+                (true, None) => msg.at_queue_offset.unwrap_or_else(|| cq.next_offset()),
                 (true, Some(_)) => {
                     let applied = cq.next_offset();
-                    let q = w.assigned.next(&msg.topic, msg.queue_id, applied);
+                    let q = msg
+                        .at_queue_offset
+                        .unwrap_or_else(|| w.assigned.next(&msg.topic, msg.queue_id, applied));
                     w.assigned.set(&msg.topic, msg.queue_id, q + 1);
                     q
                 }
@@ -936,6 +949,62 @@ impl Inner {
         Counters::add(&self.counters.put_message_count, msgs.len() as u64);
         Counters::add(&self.counters.put_message_bytes, total as u64);
         Ok(end)
+    }
+
+    /// Before anything is written: does every message with an
+    /// `at_queue_offset` land exactly there? Put lock held.
+    fn check_queue_offsets(
+        &self,
+        w: &Writer,
+        raft: bool,
+        msgs: &[PutMessage],
+        preps: &[Prepared],
+    ) -> Result<(), PutError> {
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for (msg, prep) in msgs.iter().zip(preps) {
+            if !prep.to_queue {
+                continue;
+            }
+            let key = (msg.topic.as_str(), msg.queue_id);
+            let n = match next.get(&key) {
+                Some(&n) => n,
+                None => {
+                    let cq = w
+                        .queues
+                        .get(msg.topic.as_str())
+                        .and_then(|qs| qs.get(&msg.queue_id))
+                        .cloned()
+                        .or_else(|| self.queue(&msg.topic, msg.queue_id));
+                    let (applied, min) = cq
+                        .as_ref()
+                        .map_or((0, 0), |q| (q.next_offset(), q.min_offset()));
+                    let n = if raft {
+                        w.assigned.next(&msg.topic, msg.queue_id, applied)
+                    } else {
+                        applied
+                    };
+                    // An empty queue (new, or emptied by retention) may
+                    // start wherever its first message says.
+                    match msg.at_queue_offset {
+                        Some(want) if n == min && want > n => want,
+                        _ => n,
+                    }
+                }
+            };
+            let at = match msg.at_queue_offset {
+                Some(want) if want != n => {
+                    return Err(PutError::QueueOffsetMismatch {
+                        topic: msg.topic.clone(),
+                        queue_id: msg.queue_id,
+                        wanted: want,
+                        next: n,
+                    })
+                }
+                _ => n,
+            };
+            next.insert(key, at + 1);
+        }
+        Ok(())
     }
 
     /// Tell followers of the log that it now ends at `end`. Put lock held,

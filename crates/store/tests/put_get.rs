@@ -474,3 +474,80 @@ fn store_is_send_and_sync() {
     assert_send_sync::<meridian_store::GetResult>();
     assert_send_sync::<PutError>();
 }
+
+/// A copy of another region's queue: each record is stored at its origin
+/// offset or not at all, so the same record arriving twice (two relay
+/// paths, a relay restarted) is refused, and a batch that does not fit is
+/// refused whole. The copy survives a restart at the same offsets.
+#[tokio::test]
+async fn copy_queue_takes_records_only_at_their_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(config(dir.path()));
+    let at = |o: i64| {
+        let mut m = msg("T", 3, format!("origin {o}"), &[("KEYS", &format!("k{o}"))]);
+        m.at_queue_offset = Some(o);
+        m
+    };
+    // An empty queue starts where its first record says (the origin's
+    // older records were already gone).
+    let r = store.put_message(at(5)).await.unwrap();
+    assert_eq!(r.queue_offset, 5);
+    let mismatch = |e: PutError| match e {
+        PutError::QueueOffsetMismatch { wanted, next, .. } => (wanted, next),
+        other => panic!("expected a queue offset mismatch, got {other}"),
+    };
+    // Already there.
+    assert_eq!(
+        mismatch(store.put_message(at(5)).await.unwrap_err()),
+        (5, 6)
+    );
+    // A gap.
+    assert_eq!(
+        mismatch(store.put_message(at(7)).await.unwrap_err()),
+        (7, 6)
+    );
+    let before = store.max_commit_log_offset();
+    // A batch starting with a record already there: nothing written.
+    assert_eq!(
+        mismatch(store.put_messages(vec![at(5), at(6)]).await.unwrap_err()),
+        (5, 6)
+    );
+    // A batch whose second record skips one: nothing written either.
+    assert_eq!(
+        mismatch(store.put_messages(vec![at(6), at(8)]).await.unwrap_err()),
+        (8, 7)
+    );
+    assert_eq!(store.max_commit_log_offset(), before);
+    store.put_messages(vec![at(6), at(7)]).await.unwrap();
+    // A plain put continues the same queue.
+    let plain = store.put_message(msg("T", 3, "local", &[])).await.unwrap();
+    assert_eq!(plain.queue_offset, 8);
+
+    let offsets = |s: &MessageStore| {
+        read_queue(s, "T", 3)
+            .iter()
+            .map(|m| {
+                (
+                    m.queue_offset,
+                    String::from_utf8_lossy(&m.body).into_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let expect = vec![
+        (5, "origin 5".to_string()),
+        (6, "origin 6".to_string()),
+        (7, "origin 7".to_string()),
+        (8, "local".to_string()),
+    ];
+    assert_eq!(offsets(&store), expect);
+    assert_eq!(store.min_offset_in_queue("T", 3), 5);
+    store.shutdown();
+    drop(store);
+    let store = open(config(dir.path()));
+    assert_eq!(offsets(&store), expect);
+    assert_eq!(
+        mismatch(store.put_message(at(8)).await.unwrap_err()),
+        (8, 9)
+    );
+}

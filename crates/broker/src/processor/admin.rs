@@ -92,6 +92,7 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         (crate::now_ms() - b.started.elapsed().as_millis() as i64).to_string(),
     );
     put("brokerRole", format!("{:?}", b.broker_role()));
+    put("regionId", b.config.region_id.clone());
     put(
         "commitLogMinOffset",
         b.store.min_commit_log_offset().to_string(),

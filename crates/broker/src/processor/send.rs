@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use meridian_protocol::body::perm;
 use meridian_protocol::codes::response_code as rc;
 use meridian_protocol::header::send::{SendMessageRequestHeader, SendMessageResponseHeader};
-use meridian_protocol::message::{decode_batch, decode_properties, encode_properties, property};
+use meridian_protocol::message::{
+    decode_batch, decode_properties, encode_properties, property, set_property,
+};
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Reply};
 use meridian_store::{PutError, PutMessage};
@@ -28,7 +30,8 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
             // The write is handed over now, on the connection's reading
             // task, in arrival order; only the wait is left pending.
             let written = b.write(msgs);
-            let fut = async move { respond(&req, queue_id, written.await) };
+            let region = b.config.region_id.clone();
+            let fut = async move { respond(&region, &req, queue_id, written.await) };
             let mut fut = Box::pin(fut);
             let mut cx = Context::from_waker(std::task::Waker::noop());
             match fut.as_mut().poll(&mut cx) {
@@ -135,18 +138,25 @@ fn prepare(
     }
     let max = b.config.store.max_message_size;
     let born_host = conn.peer();
-    let base = |flag: i32, body: bytes::Bytes, properties: String| PutMessage {
+    // As RocketMQ's broker: every message stored here carries the region
+    // it was first stored in.
+    let region = &b.config.region_id;
+    let base = |flag: i32, body: bytes::Bytes, mut properties: String| PutMessage {
         topic: h.topic.clone(),
         queue_id,
         flag,
         body,
-        properties,
+        properties: {
+            set_property(&mut properties, property::MSG_REGION, region);
+            properties
+        },
         sys_flag: h.sys_flag,
         born_timestamp: h.born_timestamp,
         born_host,
         store_host: b.store_host,
         reconsume_times: h.reconsume_times.unwrap_or(0),
         prepared_transaction_offset: 0,
+        at_queue_offset: None,
     };
 
     if req.code == meridian_protocol::codes::request_code::SEND_BATCH_MESSAGE
@@ -234,6 +244,7 @@ fn too_big(req: &RemotingCommand, size: usize, max: usize) -> RemotingCommand {
 }
 
 fn respond(
+    region: &str,
     req: &RemotingCommand,
     queue_id: i32,
     result: Result<Stored, WriteError>,
@@ -284,6 +295,10 @@ fn respond(
         Err(PutError::ServiceNotAvailable(why)) => {
             return error(req, rc::SERVICE_NOT_AVAILABLE, why)
         }
+        Err(e @ PutError::QueueOffsetMismatch { .. }) => {
+            // Only relayed copies carry a queue offset; a send never does.
+            return error(req, rc::SYSTEM_ERROR, e.to_string());
+        }
         Err(PutError::Io(e)) => {
             tracing::error!(error = %e, "store write failed");
             return error(req, rc::SYSTEM_ERROR, format!("store write failed: {e}"));
@@ -310,7 +325,7 @@ fn respond(
         batch_uniq_id: None,
     }
     .write(&mut response);
-    response.set_ext("MSG_REGION", "DefaultRegion");
+    response.set_ext("MSG_REGION", region);
     response.set_ext("TRACE_ON", "true");
     response
 }

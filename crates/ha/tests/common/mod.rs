@@ -64,6 +64,7 @@ pub fn message(i: usize) -> PutMessage {
         store_host: "127.0.0.1:10911".parse::<SocketAddr>().unwrap(),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        at_queue_offset: None,
     }
 }
 

@@ -64,6 +64,13 @@ pub struct BrokerData {
     /// (rocketmq-client-rust) refuse a route without it.
     #[serde(deserialize_with = "lenient::bool")]
     pub enable_acting_master: bool,
+    /// The group's region (RocketMQ 5's `zoneName`; Meridian's brokers
+    /// report their `regionId`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::null_default"
+    )]
+    pub zone_name: Option<String>,
 }
 
 impl BrokerData {

@@ -29,6 +29,9 @@ header! {
         compressed: Option<bool> = "compressed",
         /// CRC32 of the body (4.9+; 0 or absent: not checked).
         body_crc32: Option<i32> = "bodyCrc32",
+        /// The broker's region (its `regionId`), listed as the group's
+        /// `zoneName` as RocketMQ 5 lists it; absent from older brokers.
+        zone_name: Option<String> = "zoneName",
     }
 }
 

@@ -52,6 +52,7 @@ pub fn msg(
         store_host: store_host(),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        at_queue_offset: None,
     }
 }
 
