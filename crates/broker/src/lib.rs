@@ -102,6 +102,17 @@ pub struct BrokerInner {
     /// Raft mode: this broker's member of its Raft group, which decides
     /// its role and through which every write goes.
     pub raft: Option<Arc<meridian_raft::node::RaftNode>>,
+    /// Records relayed into this broker's copy queues.
+    pub relay_counters: RelayCounters,
+}
+
+/// What relays did to this broker's copy queues since it started.
+#[derive(Default)]
+pub struct RelayCounters {
+    /// Records stored in copy queues.
+    pub appended: std::sync::atomic::AtomicU64,
+    /// Records refused as already present (a second path, a resend).
+    pub present: std::sync::atomic::AtomicU64,
 }
 
 impl BrokerInner {
@@ -256,6 +267,7 @@ impl Broker {
             master: tokio::sync::watch::channel(MasterInfo::default()).0,
             ha,
             raft,
+            relay_counters: RelayCounters::default(),
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));

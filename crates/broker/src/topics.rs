@@ -10,11 +10,20 @@
 //! Each creation is persisted at once and registered with every name server
 //! at once, so clients can route to the new topic without waiting for the
 //! periodic registration.
+//!
+//! Copy queues: a topic relayed from other regions has, after its own
+//! writable queues, read-only copies of the other regions' queues (see
+//! `processor::relay`). Routes separate read and write queue counts, so
+//! stock producers write only to queues `0..writeQueueNums` and stock
+//! consumers read all `readQueueNums`. Which origin queue each copy holds
+//! is the topic's `meridian.copyQueues` attribute, so it travels wherever a
+//! topic config does (slaves, the relay, `topics.json`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use meridian_protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+use meridian_protocol::origin::OriginQueue;
 use parking_lot::RwLock;
 
 use crate::config::BrokerConfig;
@@ -26,6 +35,45 @@ pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
 pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
+
+/// The topic attribute listing its copy queues: `4=east/broker-a/0;5=…`.
+pub const COPY_QUEUES_ATTRIBUTE: &str = "meridian.copyQueues";
+
+/// A topic's copy queues: queue id → the origin queue it holds. Entries
+/// that do not parse are left out (and logged).
+pub fn copy_queues(cfg: &TopicConfig) -> BTreeMap<i32, OriginQueue> {
+    let mut out = BTreeMap::new();
+    let Some(list) = cfg.attributes.get(COPY_QUEUES_ATTRIBUTE) else {
+        return out;
+    };
+    for item in list.split(';').filter(|s| !s.is_empty()) {
+        let parsed = item.split_once('=').and_then(|(q, o)| {
+            Some((q.parse::<i32>().ok()?, OriginQueue::parse(o)?))
+        });
+        match parsed {
+            Some((q, o)) => {
+                out.insert(q, o);
+            }
+            None => tracing::warn!(topic = %cfg.topic_name, item, "unreadable copy-queue entry ignored"),
+        }
+    }
+    out
+}
+
+fn set_copy_queues(cfg: &mut TopicConfig, copies: &BTreeMap<i32, OriginQueue>) {
+    if copies.is_empty() {
+        cfg.attributes.remove(COPY_QUEUES_ATTRIBUTE);
+        return;
+    }
+    let list: Vec<String> = copies.iter().map(|(q, o)| format!("{q}={o}")).collect();
+    cfg.attributes
+        .insert(COPY_QUEUES_ATTRIBUTE.to_string(), list.join(";"));
+    let end = copies.keys().next_back().map_or(0, |q| q + 1);
+    cfg.read_queue_nums = cfg.read_queue_nums.max(end);
+}
+
+/// Most copy queues one topic may have on one broker.
+pub const MAX_COPY_QUEUES: usize = 4096;
 
 /// Longest topic name RocketMQ accepts.
 pub const TOPIC_MAX_LENGTH: usize = 127;
@@ -257,6 +305,99 @@ impl TopicConfigManager {
         tracing::info!(topic, "topic created");
         self.persist();
         (cfg, true)
+    }
+
+    /// The queue of `topic` that copies `origin`, given one if it has none
+    /// yet: after the topic's own queues and the copies it has, skipping
+    /// ids `taken` says hold records already. A missing topic is created
+    /// with `write_queues` own queues. Returns the queue id and whether the
+    /// table changed (then it is persisted and should be registered).
+    pub fn copy_queue(
+        &self,
+        topic: &str,
+        origin: &OriginQueue,
+        write_queues: i32,
+        taken: impl Fn(i32) -> bool,
+    ) -> Result<(i32, bool), String> {
+        if let Some(cfg) = self.get(topic) {
+            if let Some((q, _)) = copy_queues(&cfg).into_iter().find(|(_, o)| o == origin) {
+                return Ok((q, false));
+            }
+        }
+        let q = {
+            let mut t = self.table.write();
+            let cfg = t.topics.entry(topic.to_string()).or_insert_with(|| {
+                topic_config(topic, write_queues.clamp(1, 1024), perm::PERM_READ | perm::PERM_WRITE)
+            });
+            let mut copies = copy_queues(cfg);
+            if let Some((q, _)) = copies.iter().find(|(_, o)| *o == origin) {
+                return Ok((*q, false));
+            }
+            if copies.len() >= MAX_COPY_QUEUES {
+                return Err(format!(
+                    "topic {topic} already has {MAX_COPY_QUEUES} copy queues on this broker"
+                ));
+            }
+            let mut q = cfg
+                .write_queue_nums
+                .max(copies.keys().next_back().map_or(0, |q| q + 1));
+            while taken(q) {
+                q += 1;
+            }
+            copies.insert(q, origin.clone());
+            set_copy_queues(cfg, &copies);
+            bump(&mut t.version);
+            q
+        };
+        tracing::info!(topic, queue_id = q, origin = %origin, "copy queue created");
+        self.persist();
+        Ok((q, true))
+    }
+
+    /// Record that queue `queue_id` of `topic` holds a copy of `origin`
+    /// (found in its records: the table had lost it). Returns true if the
+    /// table changed.
+    pub fn adopt_copy_queue(&self, topic: &str, queue_id: i32, origin: &OriginQueue) -> bool {
+        let changed = {
+            let mut t = self.table.write();
+            let Some(cfg) = t.topics.get_mut(topic) else {
+                return false;
+            };
+            let mut copies = copy_queues(cfg);
+            if queue_id < cfg.write_queue_nums
+                || copies.contains_key(&queue_id)
+                || copies.values().any(|o| o == origin)
+            {
+                return false;
+            }
+            copies.insert(queue_id, origin.clone());
+            set_copy_queues(cfg, &copies);
+            bump(&mut t.version);
+            true
+        };
+        tracing::warn!(topic, queue_id, origin = %origin, "copy queue found in the store and adopted");
+        self.persist();
+        changed
+    }
+
+    /// Apply an admin's `updateTopic` to a topic that may have copy queues:
+    /// the copies are kept (and stay readable), and own write queues may
+    /// not grow into them.
+    pub fn update_keeping_copies(&self, mut cfg: TopicConfig) -> Result<bool, String> {
+        if let Some(old) = self.get(&cfg.topic_name) {
+            let copies = copy_queues(&old);
+            if let Some(first) = copies.keys().next() {
+                if cfg.write_queue_nums > *first {
+                    return Err(format!(
+                        "queues {first} and up of topic {} hold copies of other regions' queues; \
+                         its own queues can grow to {first} at most",
+                        cfg.topic_name
+                    ));
+                }
+                set_copy_queues(&mut cfg, &copies);
+            }
+        }
+        Ok(self.upsert(cfg))
     }
 
     /// Write the table crash-safely. A failure is logged: the table in

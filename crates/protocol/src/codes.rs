@@ -224,6 +224,11 @@ pub mod request_code {
         /// Admin to a Raft member: hand leadership of its group to another
         /// member (header `RaftTransferLeaderRequestHeader`: `toNodeId`).
         RAFT_TRANSFER_LEADER = 9001,
+        /// A relay to a broker of another region: append records of one
+        /// origin queue to the broker's copy of it (header
+        /// `RelayAppendRequestHeader`, body: stored records as a pull
+        /// returns them). An empty body only asks where the copy ends.
+        RELAY_APPEND = 9002,
     }
 }
 
@@ -338,6 +343,7 @@ mod tests {
         assert_eq!(SEND_BATCH_MESSAGE, 320);
         assert_eq!(QUERY_TOPIC_CONSUME_BY_WHO, 300);
         assert_eq!(RAFT_TRANSFER_LEADER, 9001);
+        assert_eq!(RELAY_APPEND, 9002);
         use response_code::*;
         assert_eq!(SYSTEM_BUSY, 2);
         assert_eq!(TOPIC_NOT_EXIST, 17);

@@ -22,6 +22,8 @@
 //!   JSON that Java's fastjson writes.
 //! - [`message`] and [`message_id`] are the message record format and
 //!   message IDs.
+//! - [`origin`] names the queue a message was first stored in (region,
+//!   broker group, queue), the identity that relayed copies keep.
 //! - [`error`] is [`ProtocolError`], what every parser here returns.
 //!
 //! Everything here reads as tolerantly as RocketMQ's Java broker (other
@@ -37,6 +39,7 @@ pub mod header;
 pub mod language;
 pub mod message;
 pub mod message_id;
+pub mod origin;
 
 pub use command::{RemotingCommand, SerializeType};
 

@@ -138,6 +138,11 @@ pub mod property {
     pub const INNER_MULTI_QUEUE_OFFSET: &str = "INNER_MULTI_QUEUE_OFFSET";
     pub const TRACE_CONTEXT: &str = "TRACE_CONTEXT";
     pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    /// Meridian: where a relayed copy came from, its global identity
+    /// (`region/brokerName/queueId/queueOffset` of the origin queue).
+    pub const ORIGIN: &str = "MERIDIAN_ORIGIN";
+    /// Meridian: the store time (ms) of a relayed copy in its origin region.
+    pub const ORIGIN_STORE_TIME: &str = "MERIDIAN_ORIGIN_TS";
     pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
     pub const BORN_HOST: &str = "__BORNHOST";
     pub const BORN_TIMESTAMP: &str = "BORN_TIMESTAMP";

@@ -53,7 +53,11 @@ pub fn update_topic(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         order: h.order,
         ..Default::default()
     };
-    if b.topics.upsert(cfg) {
+    let changed = b
+        .topics
+        .update_keeping_copies(cfg)
+        .map_err(|e| error(req, rc::SYSTEM_ERROR, e))?;
+    if changed {
         tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, perm = h.perm, "topic updated");
         b.register_soon();
     }
@@ -93,6 +97,14 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     );
     put("brokerRole", format!("{:?}", b.broker_role()));
     put("regionId", b.config.region_id.clone());
+    put(
+        "relayAppendedTotal",
+        b.relay_counters.appended.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+    );
+    put(
+        "relayPresentTotal",
+        b.relay_counters.present.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+    );
     put(
         "commitLogMinOffset",
         b.store.min_commit_log_offset().to_string(),

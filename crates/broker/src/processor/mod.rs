@@ -15,6 +15,7 @@ pub mod offset;
 pub mod pull;
 pub mod query;
 pub mod raft;
+pub mod relay;
 pub mod send;
 pub mod send_back;
 
@@ -75,6 +76,7 @@ impl Handler for BrokerProcessor {
             rc::INVOKE_BROKER_TO_RESET_OFFSET => now(admin::reset_offset(b, &req)),
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::RAFT_TRANSFER_LEADER => raft::transfer_leader(b, req),
+            rc::RELAY_APPEND => relay::append(b, req),
             code => {
                 tracing::debug!(code, peer = %conn.peer(), "request code not supported");
                 Reply::Now(Some(req.response_to(

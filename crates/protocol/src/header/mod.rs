@@ -14,7 +14,8 @@
 //!   does: every field that has a value, under its Java name.
 //!
 //! One file per family of requests: [`send`], [`pull`], [`offset`],
-//! [`consumer`], [`query`], [`transaction`], [`namesrv`], [`admin`].
+//! [`consumer`], [`query`], [`transaction`], [`namesrv`], [`admin`],
+//! [`relay`].
 
 use crate::command::RemotingCommand;
 use crate::error::ProtocolError;
@@ -25,6 +26,7 @@ pub mod namesrv;
 pub mod offset;
 pub mod pull;
 pub mod query;
+pub mod relay;
 pub mod send;
 pub mod transaction;
 

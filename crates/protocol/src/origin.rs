@@ -1,0 +1,79 @@
+//! Origin queues: every queue of every region is an origin stream, named by
+//! its region, broker group and queue id. A message's global identity is its
+//! origin queue and its offset there; a relayed copy in another region is
+//! stored at the same offset of that region's copy of the queue, so the
+//! identity, the order and consumer offsets carry over unchanged.
+//!
+//! Written `region/brokerName/queueId` (and `/queueOffset` for one message).
+//! Region names have no `/`; broker names may, so the region is read up to
+//! the first `/` and the queue id (and offset) from the end.
+
+use std::fmt;
+
+/// An origin queue.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OriginQueue {
+    pub region: String,
+    pub broker: String,
+    pub queue_id: i32,
+}
+
+impl OriginQueue {
+    pub fn new(region: &str, broker: &str, queue_id: i32) -> OriginQueue {
+        OriginQueue {
+            region: region.to_string(),
+            broker: broker.to_string(),
+            queue_id,
+        }
+    }
+
+    /// Read `region/brokerName/queueId`.
+    pub fn parse(s: &str) -> Option<OriginQueue> {
+        let (region, rest) = s.split_once('/')?;
+        let (broker, queue) = rest.rsplit_once('/')?;
+        let queue_id = queue.parse::<i32>().ok().filter(|q| *q >= 0)?;
+        if region.is_empty() || broker.is_empty() {
+            return None;
+        }
+        Some(OriginQueue::new(region, broker, queue_id))
+    }
+
+    /// The global identity of the message at `offset` of this queue.
+    pub fn message_id(&self, offset: i64) -> String {
+        format!("{self}/{offset}")
+    }
+}
+
+impl fmt::Display for OriginQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.region, self.broker, self.queue_id)
+    }
+}
+
+/// Read a message's global identity, `region/brokerName/queueId/queueOffset`.
+pub fn parse_message_id(s: &str) -> Option<(OriginQueue, i64)> {
+    let (queue, offset) = s.rsplit_once('/')?;
+    let offset = offset.parse::<i64>().ok().filter(|o| *o >= 0)?;
+    Some((OriginQueue::parse(queue)?, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_a_slash_in_the_broker_name() {
+        let q = OriginQueue::new("east", "zone-1/broker-a", 3);
+        assert_eq!(q.to_string(), "east/zone-1/broker-a/3");
+        assert_eq!(OriginQueue::parse(&q.to_string()), Some(q.clone()));
+        assert_eq!(parse_message_id(&q.message_id(42)), Some((q, 42)));
+    }
+
+    #[test]
+    fn malformed_names_are_refused() {
+        for s in ["", "east", "east/b", "/b/1", "east//1", "east/b/x", "east/b/-1"] {
+            assert_eq!(OriginQueue::parse(s), None, "{s}");
+        }
+        assert_eq!(parse_message_id("east/b/1/-5"), None);
+    }
+}
