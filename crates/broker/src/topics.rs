@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use meridian_protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
-use meridian_protocol::origin::OriginQueue;
+use meridian_protocol::origin::{OriginQueue, COPY_QUEUES_ATTRIBUTE};
 use parking_lot::RwLock;
 
 use crate::config::BrokerConfig;
@@ -36,28 +36,9 @@ pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
 pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
 
-/// The topic attribute listing its copy queues: `4=east/broker-a/0;5=…`.
-pub const COPY_QUEUES_ATTRIBUTE: &str = "meridian.copyQueues";
-
-/// A topic's copy queues: queue id → the origin queue it holds. Entries
-/// that do not parse are left out (and logged).
+/// A topic's copy queues: queue id → the origin queue it holds.
 pub fn copy_queues(cfg: &TopicConfig) -> BTreeMap<i32, OriginQueue> {
-    let mut out = BTreeMap::new();
-    let Some(list) = cfg.attributes.get(COPY_QUEUES_ATTRIBUTE) else {
-        return out;
-    };
-    for item in list.split(';').filter(|s| !s.is_empty()) {
-        let parsed = item.split_once('=').and_then(|(q, o)| {
-            Some((q.parse::<i32>().ok()?, OriginQueue::parse(o)?))
-        });
-        match parsed {
-            Some((q, o)) => {
-                out.insert(q, o);
-            }
-            None => tracing::warn!(topic = %cfg.topic_name, item, "unreadable copy-queue entry ignored"),
-        }
-    }
-    out
+    meridian_protocol::origin::copy_queues(&cfg.attributes)
 }
 
 fn set_copy_queues(cfg: &mut TopicConfig, copies: &BTreeMap<i32, OriginQueue>) {
@@ -65,9 +46,10 @@ fn set_copy_queues(cfg: &mut TopicConfig, copies: &BTreeMap<i32, OriginQueue>) {
         cfg.attributes.remove(COPY_QUEUES_ATTRIBUTE);
         return;
     }
-    let list: Vec<String> = copies.iter().map(|(q, o)| format!("{q}={o}")).collect();
-    cfg.attributes
-        .insert(COPY_QUEUES_ATTRIBUTE.to_string(), list.join(";"));
+    cfg.attributes.insert(
+        COPY_QUEUES_ATTRIBUTE.to_string(),
+        meridian_protocol::origin::format_copy_queues(copies),
+    );
     let end = copies.keys().next_back().map_or(0, |q| q + 1);
     cfg.read_queue_nums = cfg.read_queue_nums.max(end);
 }
@@ -327,7 +309,11 @@ impl TopicConfigManager {
         let q = {
             let mut t = self.table.write();
             let cfg = t.topics.entry(topic.to_string()).or_insert_with(|| {
-                topic_config(topic, write_queues.clamp(1, 1024), perm::PERM_READ | perm::PERM_WRITE)
+                topic_config(
+                    topic,
+                    write_queues.clamp(1, 1024),
+                    perm::PERM_READ | perm::PERM_WRITE,
+                )
             });
             let mut copies = copy_queues(cfg);
             if let Some((q, _)) = copies.iter().find(|(_, o)| *o == origin) {

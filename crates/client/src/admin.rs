@@ -122,6 +122,23 @@ impl Admin {
         })
     }
 
+    /// Every topic config of the broker at `addr` (GET_ALL_TOPIC_CONFIG).
+    pub async fn all_topic_config(
+        &self,
+        addr: &str,
+    ) -> Result<std::collections::HashMap<String, TopicConfig>> {
+        let r = self
+            .call(addr, RemotingCommand::request(rc::GET_ALL_TOPIC_CONFIG))
+            .await?;
+        let r = Self::expect_ok("getAllTopicConfig", r)?;
+        let w: meridian_protocol::body::TopicConfigSerializeWrapper =
+            meridian_protocol::body::decode_body(&r.body).map_err(|e| ClientError::Decode {
+                what: "topic configs".into(),
+                detail: e.to_string(),
+            })?;
+        Ok(w.topic_config_table)
+    }
+
     /// The route of `topic`, or `None` when no broker serves it.
     pub async fn route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
         let mut req = RemotingCommand::request(rc::GET_ROUTEINFO_BY_TOPIC);

@@ -1,5 +1,6 @@
 //! `meridian` — the one binary: `dev` (name server and broker in one
-//! process), `namesrv`, `broker`, `admin` (mqadmin's commands), and `bench`
+//! process), `namesrv`, `broker`, `relay` (between regions), `admin`
+//! (mqadmin's commands), and `bench`
 //! (load and measurement, in the `meridian-bench` crate).
 //!
 //! - [`servers`] — starting and stopping the servers, signals.
@@ -55,6 +56,12 @@ enum Command {
         #[arg(short = 'n', long = "namesrvAddr")]
         namesrv_addr: Option<String>,
     },
+    /// A relay between two regions' clusters (`relay.conf`: srcClusterAddr,
+    /// destClusterAddr, replicationGroup, topics, maxTps).
+    Relay {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
     /// Administration, with mqadmin's command names and flags.
     Admin(admin::AdminArgs),
     /// Benchmark any RocketMQ-compatible broker: produce, consume, e2e.
@@ -91,6 +98,7 @@ fn main() {
                 config,
                 namesrv_addr,
             } => servers::broker(config, namesrv_addr).await,
+            Command::Relay { config } => servers::relay(config).await,
             Command::Admin(args) => admin::run(args).await,
             Command::Bench(args) => meridian_bench::run(args).await,
             Command::Netproxy(args) => netproxy::run(args).await,

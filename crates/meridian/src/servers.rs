@@ -79,6 +79,26 @@ pub async fn namesrv(config: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn relay(config: PathBuf) -> anyhow::Result<()> {
+    let mut conf = load_conf(Some(&config))?;
+    let (cfg, unknown) = meridian_relay::RelayConfig::from_conf(&mut conf)?;
+    warn_unknown(Some(&config), &unknown);
+    let status = cfg
+        .listen_port
+        .map(|p| std::net::SocketAddr::from(([0, 0, 0, 0], p)));
+    let name = cfg.replication_group.clone();
+    let relay = meridian_relay::Relay::start(cfg, status).await?;
+    match relay.status_addr() {
+        Some(a) => println!("The relay[{name}] boot success. status on {a}"),
+        None => println!("The relay[{name}] boot success."),
+    }
+    println!("meridian relay ready");
+    shutdown_signal().await;
+    relay.shutdown().await;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
 pub async fn broker(config: Option<PathBuf>, namesrv_addr: Option<String>) -> anyhow::Result<()> {
     let mut conf = load_conf(config.as_deref())?;
     if let Some(n) = namesrv_addr {

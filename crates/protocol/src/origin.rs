@@ -8,7 +8,36 @@
 //! Region names have no `/`; broker names may, so the region is read up to
 //! the first `/` and the queue id (and offset) from the end.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+
+/// The topic-config attribute listing a topic's copy queues on a broker:
+/// `4=east/broker-a/0;5=east/broker-a/1`.
+pub const COPY_QUEUES_ATTRIBUTE: &str = "meridian.copyQueues";
+
+/// A topic's copy queues from its attributes: queue id → the origin queue
+/// it holds. Entries that do not parse are left out.
+pub fn copy_queues(attributes: &HashMap<String, String>) -> BTreeMap<i32, OriginQueue> {
+    let mut out = BTreeMap::new();
+    let Some(list) = attributes.get(COPY_QUEUES_ATTRIBUTE) else {
+        return out;
+    };
+    for item in list.split(';').filter(|s| !s.is_empty()) {
+        if let Some((q, o)) = item
+            .split_once('=')
+            .and_then(|(q, o)| Some((q.parse::<i32>().ok()?, OriginQueue::parse(o)?)))
+        {
+            out.insert(q, o);
+        }
+    }
+    out
+}
+
+/// The attribute value for a topic's copy queues.
+pub fn format_copy_queues(copies: &BTreeMap<i32, OriginQueue>) -> String {
+    let list: Vec<String> = copies.iter().map(|(q, o)| format!("{q}={o}")).collect();
+    list.join(";")
+}
 
 /// An origin queue.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,8 +99,29 @@ mod tests {
     }
 
     #[test]
+    fn copy_queue_attribute_round_trip() {
+        let mut copies = BTreeMap::new();
+        copies.insert(4, OriginQueue::new("east", "broker-a", 0));
+        copies.insert(5, OriginQueue::new("west", "broker-b", 3));
+        let mut attrs = HashMap::new();
+        attrs.insert(
+            COPY_QUEUES_ATTRIBUTE.to_string(),
+            format!("{};junk;7=bad", format_copy_queues(&copies)),
+        );
+        assert_eq!(copy_queues(&attrs), copies);
+    }
+
+    #[test]
     fn malformed_names_are_refused() {
-        for s in ["", "east", "east/b", "/b/1", "east//1", "east/b/x", "east/b/-1"] {
+        for s in [
+            "",
+            "east",
+            "east/b",
+            "/b/1",
+            "east//1",
+            "east/b/x",
+            "east/b/-1",
+        ] {
             assert_eq!(OriginQueue::parse(s), None, "{s}");
         }
         assert_eq!(parse_message_id("east/b/1/-5"), None);

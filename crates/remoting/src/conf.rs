@@ -22,6 +22,8 @@ pub enum ConfError {
         value: String,
         reason: String,
     },
+    #[error("config key `{0}` is required")]
+    Missing(String),
 }
 
 /// The key/value pairs of a config file, with a record of which were used.

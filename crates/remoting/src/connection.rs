@@ -161,6 +161,44 @@ impl Connection {
         }
     }
 
+    /// Queue a request now and return a future for its response: requests
+    /// queued one after another are written in that order, however their
+    /// futures are polled (a pipeline of requests whose order matters).
+    /// Fails at once if the connection is closed or its write queue full.
+    pub fn invoke_queued(
+        self: &Arc<Self>,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<
+        impl std::future::Future<Output = Result<RemotingCommand, RemotingError>> + Send + 'static,
+        RemotingError,
+    > {
+        let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        request.opaque = opaque;
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(opaque, tx);
+        if let Err(e) = self.try_send(request) {
+            self.pending.lock().remove(&opaque);
+            return Err(e);
+        }
+        let conn = Arc::clone(self);
+        Ok(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(_)) => Err(RemotingError::Closed {
+                    addr: conn.peer.to_string(),
+                }),
+                Err(_) => {
+                    conn.pending.lock().remove(&opaque);
+                    Err(RemotingError::Timeout {
+                        addr: conn.peer.to_string(),
+                        millis: timeout.as_millis() as u64,
+                    })
+                }
+            }
+        })
+    }
+
     /// Send a request that has no response.
     pub async fn invoke_oneway(&self, mut request: RemotingCommand) -> Result<(), RemotingError> {
         request.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);

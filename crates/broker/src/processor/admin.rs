@@ -99,11 +99,17 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     put("regionId", b.config.region_id.clone());
     put(
         "relayAppendedTotal",
-        b.relay_counters.appended.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+        b.relay_counters
+            .appended
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
     );
     put(
         "relayPresentTotal",
-        b.relay_counters.present.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+        b.relay_counters
+            .present
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
     );
     put(
         "commitLogMinOffset",

@@ -37,7 +37,13 @@ pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
         Err(r) => return Reply::Now(Some(r)),
     };
     if plan.msgs.is_empty() {
-        return Reply::Now(Some(answer(&req, plan.queue_id, plan.next, 0, plan.present)));
+        return Reply::Now(Some(answer(
+            &req,
+            plan.queue_id,
+            plan.next,
+            0,
+            plan.present,
+        )));
     }
     let (queue_id, present, next_before) = (plan.queue_id, plan.present, plan.next);
     let count = plan.msgs.len();
@@ -51,8 +57,12 @@ pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
                     .results
                     .last()
                     .map_or(next_before, |r| r.queue_offset + 1);
-                b.relay_counters.appended.fetch_add(count as u64, Ordering::Relaxed);
-                b.relay_counters.present.fetch_add(present as u64, Ordering::Relaxed);
+                b.relay_counters
+                    .appended
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                b.relay_counters
+                    .present
+                    .fetch_add(present as u64, Ordering::Relaxed);
                 let mut resp = answer(&req, queue_id, next, count as i32, present);
                 match stored.replicas {
                     Replicas::Held => {}
@@ -61,7 +71,8 @@ pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
                     // records are in; nothing is stored twice.
                     Replicas::SlaveTimeout => {
                         resp.code = rc::FLUSH_SLAVE_TIMEOUT;
-                        resp.remark = Some("stored on the master; the slave did not confirm in time".into());
+                        resp.remark =
+                            Some("stored on the master; the slave did not confirm in time".into());
                     }
                     Replicas::NoSlave => {
                         resp.code = rc::SLAVE_NOT_AVAILABLE;
@@ -108,7 +119,13 @@ struct Plan {
     msgs: Vec<PutMessage>,
 }
 
-fn answer(req: &RemotingCommand, queue_id: i32, next: i64, appended: i32, present: i32) -> RemotingCommand {
+fn answer(
+    req: &RemotingCommand,
+    queue_id: i32,
+    next: i64,
+    appended: i32,
+    present: i32,
+) -> RemotingCommand {
     let mut r = req.response_to(rc::SUCCESS, None);
     RelayAppendResponseHeader {
         queue_id,
@@ -133,7 +150,11 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
         ));
     }
     if b.shutting_down.load(Ordering::Acquire) {
-        return Err(error(req, rc::SERVICE_NOT_AVAILABLE, "the broker is shutting down"));
+        return Err(error(
+            req,
+            rc::SERVICE_NOT_AVAILABLE,
+            "the broker is shutting down",
+        ));
     }
     topics::validate_topic(&h.topic).map_err(|e| error(req, rc::SYSTEM_ERROR, e))?;
     let origin = OriginQueue {
@@ -177,14 +198,21 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
             ));
         }
         let (m, used) = decode_record_bytes(&rest).map_err(|e| {
-            error(req, rc::MESSAGE_ILLEGAL, format!("a relayed record is malformed: {e}"))
+            error(
+                req,
+                rc::MESSAGE_ILLEGAL,
+                format!("a relayed record is malformed: {e}"),
+            )
         })?;
         rest = rest.slice(used..);
         if m.topic != h.topic {
             return Err(error(
                 req,
                 rc::MESSAGE_ILLEGAL,
-                format!("a record of topic {} in an append to topic {}", m.topic, h.topic),
+                format!(
+                    "a record of topic {} in an append to topic {}",
+                    m.topic, h.topic
+                ),
             ));
         }
         if expect.is_some_and(|e| e != m.queue_offset) {
@@ -209,10 +237,18 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
         }
         let mut properties = m.properties.clone();
         if m.property(property::ORIGIN).is_none() {
-            set_property(&mut properties, property::ORIGIN, &origin.message_id(m.queue_offset));
+            set_property(
+                &mut properties,
+                property::ORIGIN,
+                &origin.message_id(m.queue_offset),
+            );
         }
         if m.property(property::ORIGIN_STORE_TIME).is_none() {
-            set_property(&mut properties, property::ORIGIN_STORE_TIME, &m.store_timestamp.to_string());
+            set_property(
+                &mut properties,
+                property::ORIGIN_STORE_TIME,
+                &m.store_timestamp.to_string(),
+            );
         }
         msgs.push(PutMessage {
             topic: h.topic.clone(),

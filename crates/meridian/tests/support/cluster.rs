@@ -390,7 +390,7 @@ impl Process {
     }
 
     /// Wait until stdout has a line containing `marker`.
-    fn wait_for_line(mut self, marker: &str) -> Process {
+    pub fn wait_for_line(mut self, marker: &str) -> Process {
         self.wait_for_line_text(marker);
         self
     }
@@ -482,7 +482,8 @@ impl Process {
         }
     }
 
-    fn kill(&mut self) {
+    /// SIGKILL the process and reap it.
+    pub fn kill(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }

@@ -23,6 +23,7 @@ pub mod netproxy;
 pub mod ports;
 pub mod queues;
 pub mod raft;
+pub mod regions;
 
 pub use client::*;
 pub use cluster::Cluster;

@@ -1,0 +1,143 @@
+//! `relay.conf`: the keys of RocketMQ's cross-cluster replicator where it has
+//! them.
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `srcClusterAddr` | source name servers, `;`-separated (required) |
+//! | `destClusterAddr` | target name servers, `;`-separated (required) |
+//! | `replicationGroup` | the relay's name (required) |
+//! | `topics` | topics to relay, comma-separated; `/regex/` items match by pattern (required) |
+//! | `maxTps` | most records relayed per second over the whole link, 0 = no limit |
+//! | `relayPullBatchSize` | most records pulled and appended at once (256) |
+//! | `relayPipelineDepth` | appends in flight per queue (4) |
+//! | `routeRefreshIntervalMs` | how often routes and queues are looked up again (3000) |
+//! | `listenPort` | the status port (GET_BROKER_RUNTIME_INFO with the counters); absent: none |
+
+use meridian_remoting::conf::{Conf, ConfError};
+
+/// Which topics a link relays.
+#[derive(Clone, Debug)]
+pub struct TopicSelector {
+    pub names: Vec<String>,
+    pub patterns: Vec<regex::Regex>,
+}
+
+impl TopicSelector {
+    pub fn parse(s: &str) -> Result<TopicSelector, String> {
+        let mut sel = TopicSelector {
+            names: Vec::new(),
+            patterns: Vec::new(),
+        };
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item.strip_prefix('/').and_then(|i| i.strip_suffix('/')) {
+                Some(p) => {
+                    let re = regex::Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| format!("`{item}` is not a valid pattern: {e}"))?;
+                    sel.patterns.push(re);
+                }
+                None => sel.names.push(item.to_string()),
+            }
+        }
+        if sel.names.is_empty() && sel.patterns.is_empty() {
+            return Err("no topic given".into());
+        }
+        Ok(sel)
+    }
+
+    /// Whether a pattern must be matched against the source's topic list.
+    pub fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.names.iter().any(|n| n == topic) || self.patterns.iter().any(|p| p.is_match(topic))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub src_namesrv: String,
+    pub dest_namesrv: String,
+    pub replication_group: String,
+    pub topics: TopicSelector,
+    pub max_tps: u64,
+    pub pull_batch: i32,
+    pub pipeline_depth: usize,
+    pub refresh_ms: u64,
+    pub listen_port: Option<u16>,
+}
+
+impl RelayConfig {
+    /// Read a relay.conf. Returns the config and the keys it did not know.
+    pub fn from_conf(conf: &mut Conf) -> Result<(RelayConfig, Vec<String>), ConfError> {
+        let required = |conf: &mut Conf, key: &str| {
+            conf.str(key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ConfError::Missing(key.to_string()))
+        };
+        let src_namesrv = required(conf, "srcClusterAddr")?;
+        let dest_namesrv = required(conf, "destClusterAddr")?;
+        let replication_group = required(conf, "replicationGroup")?;
+        let topics_text = required(conf, "topics")?;
+        let topics = TopicSelector::parse(&topics_text).map_err(|reason| ConfError::Invalid {
+            key: "topics".into(),
+            value: topics_text.clone(),
+            reason,
+        })?;
+        let mut c = RelayConfig {
+            src_namesrv,
+            dest_namesrv,
+            replication_group,
+            topics,
+            max_tps: 0,
+            pull_batch: 256,
+            pipeline_depth: 4,
+            refresh_ms: 3_000,
+            listen_port: None,
+        };
+        c.listen_port = conf.get::<u16>("listenPort")?;
+        if let Some(v) = conf.get::<u64>("maxTps")? {
+            c.max_tps = v;
+        }
+        if let Some(v) = conf.get::<i32>("relayPullBatchSize")? {
+            c.pull_batch = v.clamp(1, 1024);
+        }
+        if let Some(v) = conf.get::<usize>("relayPipelineDepth")? {
+            c.pipeline_depth = v.clamp(1, 64);
+        }
+        if let Some(v) = conf.get::<u64>("routeRefreshIntervalMs")? {
+            c.refresh_ms = v.clamp(100, 60_000);
+        }
+        Ok((c, conf.unknown_keys()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_patterns() {
+        let s = TopicSelector::parse("orders, /pay-.*/ ,").unwrap();
+        assert!(s.matches("orders"));
+        assert!(s.matches("pay-eu"));
+        assert!(!s.matches("xpay-eu"));
+        assert!(!s.matches("order"));
+        assert!(TopicSelector::parse(" , ").is_err());
+        assert!(TopicSelector::parse("/(/").is_err());
+    }
+
+    #[test]
+    fn required_keys_are_named() {
+        let mut conf = Conf::parse("srcClusterAddr=a:1\ntopics=t\nreplicationGroup=g\n");
+        let e = RelayConfig::from_conf(&mut conf).unwrap_err().to_string();
+        assert!(e.contains("destClusterAddr"), "{e}");
+        let mut conf = Conf::parse(
+            "srcClusterAddr=a:1\ndestClusterAddr=b:1\ntopics=t\nreplicationGroup=g\nmaxTps=5\nbogus=1\n",
+        );
+        let (c, unknown) = RelayConfig::from_conf(&mut conf).unwrap();
+        assert_eq!(c.max_tps, 5);
+        assert_eq!(unknown, vec!["bogus".to_string()]);
+    }
+}

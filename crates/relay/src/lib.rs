@@ -1,0 +1,271 @@
+//! `meridian relay`: copies chosen topics from one region's cluster into
+//! another's, exactly once, in order, with the target as its own
+//! checkpoint. A relay is a client of both clusters over the remoting
+//! protocol; run one per direction of every link (two-way, chain, ring,
+//! mesh, hub and spokes are all sets of one-way links).
+//!
+//! - [`config`] — `relay.conf`.
+//! - [`topology`] — which origin queues the link carries and where each
+//!   one's copy lives in the target, looked up again every few seconds.
+//! - [`stream`] — one origin queue: pull from the source, append to the
+//!   target's copy (RELAY_APPEND), pipelined.
+//! - [`stats`] — per-stream counters: relayed, already present, lag.
+//!
+//! Why it is exact: a copy queue is the origin queue at the same offsets,
+//! and the target stores a record only at the offset where its copy
+//! continues. A record that reaches a region by two paths, or again after a
+//! relay restarts, is refused as already present; a record never enters
+//! its origin region again (the target refuses it, and the relay does not
+//! send it).
+
+pub mod config;
+pub mod stats;
+pub mod stream;
+pub mod topology;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_client::Admin;
+use meridian_protocol::body::KVTable;
+use meridian_protocol::codes::{request_code, response_code};
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::{Connection, Handler, RemotingClient, Reply};
+use tokio::sync::watch;
+
+pub use config::RelayConfig;
+use stats::LinkStats;
+use topology::{Plan, StreamKey};
+
+/// What every stream of a link shares.
+pub struct Shared {
+    pub config: RelayConfig,
+    /// Connections to the source's brokers.
+    pub src: RemotingClient,
+    /// Connections to the target's brokers.
+    pub dst: RemotingClient,
+    pub limiter: Limiter,
+    pub stats: LinkStats,
+}
+
+/// `maxTps`: at most this many records a second over the whole link.
+pub struct Limiter {
+    per_second: u64,
+    state: tokio::sync::Mutex<(tokio::time::Instant, f64)>,
+}
+
+impl Limiter {
+    pub fn new(per_second: u64) -> Limiter {
+        Limiter {
+            per_second,
+            state: tokio::sync::Mutex::new((tokio::time::Instant::now(), per_second as f64)),
+        }
+    }
+
+    /// Wait until `n` more records may go (a token bucket holding at most
+    /// one second's worth).
+    pub async fn acquire(&self, n: u64) {
+        if self.per_second == 0 {
+            return;
+        }
+        let rate = self.per_second as f64;
+        let mut s = self.state.lock().await;
+        let now = tokio::time::Instant::now();
+        s.1 = (s.1 + now.duration_since(s.0).as_secs_f64() * rate).min(rate);
+        s.0 = now;
+        s.1 -= n as f64;
+        if s.1 < 0.0 {
+            let wait = Duration::from_secs_f64(-s.1 / rate);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    supervisor: tokio::task::JoinHandle<()>,
+    status: Option<meridian_remoting::Server>,
+}
+
+impl Relay {
+    /// Start relaying. `status_addr`, if given, serves
+    /// GET_BROKER_RUNTIME_INFO with the link's counters.
+    pub async fn start(
+        config: RelayConfig,
+        status_addr: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Relay> {
+        let shared = Arc::new(Shared {
+            limiter: Limiter::new(config.max_tps),
+            config,
+            src: RemotingClient::new(),
+            dst: RemotingClient::new(),
+            stats: LinkStats::default(),
+        });
+        let status = match status_addr {
+            Some(addr) => Some(
+                meridian_remoting::serve(
+                    addr,
+                    Arc::new(StatusHandler {
+                        shared: shared.clone(),
+                    }),
+                    Default::default(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("the relay cannot listen on {addr}: {e}"))?,
+            ),
+            None => None,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let supervisor = tokio::spawn(supervise(shared.clone(), stop_rx));
+        Ok(Relay {
+            shared,
+            stop,
+            supervisor,
+            status,
+        })
+    }
+
+    /// Where the status port listens.
+    pub fn status_addr(&self) -> Option<std::net::SocketAddr> {
+        self.status.as_ref().map(|s| s.local_addr())
+    }
+
+    /// The link's counters (see [`stats::LinkStats::table`]).
+    pub fn stats(&self) -> std::collections::BTreeMap<String, String> {
+        self.shared.stats.table()
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.supervisor.await;
+        if let Some(s) = &self.status {
+            s.stop();
+        }
+        self.shared.src.close_all();
+        self.shared.dst.close_all();
+    }
+}
+
+/// Look the link up every `routeRefreshIntervalMs`; start a stream for
+/// every origin queue that appears, tell streams whose source or target
+/// moved, stop those that are gone.
+async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let src = Admin::new(&shared.config.src_namesrv);
+    let dst = Admin::new(&shared.config.dest_namesrv);
+    let mut streams: HashMap<StreamKey, (watch::Sender<Plan>, tokio::task::JoinHandle<()>)> =
+        HashMap::new();
+    let mut summary = tokio::time::interval(Duration::from_secs(30));
+    let mut last_error: Option<String> = None;
+    loop {
+        match topology::look_up(&shared.config, &src, &dst).await {
+            Ok(view) => {
+                if last_error.take().is_some() || streams.is_empty() && !view.plans.is_empty() {
+                    tracing::info!(
+                        source_region = ?view.source_region,
+                        target_region = %view.target_region,
+                        streams = view.plans.len(),
+                        "relay link up"
+                    );
+                }
+                streams.retain(|key, (_, task)| {
+                    let keep = view.plans.contains_key(key) && !task.is_finished();
+                    if !keep {
+                        tracing::info!(topic = %key.0, origin = %key.1, "stream no longer relayed");
+                        task.abort();
+                    }
+                    keep
+                });
+                for (key, plan) in view.plans {
+                    match streams.get(&key) {
+                        Some((tx, _)) => {
+                            tx.send_if_modified(|cur| {
+                                let changed = *cur != plan;
+                                if changed {
+                                    tracing::info!(topic = %key.0, origin = %key.1, source = %plan.source_addr, target = %plan.target_addr, "stream moved");
+                                    *cur = plan.clone();
+                                }
+                                changed
+                            });
+                        }
+                        None => {
+                            tracing::info!(topic = %key.0, origin = %key.1, source = %plan.source_addr, target = %plan.target_addr, "stream started");
+                            let (tx, rx) = watch::channel(plan);
+                            let stats = shared.stats.stream(&key);
+                            let task =
+                                tokio::spawn(stream::run(shared.clone(), key.clone(), rx, stats));
+                            streams.insert(key, (tx, task));
+                        }
+                    }
+                }
+                shared.stats.retain(|k| streams.contains_key(k));
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if last_error.as_deref() != Some(&e) {
+                    tracing::warn!(error = %e, "cannot look up the relay link; streams keep their last plan");
+                }
+                last_error = Some(e);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(shared.config.refresh_ms)) => {}
+            _ = summary.tick() => {
+                let t = shared.stats.table();
+                let totals: Vec<String> = t
+                    .iter()
+                    .filter(|(k, _)| k.matches('.').count() == 2)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                tracing::info!(streams = streams.len(), "{}", totals.join(" "));
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    for (_, (_, task)) in streams {
+        task.abort();
+    }
+}
+
+/// The status port: GET_BROKER_RUNTIME_INFO answers the link's counters.
+struct StatusHandler {
+    shared: Arc<Shared>,
+}
+
+impl Handler for StatusHandler {
+    fn handle(&self, _conn: &Arc<Connection>, req: RemotingCommand) -> Reply {
+        let response = match req.code {
+            request_code::GET_BROKER_RUNTIME_INFO => {
+                let mut table: HashMap<String, String> =
+                    self.shared.stats.table().into_iter().collect();
+                table.insert(
+                    "replicationGroup".into(),
+                    self.shared.config.replication_group.clone(),
+                );
+                table.insert(
+                    "srcClusterAddr".into(),
+                    self.shared.config.src_namesrv.clone(),
+                );
+                table.insert(
+                    "destClusterAddr".into(),
+                    self.shared.config.dest_namesrv.clone(),
+                );
+                match serde_json::to_vec(&KVTable { table }) {
+                    Ok(body) => req
+                        .response_to(response_code::SUCCESS, None)
+                        .with_body(body),
+                    Err(e) => req.response_to(response_code::SYSTEM_ERROR, Some(e.to_string())),
+                }
+            }
+            code => req.response_to(
+                response_code::REQUEST_CODE_NOT_SUPPORTED,
+                Some(format!(
+                    "the relay's status port does not serve request code {code}"
+                )),
+            ),
+        };
+        Reply::Now(Some(response))
+    }
+}

@@ -1,0 +1,218 @@
+//! One origin queue's stream from the source to its copy in the target.
+//!
+//! The copy says where it continues (RELAY_APPEND with an empty body), so
+//! the target is the checkpoint: a relay that was killed, or whose target
+//! lost its tail, starts again from what the target holds. Records are
+//! pulled from that offset and appended in batches with several appends in
+//! flight on one connection (queued in order, so the target stores them in
+//! order); an answer that says the copy continues elsewhere than expected
+//! (another path got there first, or a gap) drops what is in flight and
+//! resumes from there. Nothing can be stored twice: the target stores a
+//! record only at the offset where its copy continues.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use meridian_client::consumer::{Pull, PullResult, PullStatus};
+use meridian_protocol::codes::{request_code, response_code};
+use meridian_protocol::header::relay::{RelayAppendRequestHeader, RelayAppendResponseHeader};
+use meridian_protocol::RemotingCommand;
+use tokio::sync::watch;
+
+use crate::stats::StreamStats;
+use crate::topology::{Plan, StreamKey};
+use crate::Shared;
+
+/// How long an append may take before the stream starts over.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a pull waits at the source for new records.
+const LONG_POLL: Duration = Duration::from_secs(2);
+/// Pause after a failure before trying again.
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// Relay one stream until `plan` is dropped by the supervisor.
+pub async fn run(
+    shared: Arc<Shared>,
+    key: StreamKey,
+    mut plan: watch::Receiver<Plan>,
+    stats: Arc<StreamStats>,
+) {
+    let (topic, origin) = &key;
+    loop {
+        let p = plan.borrow_and_update().clone();
+        match relay(&shared, topic, origin, &p, &mut plan, &stats).await {
+            Ok(()) => {} // the plan changed: start over with the new one
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, origin = %origin, error = %e, "relay stream interrupted; resuming from the target's position");
+                tokio::select! {
+                    _ = tokio::time::sleep(BACKOFF) => {}
+                    r = plan.changed() => if r.is_err() { return },
+                }
+            }
+        }
+        if plan.has_changed().is_err() {
+            return;
+        }
+    }
+}
+
+struct InFlight {
+    /// The offset the copy continues at once this append is stored.
+    end: i64,
+    /// Origin store time of its last record.
+    last_store_ms: i64,
+    response: std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<RemotingCommand, meridian_remoting::RemotingError>,
+                > + Send,
+        >,
+    >,
+}
+
+async fn relay(
+    shared: &Arc<Shared>,
+    topic: &str,
+    origin: &meridian_protocol::origin::OriginQueue,
+    p: &Plan,
+    plan: &mut watch::Receiver<Plan>,
+    stats: &StreamStats,
+) -> anyhow::Result<()> {
+    let target = shared.dst.connection(&p.target_addr).await?;
+    let request = |body: Bytes| {
+        let mut req = RemotingCommand::request(request_code::RELAY_APPEND).with_body(body);
+        RelayAppendRequestHeader {
+            topic: topic.to_string(),
+            origin_region: origin.region.clone(),
+            origin_broker: origin.broker.clone(),
+            origin_queue_id: origin.queue_id,
+            write_queue_nums: Some(p.write_queue_nums),
+        }
+        .write(&mut req);
+        req
+    };
+    // Where the copy continues: the target is the checkpoint.
+    let probe = target.invoke(request(Bytes::new()), APPEND_TIMEOUT).await?;
+    let mut expected = appended(&probe)?.next_offset;
+    stats.copy_next.store(expected, Ordering::Relaxed);
+    let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    loop {
+        if plan.has_changed().unwrap_or(true) {
+            return Ok(());
+        }
+        // Keep the pipeline full while the source has records.
+        while inflight.len() < shared.config.pipeline_depth {
+            let wait = inflight.is_empty().then_some(LONG_POLL);
+            let pulled = pull(shared, topic, p, expected, wait).await?;
+            stats.source_max.store(pulled.max_offset, Ordering::Relaxed);
+            match pulled.status {
+                PullStatus::Found => {}
+                PullStatus::NoNewMessage => break,
+                PullStatus::OffsetIllegal | PullStatus::Retry => {
+                    if pulled.next_offset > expected {
+                        // The source no longer has records below
+                        // next_offset: only an empty copy can start there.
+                        tracing::warn!(topic, origin = %origin, copy_next = expected, source_min = pulled.min_offset, "the source has deleted records the copy does not hold yet");
+                        expected = pulled.next_offset;
+                        stats.source_gap.store(true, Ordering::Relaxed);
+                    }
+                    break;
+                }
+            }
+            let (mut n, mut last, mut last_store_ms) = (0u64, expected - 1, 0);
+            for r in pulled.iter() {
+                let r =
+                    r.map_err(|e| anyhow::anyhow!("the source sent an unreadable record: {e}"))?;
+                n += 1;
+                last = r.queue_offset;
+                last_store_ms = r.store_timestamp;
+            }
+            if n == 0 {
+                break;
+            }
+            shared.limiter.acquire(n).await;
+            let response = target.invoke_queued(request(pulled.records), APPEND_TIMEOUT)?;
+            inflight.push_back(InFlight {
+                end: last + 1,
+                last_store_ms,
+                response: Box::pin(response),
+            });
+            expected = last + 1;
+        }
+        let Some(f) = inflight.pop_front() else {
+            continue;
+        };
+        let r = f.response.await?;
+        let h = appended(&r)?;
+        stats
+            .appended
+            .fetch_add(h.appended.max(0) as u64, Ordering::Relaxed);
+        stats
+            .present
+            .fetch_add(h.present.max(0) as u64, Ordering::Relaxed);
+        stats.copy_next.store(h.next_offset, Ordering::Relaxed);
+        if h.appended > 0 {
+            stats.lag_ms.store(
+                (meridian_protocol::now_ms() - f.last_store_ms).max(0),
+                Ordering::Relaxed,
+            );
+        }
+        if r.code != response_code::SUCCESS {
+            // Stored, but not yet replicated as the target promises: send
+            // again from where the target says; it answers "present" for
+            // what it holds.
+            anyhow::bail!(
+                "target {} answered code {}: {}",
+                p.target_addr,
+                r.code,
+                r.remark.unwrap_or_default()
+            );
+        }
+        if h.next_offset != f.end {
+            // Another path got there first, or the copy has a gap before
+            // this batch: what is in flight no longer fits.
+            inflight.clear();
+            expected = h.next_offset;
+        }
+        stats.source_gap.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The answer to an append: its header, or the error it carries.
+fn appended(r: &RemotingCommand) -> anyhow::Result<RelayAppendResponseHeader> {
+    match RelayAppendResponseHeader::parse(r) {
+        Ok(h) => Ok(h),
+        Err(_) => anyhow::bail!(
+            "the target refused the append: code {}: {}",
+            r.code,
+            r.remark.clone().unwrap_or_default()
+        ),
+    }
+}
+
+async fn pull(
+    shared: &Shared,
+    topic: &str,
+    p: &Plan,
+    offset: i64,
+    wait: Option<Duration>,
+) -> anyhow::Result<PullResult> {
+    let pull = Pull {
+        group: &shared.config.replication_group,
+        topic,
+        broker_name: &p.source_broker,
+        queue_id: p.source_queue,
+        offset,
+        max_msgs: shared.config.pull_batch,
+        suspend: wait,
+    };
+    let r = shared
+        .src
+        .invoke(&p.source_addr, pull.request(), pull.timeout())
+        .await?;
+    Ok(PullResult::from_response(r)?)
+}

@@ -1,0 +1,246 @@
+//! What a link relays, looked up from both clusters every
+//! `routeRefreshIntervalMs`: every origin queue that the source region
+//! serves for the chosen topics (its own queues, and the copies it holds of
+//! other regions' queues), minus those that originate in the target region,
+//! and where in the target each one's copy lives.
+//!
+//! A copy's place in the target: the broker that already holds it (its
+//! topic config lists it), or else one chosen by a fixed hash of the origin
+//! queue's name over the target's broker groups, so that every relay that
+//! reaches the target by any path picks the same one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use meridian_client::Admin;
+use meridian_protocol::body::{ClusterInfo, TopicConfig};
+use meridian_protocol::origin::{copy_queues, OriginQueue};
+
+use crate::config::RelayConfig;
+
+/// The region a broker without a `zoneName` belongs to (RocketMQ's default
+/// `regionId`).
+pub const DEFAULT_REGION: &str = "DefaultRegion";
+
+/// One origin queue to relay: where to read it and where its copy goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The source broker group and the address to read from (its master,
+    /// or a slave while it has none).
+    pub source_broker: String,
+    pub source_addr: String,
+    /// The queue id on the source broker (the origin's own id there, or the
+    /// source's copy of it).
+    pub source_queue: i32,
+    /// The target broker group and its master's address.
+    pub target_broker: String,
+    pub target_addr: String,
+    /// Own write queues of the topic at the source: how many the target
+    /// gives the topic if it has to create it.
+    pub write_queue_nums: i32,
+}
+
+/// A stream's name: its topic and origin queue.
+pub type StreamKey = (String, OriginQueue);
+
+/// The whole link as seen now.
+#[derive(Debug, Default)]
+pub struct LinkView {
+    pub source_region: Option<String>,
+    pub target_region: String,
+    pub plans: BTreeMap<StreamKey, Plan>,
+}
+
+/// One cluster's broker groups: the address to use (master first) and the
+/// region each belongs to.
+struct Side {
+    addrs: BTreeMap<String, String>,
+    masters: BTreeSet<String>,
+    regions: HashMap<String, String>,
+}
+
+impl Side {
+    fn of(info: &ClusterInfo) -> Side {
+        let mut side = Side {
+            addrs: BTreeMap::new(),
+            masters: BTreeSet::new(),
+            regions: HashMap::new(),
+        };
+        for (name, data) in &info.broker_addr_table {
+            if let Some((id, addr)) = data.broker_addrs.iter().next() {
+                side.addrs.insert(name.clone(), addr.clone());
+                if *id == meridian_protocol::body::route::MASTER_ID {
+                    side.masters.insert(name.clone());
+                }
+            }
+            let region = data
+                .zone_name
+                .clone()
+                .filter(|z| !z.is_empty())
+                .unwrap_or_else(|| DEFAULT_REGION.to_string());
+            side.regions.insert(name.clone(), region);
+        }
+        side
+    }
+}
+
+/// FNV-1a: a hash every relay process computes alike (std's hasher is
+/// seeded per process).
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Look the link up.
+pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Result<LinkView> {
+    let src_side = Side::of(&src.cluster_info().await?);
+    let dst_side = Side::of(&dst.cluster_info().await?);
+    let mut dst_regions: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in &dst_side.masters {
+        if let Some(r) = dst_side.regions.get(name) {
+            *dst_regions.entry(r).or_default() += 1;
+        }
+    }
+    let Some(target_region) = dst_regions
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(r, _)| r.to_string())
+    else {
+        anyhow::bail!(
+            "the target cluster ({}) has no master broker registered",
+            cfg.dest_namesrv
+        );
+    };
+    if dst_regions.len() > 1 {
+        tracing::warn!(regions = ?dst_regions, "the target cluster's brokers name several regions; relaying into {target_region}");
+    }
+    let mut topics: BTreeSet<String> = cfg.topics.names.iter().cloned().collect();
+    if cfg.topics.has_patterns() {
+        for t in src.topic_list().await? {
+            if cfg.topics.matches(&t) {
+                topics.insert(t);
+            }
+        }
+    }
+
+    // Topic configs of every target master (where copies already live).
+    let mut dst_configs: BTreeMap<String, HashMap<String, TopicConfig>> = BTreeMap::new();
+    for name in &dst_side.masters {
+        let addr = &dst_side.addrs[name];
+        match dst.all_topic_config(addr).await {
+            Ok(c) => {
+                dst_configs.insert(name.clone(), c);
+            }
+            Err(e) => {
+                tracing::warn!(broker = %name, addr, error = %e, "cannot read the target broker's topics")
+            }
+        }
+    }
+    let mut src_configs: HashMap<String, HashMap<String, TopicConfig>> = HashMap::new();
+    let mut view = LinkView {
+        source_region: None,
+        target_region: target_region.clone(),
+        plans: BTreeMap::new(),
+    };
+    for topic in topics {
+        let Some(route) = src.route(&topic).await? else {
+            continue;
+        };
+        for qd in &route.queue_datas {
+            let Some(addr) = src_side.addrs.get(&qd.broker_name) else {
+                continue;
+            };
+            if !src_configs.contains_key(addr) {
+                match src.all_topic_config(addr).await {
+                    Ok(c) => {
+                        src_configs.insert(addr.clone(), c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(broker = %qd.broker_name, addr, error = %e, "cannot read the source broker's topics");
+                        continue;
+                    }
+                }
+            }
+            let cfg = src_configs.get(addr).and_then(|c| c.get(&topic));
+            let copies = cfg.map(|c| copy_queues(&c.attributes)).unwrap_or_default();
+            let write_queue_nums = cfg.map_or(qd.write_queue_nums, |c| c.write_queue_nums);
+            let read_queue_nums = cfg.map_or(qd.read_queue_nums, |c| c.read_queue_nums);
+            let region = src_side
+                .regions
+                .get(&qd.broker_name)
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_REGION.to_string());
+            view.source_region.get_or_insert_with(|| region.clone());
+            for q in 0..read_queue_nums {
+                let origin = copies
+                    .get(&q)
+                    .cloned()
+                    .unwrap_or_else(|| OriginQueue::new(&region, &qd.broker_name, q));
+                if origin.region == target_region {
+                    continue;
+                }
+                let Some((target_broker, target_addr)) =
+                    place(&topic, &origin, &dst_side, &dst_configs)
+                else {
+                    continue;
+                };
+                view.plans.insert(
+                    (topic.clone(), origin),
+                    Plan {
+                        source_broker: qd.broker_name.clone(),
+                        source_addr: addr.clone(),
+                        source_queue: q,
+                        target_broker,
+                        target_addr,
+                        write_queue_nums,
+                    },
+                );
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// Where the copy of `origin` lives in the target, or goes.
+fn place(
+    topic: &str,
+    origin: &OriginQueue,
+    dst: &Side,
+    configs: &BTreeMap<String, HashMap<String, TopicConfig>>,
+) -> Option<(String, String)> {
+    for (name, topics) in configs {
+        if let Some(cfg) = topics.get(topic) {
+            if copy_queues(&cfg.attributes).values().any(|o| o == origin) {
+                return Some((name.clone(), dst.addrs.get(name)?.clone()));
+            }
+        }
+    }
+    // Broker groups that have the topic, or else every master.
+    let with_topic: Vec<&String> = configs
+        .iter()
+        .filter(|(_, t)| t.contains_key(topic))
+        .map(|(n, _)| n)
+        .collect();
+    let candidates: Vec<&String> = if with_topic.is_empty() {
+        dst.masters.iter().collect()
+    } else {
+        with_topic
+    };
+    if candidates.is_empty() {
+        return None;
+    }
+    let name = candidates[(stable_hash(&origin.to_string()) % candidates.len() as u64) as usize];
+    Some((name.clone(), dst.addrs.get(name)?.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_the_same_in_every_process() {
+        // FNV-1a test vectors.
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
