@@ -134,7 +134,7 @@ async fn a_ring_of_three_regions_gives_every_region_every_message_once() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     // east → west → north → east: east's messages reach north through west.
-    let mut relays = vec![
+    let mut relays = [
         Relay::start(dir.path(), &regions[0], &regions[1], &topic, ""),
         Relay::start(dir.path(), &regions[1], &regions[2], &topic, ""),
         Relay::start(dir.path(), &regions[2], &regions[0], &topic, ""),
