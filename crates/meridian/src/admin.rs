@@ -854,6 +854,10 @@ fn message_json(m: &MessageExt) -> serde_json::Value {
         "bornHost": m.born_host.to_string(),
         "storeHost": m.store_host.to_string(),
         "sysFlag": m.sys_flag,
+        // The region it was first stored in and, for a copy relayed from
+        // there, its origin queue and offset.
+        "region": props.get("MSG_REGION"),
+        "origin": props.get("MERIDIAN_ORIGIN"),
         "properties": props,
         "bodyLength": m.body.len(),
         "body": String::from_utf8_lossy(&m.body),
@@ -884,6 +888,17 @@ fn print_message(m: &MessageExt, json: bool) -> anyhow::Result<()> {
         ("Born Host", m.born_host.to_string()),
         ("Store Host", m.store_host.to_string()),
         ("System Flag", m.sys_flag.to_string()),
+        (
+            "Region",
+            prop(&props, "MSG_REGION").unwrap_or("").to_string(),
+        ),
+        (
+            "Origin",
+            match prop(&props, "MERIDIAN_ORIGIN") {
+                Some(o) => format!("{o} (relayed copy)"),
+                None => "stored here first".to_string(),
+            },
+        ),
         ("Properties", format!("{:?}", props)),
         (
             "Message Body",
