@@ -184,3 +184,57 @@ async fn a_ring_of_three_regions_gives_every_region_every_message_once() {
         "own queues and copies of two regions' queues"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_mesh_stores_each_message_once_and_refuses_the_second_path() {
+    let topic = unique("mesh");
+    let regions = [
+        Region::start("east", ""),
+        Region::start("west", ""),
+        Region::start("north", ""),
+    ];
+    for r in &regions {
+        r.create_topic(&topic, QUEUES);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Every ordered pair: each message reaches each other region directly
+    // and again through the third.
+    let mut relays = Vec::new();
+    for (i, src) in regions.iter().enumerate() {
+        for (j, dst) in regions.iter().enumerate() {
+            if i != j {
+                relays.push(Relay::start(dir.path(), src, dst, &topic, ""));
+            }
+        }
+    }
+    let mut expected = Vec::new();
+    for r in &regions {
+        let p = start_producer(&r.namesrv()).await;
+        expected.extend(produce(&p, &r.name, &topic, 0, 40).await);
+    }
+    for r in &regions {
+        expect_held(r, &topic, &expected).await;
+    }
+    // Every region stored each other region's messages exactly once,
+    // though each could reach it by two paths (a second path either finds
+    // the copy already ahead, or is refused as present).
+    let admin = meridian_client::Admin::new(&regions[0].namesrv());
+    let mut appended = 0u64;
+    let mut present = 0u64;
+    for r in &regions {
+        let rt = admin.runtime_info(&r.broker()).await.expect("brokerStatus");
+        appended += rt["relayAppendedTotal"].parse::<u64>().unwrap();
+        present += rt["relayPresentTotal"].parse::<u64>().unwrap();
+        assert_eq!(
+            rt.get("regionId").map(String::as_str),
+            Some(r.name.as_str())
+        );
+    }
+    assert_eq!(
+        appended,
+        2 * 120,
+        "each region stored each other region's 80 messages once"
+    );
+    eprintln!("copies refused as already present: {present}");
+    drop(relays);
+}
