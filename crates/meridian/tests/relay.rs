@@ -121,18 +121,24 @@ async fn expect_held(region: &Region, topic: &str, expected: &[String]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_ring_of_three_regions_gives_every_region_every_message_once() {
-    let topic = unique("ring");
+/// Regions east, west and north, each with `topic`, and a directory for
+/// relay files.
+fn three_regions(topic: &str) -> ([Region; 3], tempfile::TempDir) {
     let regions = [
         Region::start("east", ""),
         Region::start("west", ""),
         Region::start("north", ""),
     ];
     for r in &regions {
-        r.create_topic(&topic, QUEUES);
+        r.create_topic(topic, QUEUES);
     }
-    let dir = tempfile::tempdir().expect("temp dir");
+    (regions, tempfile::tempdir().expect("temp dir"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ring_of_three_regions_gives_every_region_every_message_once() {
+    let topic = unique("ring");
+    let (regions, dir) = three_regions(&topic);
     // east → west → north → east: east's messages reach north through west.
     let mut relays = [
         Relay::start(dir.path(), &regions[0], &regions[1], &topic, ""),
@@ -188,15 +194,7 @@ async fn a_ring_of_three_regions_gives_every_region_every_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_mesh_stores_each_message_once_and_refuses_the_second_path() {
     let topic = unique("mesh");
-    let regions = [
-        Region::start("east", ""),
-        Region::start("west", ""),
-        Region::start("north", ""),
-    ];
-    for r in &regions {
-        r.create_topic(&topic, QUEUES);
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (regions, dir) = three_regions(&topic);
     // Every ordered pair: each message reaches each other region directly
     // and again through the third.
     let mut relays = Vec::new();
