@@ -17,11 +17,17 @@ use serde::{Deserialize, Serialize};
 struct OffsetFile {
     #[serde(default)]
     offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Meridian: when each offset was committed (ms), so an offset carried
+    /// in from another region never replaces a newer local commit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    commit_time_table: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 pub struct ConsumerOffsetManager {
     path: PathBuf,
     table: RwLock<HashMap<String, BTreeMap<i32, i64>>>,
+    /// `topic@group` → queue id → commit time (ms).
+    times: RwLock<HashMap<String, BTreeMap<i32, i64>>>,
     dirty: std::sync::atomic::AtomicBool,
 }
 
@@ -33,6 +39,7 @@ impl ConsumerOffsetManager {
     pub fn open(root: &std::path::Path) -> std::io::Result<ConsumerOffsetManager> {
         let path = root.join("config").join("consumerOffset.json");
         let mut table = HashMap::new();
+        let mut times = HashMap::new();
         if let Some(bytes) = meridian_store::config_file::load(&path)? {
             let file: OffsetFile = serde_json::from_slice(&bytes).map_err(|e| {
                 std::io::Error::new(
@@ -41,10 +48,12 @@ impl ConsumerOffsetManager {
                 )
             })?;
             table = file.offset_table.into_iter().collect();
+            times = file.commit_time_table.into_iter().collect();
         }
         Ok(ConsumerOffsetManager {
             path,
             table: RwLock::new(table),
+            times: RwLock::new(times),
             dirty: false.into(),
         })
     }
@@ -63,11 +72,72 @@ impl ConsumerOffsetManager {
         }
         let k = key(topic, group);
         let mut t = self.table.write();
-        let queues = t.entry(k).or_default();
+        let queues = t.entry(k.clone()).or_default();
         if queues.get(&queue_id) != Some(&offset) {
             queues.insert(queue_id, offset);
             self.dirty.store(true, std::sync::atomic::Ordering::Release);
         }
+        self.times
+            .write()
+            .entry(k)
+            .or_default()
+            .insert(queue_id, crate::now_ms());
+    }
+
+    /// An offset carried in from another region, committed there at
+    /// `commit_time`: taken only if no offset of this queue was committed
+    /// here later. Returns whether it was taken.
+    pub fn commit_carried(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        commit_time: i64,
+    ) -> bool {
+        if offset < 0 {
+            return false;
+        }
+        let k = key(topic, group);
+        let mut t = self.table.write();
+        let mut times = self.times.write();
+        let local = times.get(&k).and_then(|q| q.get(&queue_id)).copied();
+        if local.is_some_and(|at| at >= commit_time) {
+            return false;
+        }
+        t.entry(k.clone()).or_default().insert(queue_id, offset);
+        times.entry(k).or_default().insert(queue_id, commit_time);
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        true
+    }
+
+    /// Every committed offset of `topics`, with its commit time (0 if
+    /// unknown: committed before times were kept).
+    pub fn with_times(
+        &self,
+        topics: &[&str],
+    ) -> Vec<meridian_protocol::body::relay::CarriedOffset> {
+        let t = self.table.read();
+        let times = self.times.read();
+        let mut out = Vec::new();
+        for (k, queues) in t.iter() {
+            let Some((topic, group)) = k.split_once('@') else {
+                continue;
+            };
+            if !topics.contains(&topic) {
+                continue;
+            }
+            for (q, offset) in queues {
+                out.push(meridian_protocol::body::relay::CarriedOffset {
+                    group: group.to_string(),
+                    topic: topic.to_string(),
+                    queue_id: *q,
+                    offset: *offset,
+                    commit_time: times.get(k).and_then(|m| m.get(q)).copied().unwrap_or(0),
+                });
+            }
+        }
+        out
     }
 
     /// Every queue offset of a group on a topic.
@@ -134,6 +204,7 @@ impl ConsumerOffsetManager {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&OffsetFile {
             offset_table: self.snapshot(),
+            commit_time_table: BTreeMap::new(),
         })
         .unwrap_or_default()
     }
@@ -153,6 +224,12 @@ impl ConsumerOffsetManager {
         let file = OffsetFile {
             offset_table: self
                 .table
+                .read()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            commit_time_table: self
+                .times
                 .read()
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
@@ -184,5 +261,28 @@ mod tests {
         assert_eq!(m.query("g", "t", 0), Some(42));
         assert_eq!(m.query("g", "t", 3), Some(7));
         assert_eq!(m.groups_of_topic("t"), vec!["g".to_string()]);
+    }
+
+    #[test]
+    fn a_carried_offset_never_replaces_a_newer_local_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = ConsumerOffsetManager::open(dir.path()).unwrap();
+        // Nothing here yet: taken.
+        assert!(m.commit_carried("g", "t", 0, 10, 1_000));
+        assert_eq!(m.query("g", "t", 0), Some(10));
+        // Older than what is here: refused.
+        assert!(!m.commit_carried("g", "t", 0, 5, 900));
+        // A consumer commits here now: later carried-in offsets from
+        // before now are refused.
+        m.commit("g", "t", 0, 12);
+        assert!(!m.commit_carried("g", "t", 0, 30, crate::now_ms() - 1_000));
+        assert_eq!(m.query("g", "t", 0), Some(12));
+        m.persist();
+        let m = ConsumerOffsetManager::open(dir.path()).unwrap();
+        assert!(!m.commit_carried("g", "t", 0, 30, crate::now_ms() - 1_000));
+        let all = m.with_times(&["t"]);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].offset, 12);
+        assert!(all[0].commit_time > 1_000);
     }
 }

@@ -236,3 +236,76 @@ async fn a_full_mesh_stores_each_message_once_and_refuses_the_second_path() {
     eprintln!("copies refused as already present: {present}");
     drop(relays);
 }
+
+/// Start a stock push consumer of `group` on `topic` in `region`.
+async fn consume(
+    region: &Region,
+    group: &str,
+    topic: &str,
+    inbox: &Inbox,
+) -> rocketmq_client_rust::DefaultMQPushConsumer {
+    let mut consumer = push_consumer(&region.namesrv(), group).build();
+    consumer.subscribe(topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    consumer.start().await.expect("consumer starts");
+    consumer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_group_moved_to_another_region_receives_exactly_the_rest() {
+    let topic = unique("move");
+    let (regions, dir) = three_regions(&topic);
+    let [east, west, _] = &regions;
+    let _relays = [
+        Relay::start(dir.path(), east, west, &topic, "offsetSyncIntervalMs=300"),
+        Relay::start(dir.path(), west, east, &topic, "offsetSyncIntervalMs=300"),
+    ];
+    let (pe, pw) = (
+        start_producer(&east.namesrv()).await,
+        start_producer(&west.namesrv()).await,
+    );
+    let mut first = produce(&pe, "east", &topic, 0, 30).await;
+    first.extend(produce(&pw, "west", &topic, 0, 30).await);
+    expect_held(east, &topic, &first).await;
+
+    // The group consumes everything there is in east, then stops (its
+    // offsets are committed as it shuts down)...
+    let group = unique("moving");
+    let inbox = Inbox::new();
+    let mut consumer = consume(east, &group, &topic, &inbox).await;
+    inbox.expect_exactly_once(&first).await;
+    consumer.shutdown().await;
+    // ...both regions take more messages...
+    let mut rest = produce(&pe, "east", &topic, 30, 20).await;
+    rest.extend(produce(&pw, "west", &topic, 30, 20).await);
+    let mut all = first.clone();
+    all.extend(rest.iter().cloned());
+    expect_held(west, &topic, &all).await;
+    // ...and the offsets it committed in east reach west: for east's own
+    // queues as offsets of west's copies, for east's copies of west's
+    // queues as offsets of west's own queues.
+    let admin = meridian_client::Admin::new(&west.namesrv());
+    let carried = within(Duration::from_secs(30), || async {
+        let mut req = meridian_protocol::RemotingCommand::request(
+            meridian_protocol::codes::request_code::RELAY_GET_OFFSETS,
+        );
+        req.set_ext("topics", topic.clone());
+        let Ok(r) = admin.call(&west.broker(), req).await else {
+            return false;
+        };
+        let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
+            serde_json::from_slice(&r.body).unwrap_or_default();
+        list.iter()
+            .filter(|o| o.group == group)
+            .map(|o| o.offset)
+            .sum::<i64>()
+            == first.len() as i64
+    })
+    .await;
+    assert!(carried, "the group's offsets never reached west");
+    // In west the group receives exactly what it had not consumed in east.
+    let inbox = Inbox::new();
+    let mut consumer = consume(west, &group, &topic, &inbox).await;
+    inbox.expect_exactly_once(&rest).await;
+    consumer.shutdown().await;
+}

@@ -229,6 +229,14 @@ pub mod request_code {
         /// `RelayAppendRequestHeader`, body: stored records as a pull
         /// returns them). An empty body only asks where the copy ends.
         RELAY_APPEND = 9002,
+        /// A relay reads a broker's consumer offsets of some topics, with
+        /// when each was committed (header `topics`, comma-separated;
+        /// answer: a JSON list of `CarriedOffset`).
+        RELAY_GET_OFFSETS = 9003,
+        /// A relay carries consumer offsets into a broker of another
+        /// region (body: a JSON list of `CarriedOffset`); an offset is
+        /// taken only if it was committed later than the broker's own.
+        RELAY_PUT_OFFSETS = 9004,
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `relayPullBatchSize` | most records pulled and appended at once (256) |
 //! | `relayPipelineDepth` | appends in flight per queue (4) |
 //! | `routeRefreshIntervalMs` | how often routes and queues are looked up again (3000) |
+//! | `offsetSyncIntervalMs` | how often consumer offsets are carried (5000) |
 //! | `listenPort` | the status port (GET_BROKER_RUNTIME_INFO with the counters); absent: none |
 
 use meridian_remoting::conf::{Conf, ConfError};
@@ -65,6 +66,7 @@ pub struct RelayConfig {
     pub pipeline_depth: usize,
     pub refresh_ms: u64,
     pub listen_port: Option<u16>,
+    pub offset_sync_ms: u64,
 }
 
 impl RelayConfig {
@@ -95,7 +97,11 @@ impl RelayConfig {
             pipeline_depth: 4,
             refresh_ms: 3_000,
             listen_port: None,
+            offset_sync_ms: 5_000,
         };
+        if let Some(v) = conf.get::<u64>("offsetSyncIntervalMs")? {
+            c.offset_sync_ms = v.clamp(100, 600_000);
+        }
         c.listen_port = conf.get::<u16>("listenPort")?;
         if let Some(v) = conf.get::<u64>("maxTps")? {
             c.max_tps = v;

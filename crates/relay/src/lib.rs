@@ -9,6 +9,8 @@
 //!   one's copy lives in the target, looked up again every few seconds.
 //! - [`stream`] — one origin queue: pull from the source, append to the
 //!   target's copy (RELAY_APPEND), pipelined.
+//! - [`offsets`] — consumer offsets carried along the link, so a group
+//!   that moves to the target region continues where it was.
 //! - [`stats`] — per-stream counters: relayed, already present, lag.
 //!
 //! Why it is exact: a copy queue is the origin queue at the same offsets,
@@ -19,6 +21,7 @@
 //! send it).
 
 pub mod config;
+pub mod offsets;
 pub mod stats;
 pub mod stream;
 pub mod topology;
@@ -159,9 +162,13 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         HashMap::new();
     let mut summary = tokio::time::interval(Duration::from_secs(30));
     let mut last_error: Option<String> = None;
+    let mut offset_sync =
+        tokio::time::interval(Duration::from_millis(shared.config.offset_sync_ms));
+    let mut offset_targets = Default::default();
     loop {
         match topology::look_up(&shared.config, &src, &dst).await {
-            Ok(view) => {
+            Ok(mut view) => {
+                offset_targets = std::mem::take(&mut view.offset_targets);
                 if last_error.take().is_some() || streams.is_empty() && !view.plans.is_empty() {
                     tracing::info!(
                         source_region = ?view.source_region,
@@ -212,6 +219,9 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(shared.config.refresh_ms)) => {}
+            _ = offset_sync.tick() => {
+                offsets::carry(&shared, &offset_targets).await;
+            }
             _ = summary.tick() => {
                 let t = shared.stats.table();
                 let totals: Vec<String> = t

@@ -40,6 +40,8 @@ impl StreamStats {
 #[derive(Default)]
 pub struct LinkStats {
     streams: Mutex<BTreeMap<StreamKey, Arc<StreamStats>>>,
+    /// Consumer offsets the targets took.
+    pub offsets_carried: AtomicU64,
 }
 
 impl LinkStats {
@@ -83,6 +85,10 @@ impl LinkStats {
             t.insert(format!("relay.{topic}.lagMs"), lag_ms.to_string());
         }
         t.insert("relayStreams".into(), streams.len().to_string());
+        t.insert(
+            "relayOffsetsCarried".into(),
+            self.offsets_carried.load(Ordering::Relaxed).to_string(),
+        );
         t
     }
 

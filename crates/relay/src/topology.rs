@@ -48,6 +48,12 @@ pub struct LinkView {
     pub source_region: Option<String>,
     pub target_region: String,
     pub plans: BTreeMap<StreamKey, Plan>,
+    /// Where a consumer offset of a source queue goes in the target:
+    /// (topic, source address, source queue) → (target address, queue).
+    /// The same origin queue in both regions, so the offset carries over
+    /// unchanged: to the target's copy, or to the target's own queue when
+    /// the origin is the target region.
+    pub offset_targets: BTreeMap<(String, String, i32), (String, i32)>,
 }
 
 /// One cluster's broker groups: the address to use (master first) and the
@@ -141,6 +147,7 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         source_region: None,
         target_region: target_region.clone(),
         plans: BTreeMap::new(),
+        offset_targets: BTreeMap::new(),
     };
     for topic in topics {
         let Some(route) = src.route(&topic).await? else {
@@ -177,7 +184,18 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
                     .cloned()
                     .unwrap_or_else(|| OriginQueue::new(&region, &qd.broker_name, q));
                 if origin.region == target_region {
+                    // Back home: the target's own queue of that origin.
+                    if let Some(a) = dst_side.addrs.get(&origin.broker) {
+                        view.offset_targets.insert(
+                            (topic.clone(), addr.clone(), q),
+                            (a.clone(), origin.queue_id),
+                        );
+                    }
                     continue;
+                }
+                if let Some(found) = copy_in(&topic, &origin, &dst_side, &dst_configs) {
+                    view.offset_targets
+                        .insert((topic.clone(), addr.clone(), q), found);
                 }
                 let Some((target_broker, target_addr)) =
                     place(&topic, &origin, &dst_side, &dst_configs)
@@ -199,6 +217,21 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         }
     }
     Ok(view)
+}
+
+/// The target address and queue id of an existing copy of `origin`.
+fn copy_in(
+    topic: &str,
+    origin: &OriginQueue,
+    dst: &Side,
+    configs: &BTreeMap<String, HashMap<String, TopicConfig>>,
+) -> Option<(String, i32)> {
+    configs.iter().find_map(|(name, topics)| {
+        let (q, _) = copy_queues(&topics.get(topic)?.attributes)
+            .into_iter()
+            .find(|(_, o)| o == origin)?;
+        Some((dst.addrs.get(name)?.clone(), q))
+    })
 }
 
 /// Where the copy of `origin` lives in the target, or goes.

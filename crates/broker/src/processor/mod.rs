@@ -77,6 +77,8 @@ impl Handler for BrokerProcessor {
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::RAFT_TRANSFER_LEADER => raft::transfer_leader(b, req),
             rc::RELAY_APPEND => relay::append(b, req),
+            rc::RELAY_GET_OFFSETS => now(relay::get_offsets(b, &req)),
+            rc::RELAY_PUT_OFFSETS => now(relay::put_offsets(b, &req)),
             code => {
                 tracing::debug!(code, peer = %conn.peer(), "request code not supported");
                 Reply::Now(Some(req.response_to(

@@ -109,6 +109,59 @@ pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
     }
 }
 
+/// RELAY_GET_OFFSETS: committed offsets of some topics, with their times.
+pub fn get_offsets(
+    b: &Arc<BrokerInner>,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, RemotingCommand> {
+    let h = meridian_protocol::header::relay::RelayGetOffsetsRequestHeader::parse(req)
+        .map_err(|e| bad_header(req, e))?;
+    let topics: Vec<&str> = h
+        .topics
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    super::json_ok(req, &b.offsets.with_times(&topics))
+}
+
+/// RELAY_PUT_OFFSETS: offsets carried in from another region; each is
+/// taken only if committed later than this broker's own.
+pub fn put_offsets(
+    b: &Arc<BrokerInner>,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, RemotingCommand> {
+    if b.is_slave() {
+        return Err(error(
+            req,
+            rc::SERVICE_NOT_AVAILABLE,
+            "offsets go to the master",
+        ));
+    }
+    let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
+        serde_json::from_slice(&req.body).map_err(|e| {
+            error(
+                req,
+                rc::SYSTEM_ERROR,
+                format!("the offset list is malformed: {e}"),
+            )
+        })?;
+    let mut taken = 0;
+    for o in &list {
+        if topics::validate_topic(&o.topic).is_err() || o.group.is_empty() {
+            continue;
+        }
+        if b.offsets
+            .commit_carried(&o.group, &o.topic, o.queue_id, o.offset, o.commit_time)
+        {
+            taken += 1;
+        }
+    }
+    let mut r = req.response_to(rc::SUCCESS, None);
+    r.set_ext("taken", taken.to_string());
+    Ok(r)
+}
+
 /// What an append will do.
 struct Plan {
     queue_id: i32,

@@ -29,6 +29,7 @@ pub mod heartbeat;
 pub mod kv;
 pub(crate) mod lenient;
 pub mod queue;
+pub mod relay;
 pub mod route;
 pub mod stats;
 pub mod topic;

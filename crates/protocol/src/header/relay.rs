@@ -24,6 +24,14 @@ header! {
 }
 
 header! {
+    /// RELAY_GET_OFFSETS's request.
+    pub struct RelayGetOffsetsRequestHeader {
+        /// Topics whose offsets to read, comma-separated.
+        topics: String = "topics",
+    }
+}
+
+header! {
     /// RELAY_APPEND's answer (SUCCESS, or an error with the same fields
     /// where they are known).
     pub struct RelayAppendResponseHeader {
