@@ -344,7 +344,7 @@ impl TopicConfigManager {
     /// (found in its records: the table had lost it). Returns true if the
     /// table changed.
     pub fn adopt_copy_queue(&self, topic: &str, queue_id: i32, origin: &OriginQueue) -> bool {
-        let changed = {
+        {
             let mut t = self.table.write();
             let Some(cfg) = t.topics.get_mut(topic) else {
                 return false;
@@ -359,11 +359,10 @@ impl TopicConfigManager {
             copies.insert(queue_id, origin.clone());
             set_copy_queues(cfg, &copies);
             bump(&mut t.version);
-            true
-        };
+        }
         tracing::warn!(topic, queue_id, origin = %origin, "copy queue found in the store and adopted");
         self.persist();
-        changed
+        true
     }
 
     /// Apply an admin's `updateTopic` to a topic that may have copy queues:

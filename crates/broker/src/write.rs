@@ -46,6 +46,25 @@ pub enum Replicas {
     NoSlave,
 }
 
+impl Replicas {
+    /// The response code and remark of a write that was stored but not
+    /// replicated as the role promises; `None` when it was.
+    pub fn shortfall(self) -> Option<(i32, &'static str)> {
+        use meridian_protocol::codes::response_code as rc;
+        match self {
+            Replicas::Held => None,
+            Replicas::SlaveTimeout => Some((
+                rc::FLUSH_SLAVE_TIMEOUT,
+                "the message is stored on the master but the slave did not confirm it in time",
+            )),
+            Replicas::NoSlave => Some((
+                rc::SLAVE_NOT_AVAILABLE,
+                "the message is stored on the master but no slave is in sync",
+            )),
+        }
+    }
+}
+
 impl Stored {
     /// Stored as durably as the broker's role promises.
     pub fn is_held(&self) -> bool {
@@ -79,6 +98,38 @@ impl std::fmt::Display for WriteError {
 }
 
 impl BrokerInner {
+    /// Why this broker takes no writes now (a slave, a Raft follower, or
+    /// shutting down), or `None` when it does.
+    pub fn refuses_writes(&self) -> Option<String> {
+        if self.is_slave() {
+            return Some(match &self.raft {
+                Some(node) => match node.role().borrow().leader_id {
+                    Some(id) => format!(
+                        "the broker[{}] is a follower of Raft group {}; n{id} leads it",
+                        self.config.broker_addr(),
+                        node.peers().group
+                    ),
+                    None => format!(
+                        "the broker[{}] is a follower of Raft group {}, which has no leader yet",
+                        self.config.broker_addr(),
+                        node.peers().group
+                    ),
+                },
+                None => format!(
+                    "the broker[{}] is a slave; send to its master",
+                    self.config.broker_addr()
+                ),
+            });
+        }
+        if self
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Some("the broker is shutting down".into());
+        }
+        None
+    }
+
     /// Store messages as the broker's role promises (see the module
     /// documentation). The messages are handed over before this returns.
     pub fn write(&self, msgs: Vec<PutMessage>) -> WriteFuture {

@@ -183,17 +183,7 @@ fn assert_all_present(what: &str, acked: &[String], seen: &HashMap<String, usize
 async fn sync_master_killed_under_load_loses_nothing_it_acknowledged() {
     let mut group = master_slave("SYNC_MASTER");
     let ns = group.namesrv_addr();
-    group.admin(&[
-        "updateTopic",
-        "-t",
-        TOPIC,
-        "-c",
-        "DefaultCluster",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
+    group.create_topic(TOPIC, 4);
     wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
     let mut all_acked = Vec::new();
     for trial in 0..trials() {
@@ -231,17 +221,7 @@ async fn sync_master_killed_under_load_loses_nothing_it_acknowledged() {
 async fn sync_master_whose_slave_dies_answers_slave_not_available_then_recovers() {
     let mut group = master_slave("SYNC_MASTER");
     let ns = group.namesrv_addr();
-    group.admin(&[
-        "updateTopic",
-        "-t",
-        TOPIC,
-        "-c",
-        "DefaultCluster",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
+    group.create_topic(TOPIC, 4);
     wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
     let mut all_acked = Vec::new();
     let mut saw_slave_unavailable = false;
@@ -276,17 +256,7 @@ async fn sync_master_whose_slave_dies_answers_slave_not_available_then_recovers(
 async fn async_master_replicates_and_the_whole_group_restarts() {
     let mut group = master_slave("ASYNC_MASTER");
     let ns = group.namesrv_addr();
-    group.admin(&[
-        "updateTopic",
-        "-t",
-        TOPIC,
-        "-c",
-        "DefaultCluster",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
+    group.create_topic(TOPIC, 4);
     wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
     let load = start_load(&group, 0);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -355,17 +325,7 @@ async fn sync_master_acknowledges_a_send_back_only_once_the_slave_holds_it() {
     let mut group = master_slave("SYNC_MASTER");
     let ns = group.namesrv_addr();
     let (master, slave) = (group.broker_addr(0), group.broker_addr(1));
-    group.admin(&[
-        "updateTopic",
-        "-t",
-        TOPIC,
-        "-c",
-        "DefaultCluster",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
+    group.create_topic(TOPIC, 4);
     wait_topic(&ns, &slave, TOPIC).await;
     wait_slave_connected(&group).await;
     let producer = Producer::new(&ns, "ha-producer");

@@ -72,17 +72,7 @@ async fn wait_in_step(group: &BrokerGroup, admin: &Admin) {
 
 async fn create_topic(group: &BrokerGroup, admin: &Admin) {
     leader(group, admin).await;
-    group.admin(&[
-        "updateTopic",
-        "-t",
-        TOPIC,
-        "-c",
-        "DefaultCluster",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
+    group.create_topic(TOPIC, 4);
     // Followers copy topic configs from the leader every 3 s, once they
     // know its address (from their registration's answer). A member that
     // led without the topic would register the group without it, and the

@@ -118,17 +118,7 @@ async fn check_members(group: &BrokerGroup, admin: &Admin, acked: &[String], amb
 
 async fn create_topic(group: &BrokerGroup, admin: &Admin) {
     leader(group, admin).await;
-    group.admin(&[
-        "updateTopic",
-        "-t",
-        TOPIC,
-        "-c",
-        "DefaultCluster",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
+    group.create_topic(TOPIC, 4);
     wait_in_step(group, admin).await;
 }
 

@@ -219,6 +219,20 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
     Ok(view)
 }
 
+/// The target broker group and queue id of an existing copy of `origin`.
+fn existing_copy<'a>(
+    topic: &str,
+    origin: &OriginQueue,
+    configs: &'a BTreeMap<String, HashMap<String, TopicConfig>>,
+) -> Option<(&'a String, i32)> {
+    configs.iter().find_map(|(name, topics)| {
+        let (q, _) = copy_queues(&topics.get(topic)?.attributes)
+            .into_iter()
+            .find(|(_, o)| o == origin)?;
+        Some((name, q))
+    })
+}
+
 /// The target address and queue id of an existing copy of `origin`.
 fn copy_in(
     topic: &str,
@@ -226,12 +240,8 @@ fn copy_in(
     dst: &Side,
     configs: &BTreeMap<String, HashMap<String, TopicConfig>>,
 ) -> Option<(String, i32)> {
-    configs.iter().find_map(|(name, topics)| {
-        let (q, _) = copy_queues(&topics.get(topic)?.attributes)
-            .into_iter()
-            .find(|(_, o)| o == origin)?;
-        Some((dst.addrs.get(name)?.clone(), q))
-    })
+    let (name, q) = existing_copy(topic, origin, configs)?;
+    Some((dst.addrs.get(name)?.clone(), q))
 }
 
 /// Where the copy of `origin` lives in the target, or goes.
@@ -241,12 +251,8 @@ fn place(
     dst: &Side,
     configs: &BTreeMap<String, HashMap<String, TopicConfig>>,
 ) -> Option<(String, String)> {
-    for (name, topics) in configs {
-        if let Some(cfg) = topics.get(topic) {
-            if copy_queues(&cfg.attributes).values().any(|o| o == origin) {
-                return Some((name.clone(), dst.addrs.get(name)?.clone()));
-            }
-        }
+    if let Some((name, _)) = existing_copy(topic, origin, configs) {
+        return Some((name.clone(), dst.addrs.get(name)?.clone()));
     }
     // Broker groups that have the topic, or else every master.
     let with_topic: Vec<&String> = configs

@@ -146,6 +146,16 @@ impl Connection {
             self.pending.lock().remove(&opaque);
             return Err(e);
         }
+        self.response(opaque, rx, timeout).await
+    }
+
+    /// Wait for the response to request `opaque`, forgetting it on timeout.
+    async fn response(
+        &self,
+        opaque: i32,
+        rx: oneshot::Receiver<RemotingCommand>,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(_)) => Err(RemotingError::Closed {
@@ -182,21 +192,7 @@ impl Connection {
             return Err(e);
         }
         let conn = Arc::clone(self);
-        Ok(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(_)) => Err(RemotingError::Closed {
-                    addr: conn.peer.to_string(),
-                }),
-                Err(_) => {
-                    conn.pending.lock().remove(&opaque);
-                    Err(RemotingError::Timeout {
-                        addr: conn.peer.to_string(),
-                        millis: timeout.as_millis() as u64,
-                    })
-                }
-            }
-        })
+        Ok(async move { conn.response(opaque, rx, timeout).await })
     }
 
     /// Send a request that has no response.

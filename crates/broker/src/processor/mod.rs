@@ -112,6 +112,63 @@ pub fn bad_header(req: &RemotingCommand, e: meridian_protocol::ProtocolError) ->
     )
 }
 
+/// The response to a write that stored nothing (or, for a flush timeout,
+/// whose durability is unknown): the same code and remark for every
+/// request that writes.
+pub fn write_failed(req: &RemotingCommand, e: crate::WriteError) -> RemotingCommand {
+    use crate::WriteError;
+    use meridian_store::PutError;
+    match e {
+        WriteError::NotLeader(why) => error(req, response_code::SERVICE_NOT_AVAILABLE, why),
+        WriteError::Busy(why) => error(req, response_code::SYSTEM_BUSY, why),
+        WriteError::Unknown(why) => error(
+            req,
+            response_code::FLUSH_SLAVE_TIMEOUT,
+            format!("the message may not be stored on a majority of the Raft group: {why}"),
+        ),
+        WriteError::Put(PutError::FlushTimeout(_)) => error(
+            req,
+            response_code::FLUSH_DISK_TIMEOUT,
+            "the message is stored but was not flushed to disk in time",
+        ),
+        WriteError::Put(PutError::MessageIllegal(why)) => {
+            error(req, response_code::MESSAGE_ILLEGAL, why)
+        }
+        WriteError::Put(PutError::DiskFull) => error(
+            req,
+            response_code::SERVICE_NOT_AVAILABLE,
+            "the broker's disk is full; messages are refused until space is freed",
+        ),
+        WriteError::Put(PutError::ServiceNotAvailable(why)) => {
+            error(req, response_code::SERVICE_NOT_AVAILABLE, why)
+        }
+        WriteError::Put(e @ PutError::QueueOffsetMismatch { .. }) => {
+            error(req, response_code::SYSTEM_ERROR, e.to_string())
+        }
+        WriteError::Put(PutError::Io(e)) => {
+            tracing::error!(error = %e, "store write failed");
+            error(
+                req,
+                response_code::SYSTEM_ERROR,
+                format!("store write failed: {e}"),
+            )
+        }
+    }
+}
+
+/// Answer with `fut`: at once if it is already done (a write that needed no
+/// waiting), else once it is.
+pub fn reply_when_done(
+    fut: impl std::future::Future<Output = RemotingCommand> + Send + 'static,
+) -> Reply {
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => Reply::Now(Some(r)),
+        std::task::Poll::Pending => Reply::Later(Box::pin(async move { Some(fut.await) })),
+    }
+}
+
 pub fn ok(req: &RemotingCommand) -> RemotingCommand {
     req.response_to(response_code::SUCCESS, None)
 }

@@ -24,9 +24,9 @@ use meridian_protocol::RemotingCommand;
 use meridian_remoting::Reply;
 use meridian_store::{PutError, PutMessage};
 
-use super::{bad_header, error};
+use super::{bad_header, error, reply_when_done, write_failed};
 use crate::topics::{self, copy_queues};
-use crate::{BrokerInner, Replicas, WriteError};
+use crate::{BrokerInner, WriteError};
 
 /// Most records one RELAY_APPEND may carry.
 pub const MAX_RECORDS_PER_APPEND: usize = 4096;
@@ -49,9 +49,8 @@ pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
     let count = plan.msgs.len();
     let written = b.write(plan.msgs);
     let b = b.clone();
-    let fut = async move {
-        let r = written.await;
-        let response = match r {
+    reply_when_done(async move {
+        match written.await {
             Ok(stored) => {
                 let next = stored
                     .results
@@ -64,20 +63,12 @@ pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
                     .present
                     .fetch_add(present as u64, Ordering::Relaxed);
                 let mut resp = answer(&req, queue_id, next, count as i32, present);
-                match stored.replicas {
-                    Replicas::Held => {}
-                    // Stored here but not replicated as promised: the relay
-                    // sends again, and the copy answers "present" once the
-                    // records are in; nothing is stored twice.
-                    Replicas::SlaveTimeout => {
-                        resp.code = rc::FLUSH_SLAVE_TIMEOUT;
-                        resp.remark =
-                            Some("stored on the master; the slave did not confirm in time".into());
-                    }
-                    Replicas::NoSlave => {
-                        resp.code = rc::SLAVE_NOT_AVAILABLE;
-                        resp.remark = Some("stored on the master; no slave is in sync".into());
-                    }
+                // Stored here but not replicated as promised: the relay
+                // sends again, and the copy answers "present" once the
+                // records are in; nothing is stored twice.
+                if let Some((code, why)) = stored.replicas.shortfall() {
+                    resp.code = code;
+                    resp.remark = Some(why.to_string());
                 }
                 resp
             }
@@ -85,28 +76,9 @@ pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
                 // Another writer of the copy (a second path) got there first.
                 answer(&req, queue_id, next, 0, present)
             }
-            Err(WriteError::Put(PutError::FlushTimeout(r))) => {
-                let mut resp = answer(&req, queue_id, r.queue_offset + 1, 0, present);
-                resp.code = rc::FLUSH_DISK_TIMEOUT;
-                resp.remark = Some("stored but not flushed to disk in time".into());
-                resp
-            }
-            Err(WriteError::NotLeader(why)) => error(&req, rc::SERVICE_NOT_AVAILABLE, why),
-            Err(WriteError::Busy(why)) => error(&req, rc::SYSTEM_BUSY, why),
-            Err(e @ WriteError::Unknown(_)) => error(&req, rc::FLUSH_SLAVE_TIMEOUT, e.to_string()),
-            Err(WriteError::Put(PutError::DiskFull)) => {
-                error(&req, rc::SERVICE_NOT_AVAILABLE, "the broker's disk is full")
-            }
-            Err(WriteError::Put(e)) => error(&req, rc::SYSTEM_ERROR, e.to_string()),
-        };
-        Some(response)
-    };
-    let mut fut = Box::pin(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::future::Future::poll(fut.as_mut(), &mut cx) {
-        std::task::Poll::Ready(r) => Reply::Now(r),
-        std::task::Poll::Pending => Reply::Later(Box::pin(fut)),
-    }
+            Err(e) => write_failed(&req, e),
+        }
+    })
 }
 
 /// RELAY_GET_OFFSETS: committed offsets of some topics, with their times.
@@ -328,7 +300,7 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
 
 /// The copy queue of `origin` in `topic`, created if it has none. A copy
 /// the topic table lost (a Raft leader that failed before its followers
-/// copied the table) is found again by its records' origin.
+/// copied the table) is found again by its records' origin first.
 fn copy_queue_for(
     b: &Arc<BrokerInner>,
     topic: &str,
@@ -340,40 +312,14 @@ fn copy_queue_for(
         if let Some((q, _)) = copies.iter().find(|(_, o)| *o == origin) {
             return Ok(*q);
         }
-        // Queues past the own ones that hold records but are not in the
-        // table: adopt them under the origin their records name.
-        for (t, q) in b.store.topics_and_queues() {
-            if t != topic || q < cfg.write_queue_nums || copies.contains_key(&q) {
-                continue;
-            }
-            let min = b.store.min_offset_in_queue(topic, q);
-            let got = b.store.get_messages(topic, q, min, 1, 1 << 20, &|_| true);
-            let found = got
-                .messages
-                .first()
-                .and_then(|r| meridian_protocol::message::decode_record(r).ok())
-                .and_then(|(m, _)| {
-                    m.property(property::ORIGIN)
-                        .and_then(meridian_protocol::origin::parse_message_id)
-                });
-            if let Some((o, _)) = found {
-                if b.topics.adopt_copy_queue(topic, q, &o) {
-                    b.register_soon();
-                }
-            }
-        }
-        if let Some((q, _)) = copy_queues(&b.topics.get(topic).unwrap_or(cfg))
-            .into_iter()
-            .find(|(_, o)| o == origin)
-        {
-            return Ok(q);
-        }
+        adopt_lost_copies(b, &cfg, &copies);
     }
     let write_queues = if write_queues > 0 {
         write_queues
     } else {
         b.config.default_topic_queue_nums
     };
+    // Finds an adopted copy, or creates one.
     let (q, created) = b.topics.copy_queue(topic, origin, write_queues, |q| {
         b.store.max_offset_in_queue(topic, q) > 0
     })?;
@@ -381,4 +327,34 @@ fn copy_queue_for(
         b.register_soon();
     }
     Ok(q)
+}
+
+/// Queues past the topic's own that hold records but are not in its copy
+/// table: record them under the origin their first record names.
+fn adopt_lost_copies(
+    b: &Arc<BrokerInner>,
+    cfg: &meridian_protocol::body::TopicConfig,
+    copies: &std::collections::BTreeMap<i32, OriginQueue>,
+) {
+    let topic = cfg.topic_name.as_str();
+    for (t, q) in b.store.topics_and_queues() {
+        if t != topic || q < cfg.write_queue_nums || copies.contains_key(&q) {
+            continue;
+        }
+        let min = b.store.min_offset_in_queue(topic, q);
+        let got = b.store.get_messages(topic, q, min, 1, 1 << 20, &|_| true);
+        let origin = got
+            .messages
+            .first()
+            .and_then(|r| meridian_protocol::message::decode_record(r).ok())
+            .and_then(|(m, _)| {
+                m.property(property::ORIGIN)
+                    .and_then(meridian_protocol::origin::parse_message_id)
+            });
+        if let Some((o, _)) = origin {
+            if b.topics.adopt_copy_queue(topic, q, &o) {
+                b.register_soon();
+            }
+        }
+    }
 }

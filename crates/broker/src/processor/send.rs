@@ -5,9 +5,7 @@
 //! sent. Under SYNC_FLUSH only the wait for the group commit is left for
 //! later.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use meridian_protocol::body::perm;
 use meridian_protocol::codes::response_code as rc;
@@ -19,9 +17,9 @@ use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Reply};
 use meridian_store::{PutError, PutMessage};
 
-use super::{bad_header, error};
+use super::{bad_header, error, reply_when_done, write_failed};
 use crate::topics::{self, RETRY_GROUP_TOPIC_PREFIX, SCHEDULE_TOPIC};
-use crate::{BrokerInner, Replicas, Stored, WriteError};
+use crate::{BrokerInner, Stored, WriteError};
 
 pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingCommand) -> Reply {
     match prepare(b, conn, &req) {
@@ -31,13 +29,7 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
             // task, in arrival order; only the wait is left pending.
             let written = b.write(msgs);
             let region = b.config.region_id.clone();
-            let fut = async move { respond(&region, &req, queue_id, written.await) };
-            let mut fut = Box::pin(fut);
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            match fut.as_mut().poll(&mut cx) {
-                Poll::Ready(r) => Reply::Now(Some(r)),
-                Poll::Pending => Reply::Later(Box::pin(async move { Some(fut.await) })),
-            }
+            reply_when_done(async move { respond(&region, &req, queue_id, written.await) })
         }
     }
 }
@@ -49,33 +41,8 @@ fn prepare(
     req: &RemotingCommand,
 ) -> Result<(i32, Vec<PutMessage>), RemotingCommand> {
     let h = SendMessageRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
-    if b.is_slave() {
-        let why = match &b.raft {
-            Some(node) => match node.role().borrow().leader_id {
-                Some(id) => format!(
-                    "the broker[{}] is a follower of Raft group {}; n{id} leads it",
-                    b.config.broker_addr(),
-                    node.peers().group
-                ),
-                None => format!(
-                    "the broker[{}] is a follower of Raft group {}, which has no leader yet",
-                    b.config.broker_addr(),
-                    node.peers().group
-                ),
-            },
-            None => format!(
-                "the broker[{}] is a slave; send to its master",
-                b.config.broker_addr()
-            ),
-        };
+    if let Some(why) = b.refuses_writes() {
         return Err(error(req, rc::SERVICE_NOT_AVAILABLE, why));
-    }
-    if b.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(error(
-            req,
-            rc::SERVICE_NOT_AVAILABLE,
-            "the broker is shutting down",
-        ));
     }
     if let Err(e) = topics::validate_topic(&h.topic) {
         return Err(error(req, rc::SYSTEM_ERROR, e));
@@ -249,60 +216,18 @@ fn respond(
     queue_id: i32,
     result: Result<Stored, WriteError>,
 ) -> RemotingCommand {
-    let result = match result {
-        Ok(stored) => Ok(stored),
-        Err(WriteError::Put(e)) => Err(e),
-        Err(WriteError::NotLeader(why)) => return error(req, rc::SERVICE_NOT_AVAILABLE, why),
-        Err(WriteError::Busy(why)) => return error(req, rc::SYSTEM_BUSY, why),
-        Err(WriteError::Unknown(why)) => {
-            return error(
-                req,
-                rc::FLUSH_SLAVE_TIMEOUT,
-                format!("the message may not be stored on a majority of the Raft group: {why}"),
-            )
-        }
-    };
     let (code, remark, results) = match result {
-        Ok(Stored { results, replicas }) => match replicas {
-            Replicas::Held => (rc::SUCCESS, None, results),
-            Replicas::SlaveTimeout => (
-                rc::FLUSH_SLAVE_TIMEOUT,
-                Some(
-                    "the message is stored on the master but the slave did not confirm it in time"
-                        .to_string(),
-                ),
-                results,
-            ),
-            Replicas::NoSlave => (
-                rc::SLAVE_NOT_AVAILABLE,
-                Some("the message is stored on the master but no slave is in sync".to_string()),
-                results,
-            ),
+        Ok(Stored { results, replicas }) => match replicas.shortfall() {
+            None => (rc::SUCCESS, None, results),
+            Some((code, why)) => (code, Some(why.to_string()), results),
         },
-        Err(PutError::FlushTimeout(r)) => (
+        // Stored, with its place known: the client gets the ids.
+        Err(WriteError::Put(PutError::FlushTimeout(r))) => (
             rc::FLUSH_DISK_TIMEOUT,
             Some("the message is stored but was not flushed to disk in time".to_string()),
             vec![r],
         ),
-        Err(PutError::MessageIllegal(why)) => return error(req, rc::MESSAGE_ILLEGAL, why),
-        Err(PutError::DiskFull) => {
-            return error(
-                req,
-                rc::SERVICE_NOT_AVAILABLE,
-                "the broker's disk is full; messages are refused until space is freed",
-            )
-        }
-        Err(PutError::ServiceNotAvailable(why)) => {
-            return error(req, rc::SERVICE_NOT_AVAILABLE, why)
-        }
-        Err(e @ PutError::QueueOffsetMismatch { .. }) => {
-            // Only relayed copies carry a queue offset; a send never does.
-            return error(req, rc::SYSTEM_ERROR, e.to_string());
-        }
-        Err(PutError::Io(e)) => {
-            tracing::error!(error = %e, "store write failed");
-            return error(req, rc::SYSTEM_ERROR, format!("store write failed: {e}"));
-        }
+        Err(e) => return write_failed(req, e),
     };
     let Some(first) = results.first() else {
         return error(req, rc::SYSTEM_ERROR, "nothing was stored");

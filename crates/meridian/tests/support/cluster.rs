@@ -224,18 +224,7 @@ impl Cluster {
 
     /// `admin updateTopic -t <topic> -c DefaultCluster -r <queues> -w <queues>`.
     pub fn create_topic(&self, topic: &str, queues: u32) {
-        let queues = queues.to_string();
-        self.admin(&[
-            "updateTopic",
-            "-t",
-            topic,
-            "-c",
-            "DefaultCluster",
-            "-r",
-            &queues,
-            "-w",
-            &queues,
-        ]);
+        update_topic(|args| self.admin(args), topic, queues);
     }
 
     fn start_processes(&mut self) {
@@ -650,6 +639,11 @@ impl BrokerGroup {
         self.members[i].process.is_some()
     }
 
+    /// `admin updateTopic -t <topic> -c DefaultCluster -r <queues> -w <queues>`.
+    pub fn create_topic(&self, topic: &str, queues: u32) {
+        update_topic(|args| self.admin(args), topic, queues);
+    }
+
     /// Run `meridian admin -n <namesrv> <args>`; panics with stderr on failure.
     pub fn admin(&self, args: &[&str]) -> String {
         let output = Command::new(MERIDIAN)
@@ -718,4 +712,21 @@ impl Drop for BrokerGroup {
             ns.kill();
         }
     }
+}
+
+/// `updateTopic` with `queues` read and write queues in DefaultCluster,
+/// through `admin` (a cluster's or a group's `meridian admin`).
+fn update_topic(admin: impl Fn(&[&str]) -> String, topic: &str, queues: u32) {
+    let queues = queues.to_string();
+    admin(&[
+        "updateTopic",
+        "-t",
+        topic,
+        "-c",
+        "DefaultCluster",
+        "-r",
+        &queues,
+        "-w",
+        &queues,
+    ]);
 }

@@ -9,6 +9,7 @@ use meridian_client::Admin;
 use meridian_protocol::message::MessageExt;
 
 use super::cluster::{BrokerGroup, Process};
+use super::queues::read_queue;
 
 /// One region: a name server and one broker.
 pub struct Region {
@@ -39,23 +40,12 @@ impl Region {
 
     /// `updateTopic` with `queues` read and write queues.
     pub fn create_topic(&self, topic: &str, queues: u32) {
-        let q = queues.to_string();
-        self.group.admin(&[
-            "updateTopic",
-            "-t",
-            topic,
-            "-c",
-            "DefaultCluster",
-            "-r",
-            &q,
-            "-w",
-            &q,
-        ]);
+        self.group.create_topic(topic, queues);
     }
 
     /// Every message of `topic` on this region's broker, read back queue by
     /// queue (own queues and copies) with plain pulls, each queue checked
-    /// gap-free from its first offset.
+    /// gap-free from its first offset (see [`read_queue`]).
     pub async fn read_all(&self, topic: &str) -> Vec<MessageExt> {
         let admin = Admin::new(&self.namesrv());
         let Ok(configs) = admin.all_topic_config(&self.broker()).await else {
@@ -66,39 +56,9 @@ impl Region {
         };
         let mut all = Vec::new();
         for q in 0..cfg.read_queue_nums.max(cfg.write_queue_nums) {
-            all.extend(read_queue_from_min(&admin, &self.broker(), topic, q).await);
+            all.extend(read_queue(&admin, &self.broker(), topic, q).await);
         }
         all
-    }
-}
-
-/// A queue read from its first kept offset, checking offsets are
-/// consecutive.
-async fn read_queue_from_min(admin: &Admin, addr: &str, topic: &str, q: i32) -> Vec<MessageExt> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (code, next, msgs) = admin
-            .pull(addr, "region-reader", topic, q, offset, 64)
-            .await
-            .unwrap_or_else(|e| panic!("pull {topic}/{q} from {addr}: {e}"));
-        if code != meridian_protocol::codes::response_code::SUCCESS {
-            if next > offset && msgs.is_empty() && out.is_empty() {
-                // The queue starts later (a copy of a queue whose first
-                // records were gone): move there once.
-                offset = next;
-                continue;
-            }
-            return out;
-        }
-        for m in msgs {
-            assert_eq!(
-                m.queue_offset, offset,
-                "queue {topic}/{q} on {addr} has a gap"
-            );
-            offset += 1;
-            out.push(m);
-        }
     }
 }
 
