@@ -309,3 +309,115 @@ async fn a_consumer_group_moved_to_another_region_receives_exactly_the_rest() {
     inbox.expect_exactly_once(&rest).await;
     consumer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_appends_that_break_the_rules_are_refused_and_store_nothing() {
+    use meridian_protocol::codes::{request_code, response_code};
+    use meridian_protocol::header::relay::{RelayAppendRequestHeader, RelayAppendResponseHeader};
+    use meridian_protocol::RemotingCommand;
+
+    let topic = unique("rules");
+    let region = Region::start("east", "");
+    region.create_topic(&topic, 1);
+    let admin = meridian_client::Admin::new(&region.namesrv());
+    let producer = meridian_client::Producer::new(&region.namesrv(), "rules-producer");
+    for i in 0..3 {
+        let msg = meridian_client::producer::Message {
+            topic: topic.clone(),
+            body: bytes::Bytes::from(format!("record {i}")),
+            keys: vec![format!("k{i}")],
+            ..Default::default()
+        };
+        producer
+            .send_to(&region.broker(), "broker-east", 0, &msg)
+            .await
+            .expect("send");
+    }
+    // Three stored records, as a pull returns them.
+    let pull = meridian_client::consumer::Pull {
+        group: "rules-reader",
+        topic: &topic,
+        broker_name: "broker-east",
+        queue_id: 0,
+        offset: 0,
+        max_msgs: 3,
+        suspend: None,
+    };
+    let pulled = admin
+        .call(&region.broker(), pull.request())
+        .await
+        .expect("pull");
+    assert_eq!(pulled.code, response_code::SUCCESS);
+    let records: Vec<bytes::Bytes> = {
+        let mut out = Vec::new();
+        let mut rest = pulled.body.clone();
+        while !rest.is_empty() {
+            let (_, used) = meridian_protocol::message::decode_record_bytes(&rest).expect("record");
+            out.push(rest.slice(..used));
+            rest = rest.slice(used..);
+        }
+        out
+    };
+    assert_eq!(records.len(), 3);
+    let append = |origin_region: &str, origin_broker: &str, body: Vec<&bytes::Bytes>| {
+        let mut req = RemotingCommand::request(request_code::RELAY_APPEND).with_body(
+            body.into_iter()
+                .flat_map(|b| b.iter().copied())
+                .collect::<Vec<u8>>(),
+        );
+        RelayAppendRequestHeader {
+            topic: topic.clone(),
+            origin_region: origin_region.into(),
+            origin_broker: origin_broker.into(),
+            origin_queue_id: 0,
+            write_queue_nums: None,
+        }
+        .write(&mut req);
+        let (admin, broker) = (&admin, region.broker());
+        async move { admin.call(&broker, req).await.expect("append answered") }
+    };
+    // Never back into the origin region.
+    let r = append("east", "broker-east", vec![&records[0]]).await;
+    assert_eq!(r.code, response_code::NO_PERMISSION, "{:?}", r.remark);
+    // Not an origin queue name.
+    let r = append("west", "", vec![&records[0]]).await;
+    assert_eq!(r.code, response_code::SYSTEM_ERROR, "{:?}", r.remark);
+    // Not a record.
+    let garbage = bytes::Bytes::from_static(b"\x00\x00\x00\x10not a record at all");
+    let r = append("west", "broker-west", vec![&garbage]).await;
+    assert_eq!(r.code, response_code::MESSAGE_ILLEGAL, "{:?}", r.remark);
+    // Offsets that skip one.
+    let r = append("west", "broker-west", vec![&records[0], &records[2]]).await;
+    assert_eq!(r.code, response_code::MESSAGE_ILLEGAL, "{:?}", r.remark);
+    // None of that stored anything: the copy is empty, and a valid append
+    // then stores all three, once.
+    let r = append("west", "broker-west", vec![]).await;
+    assert_eq!(
+        RelayAppendResponseHeader::parse(&r)
+            .expect("header")
+            .next_offset,
+        0
+    );
+    let r = append("west", "broker-west", records.iter().collect()).await;
+    let h = RelayAppendResponseHeader::parse(&r).expect("header");
+    assert_eq!(
+        (r.code, h.appended, h.present, h.next_offset),
+        (response_code::SUCCESS, 3, 0, 3)
+    );
+    let r = append("west", "broker-west", records.iter().collect()).await;
+    let h = RelayAppendResponseHeader::parse(&r).expect("header");
+    assert_eq!(
+        (r.code, h.appended, h.present, h.next_offset),
+        (response_code::SUCCESS, 0, 3, 3)
+    );
+    let copy = support::queues::read_queue(&admin, &region.broker(), &topic, h.queue_id).await;
+    let keys: Vec<String> = copy
+        .iter()
+        .map(|m| m.keys().next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(keys, ["k0", "k1", "k2"]);
+    assert_eq!(
+        copy[1].property("MERIDIAN_ORIGIN"),
+        Some("west/broker-west/0/1")
+    );
+}
