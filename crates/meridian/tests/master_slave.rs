@@ -395,3 +395,67 @@ async fn sync_master_acknowledges_a_send_back_only_once_the_slave_holds_it() {
         "the acknowledged retry is not on the slave once: {on_slave:?}"
     );
 }
+
+/// A delayed message coming due is written through the same path as a
+/// send: on a SYNC_MASTER whose slave is gone, the delivery is stored once
+/// and the level's cursor stays before it until the slave holds it — never
+/// a second copy written while waiting, never a cursor past an unreplicated
+/// delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_master_moves_a_delay_cursor_only_once_the_slave_holds_the_delivery() {
+    use meridian_protocol::codes::request_code;
+    use meridian_protocol::RemotingCommand;
+
+    let mut group = master_slave("SYNC_MASTER");
+    let ns = group.namesrv_addr();
+    let master = group.broker_addr(0);
+    group.create_topic(TOPIC, 4);
+    wait_topic(&ns, &group.broker_addr(1), TOPIC).await;
+    wait_slave_connected(&group).await;
+    let admin = Admin::new(&ns);
+    let level1_cursor = || async {
+        let r = admin
+            .call(
+                &master,
+                RemotingCommand::request(request_code::GET_ALL_DELAY_OFFSET),
+            )
+            .await
+            .expect("delay offsets");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("delay offsets JSON");
+        v["offsetTable"]["1"].as_i64().unwrap_or(0)
+    };
+
+    tokio::task::block_in_place(|| group.kill9(1));
+    let producer = Producer::new(&ns, "ha-producer");
+    let msg = Message {
+        topic: TOPIC.into(),
+        body: Bytes::from("delayed"),
+        keys: vec!["delayed-1".into()],
+        delay_level: 1,
+        ..Default::default()
+    };
+    // The send itself is stored but not replicated: SLAVE_NOT_AVAILABLE.
+    let _ = producer.send_to(&master, "broker-a", 0, &msg).await;
+    // Level 1 is 1 s; give the delivery several ticks to be retried.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        level1_cursor().await,
+        0,
+        "the cursor passed an unreplicated delivery"
+    );
+    let seen = keys_on(&master, TOPIC, &ns).await;
+    assert_eq!(
+        seen.get("delayed-1"),
+        Some(&1),
+        "delivered {seen:?} while waiting for the slave"
+    );
+
+    tokio::task::block_in_place(|| group.start_broker(1));
+    let moved = support::regions::within(Duration::from_secs(30), || async {
+        level1_cursor().await == 1
+    })
+    .await;
+    assert!(moved, "the cursor never moved once the slave was back");
+    let seen = keys_on(&master, TOPIC, &ns).await;
+    assert_eq!(seen.get("delayed-1"), Some(&1), "delivered {seen:?}");
+}
