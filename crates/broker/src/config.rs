@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     /// A slave's fixed master replication address (`haMasterAddress`);
     /// without it the slave follows the master the name servers name.
     pub ha_master_address: Option<String>,
+    /// The address the client and HA ports bind (`bindAddress`, as
+    /// RocketMQ 5's server config; all interfaces by default).
     pub listen_ip: IpAddr,
     /// The address advertised to name servers and clients (`brokerIP1`).
     pub broker_ip1: IpAddr,
@@ -163,6 +165,9 @@ impl BrokerConfig {
         };
         if let Some(v) = conf.get::<IpAddr>("brokerIP1")? {
             c.broker_ip1 = v;
+        }
+        if let Some(v) = conf.get::<IpAddr>("bindAddress")? {
+            c.listen_ip = v;
         }
         if let Some(v) = conf.bool("autoCreateTopicEnable")? {
             c.auto_create_topic_enable = v;

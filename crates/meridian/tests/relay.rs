@@ -421,3 +421,91 @@ async fn relay_appends_that_break_the_rules_are_refused_and_store_nothing() {
         Some("west/broker-west/0/1")
     );
 }
+
+/// The counters a relay process answers on its status port.
+async fn relay_status(port: u16) -> BTreeMap<String, String> {
+    let admin = meridian_client::Admin::new("127.0.0.1:1");
+    admin
+        .runtime_info(&format!("127.0.0.1:{port}"))
+        .await
+        .unwrap_or_default()
+}
+
+fn streams_of(status: &BTreeMap<String, String>) -> usize {
+    status
+        .get("relayStreams")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_streams() {
+    let topic = unique("shared");
+    let east = Region::start("east", "");
+    let west = Region::start("west", "");
+    east.create_topic(&topic, 8);
+    west.create_topic(&topic, 8);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = [support::free_port(), support::free_port()];
+    let mut relays: Vec<Relay> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            Relay::start_instance(
+                dir.path(),
+                &east,
+                &west,
+                &topic,
+                &format!("listenPort={port}"),
+                i,
+            )
+        })
+        .collect();
+    // Both processes see each other and split east's 8 queues between
+    // them, each relaying some and none relaying a queue twice.
+    let split = within(Duration::from_secs(20), || async {
+        let (a, b) = (relay_status(ports[0]).await, relay_status(ports[1]).await);
+        let (na, nb) = (streams_of(&a), streams_of(&b));
+        a.get("relayGroupMembers").map(String::as_str) == Some("2")
+            && b.get("relayGroupMembers").map(String::as_str) == Some("2")
+            && na > 0
+            && nb > 0
+            && na + nb == 8
+    })
+    .await;
+    let (a, b) = (relay_status(ports[0]).await, relay_status(ports[1]).await);
+    assert!(
+        split,
+        "the two relays do not split the link: {} and {} streams, members {:?} and {:?}",
+        streams_of(&a),
+        streams_of(&b),
+        a.get("relayGroupMembers"),
+        b.get("relayGroupMembers")
+    );
+    let producer = start_producer(&east.namesrv()).await;
+    let mut expected = produce(&producer, "east", &topic, 0, 40).await;
+    expect_held(&west, &topic, &expected).await;
+    // One dies; the other takes over its streams within seconds and
+    // relays everything sent meanwhile, once.
+    relays[0].kill9();
+    let took_over = within(Duration::from_secs(10), || async {
+        streams_of(&relay_status(ports[1]).await) == 8
+    })
+    .await;
+    assert!(
+        took_over,
+        "the surviving relay holds {} of 8 streams 10 s after the other died",
+        streams_of(&relay_status(ports[1]).await)
+    );
+    expected.extend(produce(&producer, "east", &topic, 40, 40).await);
+    expect_held(&west, &topic, &expected).await;
+    // The dead one back: the streams are shared again, still exactly once.
+    relays[0].restart();
+    expected.extend(produce(&producer, "east", &topic, 80, 40).await);
+    expect_held(&west, &topic, &expected).await;
+    let rt = meridian_client::Admin::new(&west.namesrv())
+        .runtime_info(&west.broker())
+        .await
+        .expect("brokerStatus");
+    assert_eq!(rt["relayAppendedTotal"], "120");
+}

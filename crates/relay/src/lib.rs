@@ -11,6 +11,8 @@
 //!   target's copy (RELAY_APPEND), pipelined.
 //! - [`offsets`] — consumer offsets carried along the link, so a group
 //!   that moves to the target region continues where it was.
+//! - [`share`] — several relay processes of one `replicationGroup` on a
+//!   link split its streams, and take over a dead one's.
 //! - [`stats`] — per-stream counters: relayed, already present, lag.
 //!
 //! Why it is exact: a copy queue is the origin queue at the same offsets,
@@ -22,6 +24,7 @@
 
 pub mod config;
 pub mod offsets;
+pub mod share;
 pub mod stats;
 pub mod stream;
 pub mod topology;
@@ -165,9 +168,28 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut offset_sync =
         tokio::time::interval(Duration::from_millis(shared.config.offset_sync_ms));
     let mut offset_targets = Default::default();
+    let mut membership: Option<share::Membership> = None;
     loop {
         match topology::look_up(&shared.config, &src, &dst).await {
             Ok(mut view) => {
+                // This process's share of the link.
+                let m = match membership.take() {
+                    Some(m) if m.region == view.target_region => m,
+                    _ => share::Membership::new(
+                        &shared.config.replication_group,
+                        &view.target_region,
+                    ),
+                };
+                let members = m.members(&shared, &view.source_addrs).await;
+                if *shared.stats.members.lock() != members {
+                    tracing::info!(group = %m.group, me = %m.client_id, ?members, "relay group members");
+                    *shared.stats.members.lock() = members.clone();
+                }
+                view.plans
+                    .retain(|(topic, origin), _| m.owns(&members, &format!("{topic}/{origin}")));
+                view.offset_targets
+                    .retain(|(topic, addr, q), _| m.owns(&members, &format!("{topic}@{addr}/{q}")));
+                membership = Some(m);
                 offset_targets = std::mem::take(&mut view.offset_targets);
                 if last_error.take().is_some() || streams.is_empty() && !view.plans.is_empty() {
                     tracing::info!(

@@ -42,6 +42,8 @@ pub struct LinkStats {
     streams: Mutex<BTreeMap<StreamKey, Arc<StreamStats>>>,
     /// Consumer offsets the targets took.
     pub offsets_carried: AtomicU64,
+    /// The processes of this relay's replication group on the link.
+    pub members: Mutex<Vec<String>>,
 }
 
 impl LinkStats {
@@ -85,6 +87,10 @@ impl LinkStats {
             t.insert(format!("relay.{topic}.lagMs"), lag_ms.to_string());
         }
         t.insert("relayStreams".into(), streams.len().to_string());
+        t.insert(
+            "relayGroupMembers".into(),
+            self.members.lock().len().to_string(),
+        );
         t.insert(
             "relayOffsetsCarried".into(),
             self.offsets_carried.load(Ordering::Relaxed).to_string(),

@@ -54,6 +54,8 @@ pub struct LinkView {
     /// unchanged: to the target's copy, or to the target's own queue when
     /// the origin is the target region.
     pub offset_targets: BTreeMap<(String, String, i32), (String, i32)>,
+    /// Every source broker's address in use (where the relay group meets).
+    pub source_addrs: BTreeSet<String>,
 }
 
 /// One cluster's broker groups: the address to use (master first) and the
@@ -91,7 +93,7 @@ impl Side {
 
 /// FNV-1a: a hash every relay process computes alike (std's hasher is
 /// seeded per process).
-fn stable_hash(s: &str) -> u64 {
+pub fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
@@ -148,6 +150,7 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         target_region: target_region.clone(),
         plans: BTreeMap::new(),
         offset_targets: BTreeMap::new(),
+        source_addrs: src_side.addrs.values().cloned().collect(),
     };
     for topic in topics {
         let Some(route) = src.route(&topic).await? else {

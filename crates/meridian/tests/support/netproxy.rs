@@ -36,6 +36,11 @@ impl NetProxy {
     /// Start a proxy to `target` (`host:port`) with a one-way delay of
     /// `delay_ms` per direction, and wait for the addresses it bound.
     pub fn start(target: &str, delay_ms: u64) -> NetProxy {
+        NetProxy::start_on("127.0.0.1:0", target, delay_ms)
+    }
+
+    /// [`NetProxy::start`], listening on `listen` (`ip:port`).
+    pub fn start_on(listen: &str, target: &str, delay_ms: u64) -> NetProxy {
         let dir = tempfile::Builder::new()
             .prefix("meridian-netproxy-")
             .tempdir()
@@ -43,7 +48,7 @@ impl NetProxy {
         let args: Vec<String> = [
             "netproxy",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--target",
             target,
             "--delay-ms",

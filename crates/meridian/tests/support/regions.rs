@@ -9,12 +9,16 @@ use meridian_client::Admin;
 use meridian_protocol::message::MessageExt;
 
 use super::cluster::{BrokerGroup, Process};
+use super::netproxy::NetProxy;
 use super::queues::read_queue;
 
 /// One region: a name server and one broker.
 pub struct Region {
     pub name: String,
     pub group: BrokerGroup,
+    /// The proxy every client that finds the broker through the name
+    /// server goes through ([`Region::start_behind_proxy`]).
+    pub proxy: Option<NetProxy>,
 }
 
 impl Region {
@@ -27,7 +31,33 @@ impl Region {
         Region {
             name: name.to_string(),
             group: BrokerGroup::start(&[&conf]),
+            proxy: None,
         }
+    }
+
+    /// [`Region::start`], with the broker reached through a `meridian
+    /// netproxy` that delays `delay_ms` each way: the broker listens on
+    /// 127.0.0.1 and advertises 127.0.0.2, where the proxy listens on the
+    /// same port. Producers, consumers and relays (which find it through
+    /// the name server) go through the proxy; [`Region::broker`], the
+    /// test's own way in, does not.
+    pub fn start_behind_proxy(name: &str, delay_ms: u64, extra: &str) -> Region {
+        let mut r = Region::start(
+            name,
+            &format!("bindAddress=127.0.0.1\nbrokerIP1=127.0.0.2\n{extra}"),
+        );
+        let port = r
+            .broker()
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        r.proxy = Some(NetProxy::start_on(
+            &format!("127.0.0.2:{port}"),
+            &r.broker(),
+            delay_ms,
+        ));
+        r
     }
 
     pub fn namesrv(&self) -> String {
@@ -75,12 +105,29 @@ pub const RELAY_READY: &str = "meridian relay ready";
 impl Relay {
     /// A relay from `src` to `dst` for `topics`, its files in `dir`.
     pub fn start(dir: &Path, src: &Region, dst: &Region, topics: &str, extra: &str) -> Relay {
-        let name = format!("relay-{}-{}", src.name, dst.name);
+        Relay::start_instance(dir, src, dst, topics, extra, 0)
+    }
+
+    /// Process `instance` of the link's relay: every instance has the same
+    /// `replicationGroup` and a file and log of its own.
+    pub fn start_instance(
+        dir: &Path,
+        src: &Region,
+        dst: &Region,
+        topics: &str,
+        extra: &str,
+        instance: usize,
+    ) -> Relay {
+        let group = format!("relay-{}-{}", src.name, dst.name);
+        let name = match instance {
+            0 => group.clone(),
+            n => format!("{group}-{n}"),
+        };
         let conf = dir.join(format!("{name}.conf"));
         std::fs::write(
             &conf,
             format!(
-                "srcClusterAddr={}\ndestClusterAddr={}\nreplicationGroup={name}\ntopics={topics}\n\
+                "srcClusterAddr={}\ndestClusterAddr={}\nreplicationGroup={group}\ntopics={topics}\n\
                  routeRefreshIntervalMs=500\n{extra}\n",
                 src.namesrv(),
                 dst.namesrv()
