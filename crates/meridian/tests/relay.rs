@@ -509,3 +509,88 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
         .expect("brokerStatus");
     assert_eq!(rt["relayAppendedTotal"], "120");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_link_a_killed_target_and_a_raft_leader_change_lose_and_double_nothing() {
+    let topic = unique("faults");
+    // east relays both ways with west (reached only through a proxy that
+    // the test cuts) and with north (a Raft group); west and north reach
+    // each other through east.
+    let east = Region::start("east", "");
+    let mut west = Region::start_behind_proxy("west", 0, "");
+    let mut north = Region::start_raft("north", "");
+    let admin = meridian_client::Admin::new(&north.namesrv());
+    support::raft::leader(&north.group, &admin).await;
+    north.master().await;
+    for r in [&east, &west, &north] {
+        r.create_topic(&topic, QUEUES);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _relays = [
+        Relay::start(dir.path(), &east, &west, &topic, ""),
+        Relay::start(dir.path(), &west, &east, &topic, ""),
+        Relay::start(dir.path(), &east, &north, &topic, ""),
+        Relay::start(dir.path(), &north, &east, &topic, ""),
+    ];
+    let pe = start_producer(&east.namesrv()).await;
+    let pn = start_producer(&north.namesrv()).await;
+    let mut expected = Vec::new();
+    {
+        let mut pw = start_producer(&west.namesrv()).await;
+        expected.extend(produce(&pw, "west", &topic, 0, 20).await);
+        pw.shutdown().await;
+    }
+    expected.extend(produce(&pe, "east", &topic, 0, 20).await);
+    expected.extend(produce(&pn, "north", &topic, 0, 20).await);
+    for r in [&east, &west, &north] {
+        expect_held(r, &topic, &expected).await;
+    }
+
+    // West cut off for 30 s while east and north take writes: the relays
+    // into west time out and retry; once the link is back they continue
+    // from what west holds.
+    let proxy = west.proxy.as_ref().expect("west is behind a proxy");
+    proxy.blackhole();
+    for i in 0..3 {
+        expected.extend(produce(&pe, "east", &topic, 20 + i * 10, 10).await);
+        expected.extend(produce(&pn, "north", &topic, 20 + i * 10, 10).await);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    proxy.heal();
+    expect_held(&west, &topic, &expected).await;
+
+    // West's broker SIGKILLed while east keeps writing, then restarted.
+    west.group.kill9(0);
+    expected.extend(produce(&pe, "east", &topic, 50, 20).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    west.group.start_broker(0);
+    expected.extend(produce(&pe, "east", &topic, 70, 20).await);
+    {
+        let mut pw = start_producer(&west.namesrv()).await;
+        expected.extend(produce(&pw, "west", &topic, 20, 20).await);
+        pw.shutdown().await;
+    }
+    for r in [&east, &west, &north] {
+        expect_held(r, &topic, &expected).await;
+    }
+
+    // North's Raft leader SIGKILLed while east writes: a new leader holds
+    // every copy record the old one acknowledged, and the relay continues
+    // into it at the right offsets.
+    let leader = support::raft::leader(&north.group, &admin).await;
+    expected.extend(produce(&pe, "east", &topic, 90, 20).await);
+    north.group.kill9(leader);
+    expected.extend(produce(&pe, "east", &topic, 110, 20).await);
+    expect_held(&north, &topic, &expected).await;
+    north.group.start_broker(leader);
+    for r in [&east, &west, &north] {
+        expect_held(r, &topic, &expected).await;
+    }
+    // A stock consumer in every region receives all of it once.
+    for r in [&east, &west, &north] {
+        let inbox = Inbox::new();
+        let mut consumer = consume(r, &unique("cg"), &topic, &inbox).await;
+        inbox.expect_exactly_once(&expected).await;
+        consumer.shutdown().await;
+    }
+}

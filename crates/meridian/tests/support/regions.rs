@@ -60,6 +60,42 @@ impl Region {
         r
     }
 
+    /// Region `name` as a Raft group of three members (DLedger mode)
+    /// named `broker-<name>`.
+    pub fn start_raft(name: &str, extra: &str) -> Region {
+        Region {
+            name: name.to_string(),
+            group: super::raft::raft_group(&format!(
+                "regionId={name}\nbrokerName=broker-{name}\ndLegerGroup=broker-{name}\n\
+                 mappedFileSizeCommitLog=8388608\n{extra}"
+            )),
+            proxy: None,
+        }
+    }
+
+    /// The address of the broker group's master (a Raft group's leader)
+    /// as the name server lists it, once it lists one; the first member's
+    /// address until then.
+    pub async fn master(&self) -> String {
+        let admin = Admin::new(&self.namesrv());
+        for _ in 0..150 {
+            if let Ok(info) = admin.cluster_info().await {
+                let master = info.broker_addr_table.values().find_map(|b| {
+                    b.broker_addrs
+                        .get(&meridian_protocol::body::route::MASTER_ID)
+                        .cloned()
+                });
+                if let Some(m) = master {
+                    if admin.runtime_info(&m).await.is_ok() {
+                        return m;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.broker()
+    }
+
     pub fn namesrv(&self) -> String {
         self.group.namesrv_addr()
     }
@@ -78,7 +114,8 @@ impl Region {
     /// gap-free from its first offset (see [`read_queue`]).
     pub async fn read_all(&self, topic: &str) -> Vec<MessageExt> {
         let admin = Admin::new(&self.namesrv());
-        let Ok(configs) = admin.all_topic_config(&self.broker()).await else {
+        let broker = self.master().await;
+        let Ok(configs) = admin.all_topic_config(&broker).await else {
             return Vec::new();
         };
         let Some(cfg) = configs.get(topic) else {
@@ -86,7 +123,7 @@ impl Region {
         };
         let mut all = Vec::new();
         for q in 0..cfg.read_queue_nums.max(cfg.write_queue_nums) {
-            all.extend(read_queue(&admin, &self.broker(), topic, q).await);
+            all.extend(read_queue(&admin, &broker, topic, q).await);
         }
         all
     }
