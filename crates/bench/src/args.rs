@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Produce and consume at once; latency runs from the send to the
     /// consumer's receipt (a timestamp travels in each body).
     E2e(E2eArgs),
+    /// Read back the copies of other regions' queues that a topic holds in
+    /// one region and report how long after its origin each was stored.
+    RelayLag(crate::relay_lag::RelayLagArgs),
 }
 
 /// What every subcommand takes.

@@ -9,6 +9,8 @@
 //!   open loop at `--rate`), and `bench produce`.
 //! - [`consume`] — one long-polling pull task per queue, and `bench consume`.
 //! - [`e2e`] — both at once; latency from a send stamp in each body.
+//! - [`relay_lag`] — a relay's lag, origin store to target store, read
+//!   back from the copies a region holds.
 //! - [`stamp`] — that stamp.
 //! - [`stats`] — phases (warm-up, measurement), live counters and the
 //!   once-a-second progress line, per-task HDR histograms merged at the end.
@@ -23,6 +25,7 @@ pub mod args;
 pub mod consume;
 pub mod e2e;
 pub mod produce;
+pub mod relay_lag;
 pub mod stamp;
 pub mod stats;
 pub mod target;
@@ -162,6 +165,7 @@ pub async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Produce(a) => (a.common.json, produce::run(a, stop).await),
         BenchCommand::Consume(a) => (a.common.json, consume::run(a, stop).await),
         BenchCommand::E2e(a) => (a.common.json, e2e::run(a, stop).await),
+        BenchCommand::RelayLag(a) => (a.json, relay_lag::run(a).await),
     };
     on_signal.abort();
     let report = report?;

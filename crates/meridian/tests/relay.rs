@@ -594,3 +594,103 @@ async fn a_cut_link_a_killed_target_and_a_raft_leader_change_lose_and_double_not
         consumer.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_groups_retries_and_dead_letters_travel_with_its_topic() {
+    use meridian_protocol::codes::{request_code, response_code};
+    use meridian_protocol::header::consumer::ConsumerSendMsgBackRequestHeader;
+    use meridian_protocol::RemotingCommand;
+
+    let topic = unique("retries");
+    let fast = "messageDelayLevel=1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s";
+    let east = Region::start("east", fast);
+    let west = Region::start("west", fast);
+    east.create_topic(&topic, QUEUES);
+    west.create_topic(&topic, QUEUES);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _relays = [
+        Relay::start(dir.path(), &east, &west, &topic, "offsetSyncIntervalMs=300"),
+        Relay::start(dir.path(), &west, &east, &topic, "offsetSyncIntervalMs=300"),
+    ];
+    let producer = start_producer(&east.namesrv()).await;
+    let sent = produce(&producer, "east", &topic, 0, 20).await;
+    // Group g consumes everything in east and stops.
+    let group = unique("g");
+    let inbox = Inbox::new();
+    let mut consumer = consume(&east, &group, &topic, &inbox).await;
+    inbox.expect_exactly_once(&sent).await;
+    consumer.shutdown().await;
+    // Then two of its messages come back to it, as a consumer that failed
+    // them sends them back: one to be retried (into %RETRY%g after a
+    // delay), one straight to the dead-letter topic.
+    let admin = meridian_client::Admin::new(&east.namesrv());
+    let held = east.read_all(&topic).await;
+    for (body, delay_level) in [("east-3", 0), ("east-4", -1)] {
+        let m = held
+            .iter()
+            .find(|m| m.body.as_ref() == body.as_bytes())
+            .expect("the message in east");
+        let mut req = RemotingCommand::request(request_code::CONSUMER_SEND_MSG_BACK);
+        ConsumerSendMsgBackRequestHeader {
+            offset: m.commit_log_offset,
+            group: group.clone(),
+            delay_level,
+            origin_msg_id: None,
+            origin_topic: Some(topic.clone()),
+            unit_mode: false,
+            max_reconsume_times: Some(16),
+        }
+        .write(&mut req);
+        let r = admin.call(&east.broker(), req).await.expect("send-back");
+        assert_eq!(r.code, response_code::SUCCESS, "{:?}", r.remark);
+    }
+    // Both reach west with the group's topics: the dead letter is visible
+    // there, and the retry waits there, as in east.
+    let dlq = format!("%DLQ%{group}");
+    let retry = format!("%RETRY%{group}");
+    for (t, body) in [(&dlq, "east-4"), (&retry, "east-3")] {
+        let arrived = within(Duration::from_secs(30), || async {
+            west.read_all(t)
+                .await
+                .iter()
+                .any(|m| m.body.as_ref() == body.as_bytes())
+        })
+        .await;
+        assert!(arrived, "{body} never reached {t} in west");
+        let copies: Vec<_> = west
+            .read_all(t)
+            .await
+            .into_iter()
+            .filter(|m| m.body.as_ref() == body.as_bytes())
+            .collect();
+        assert_eq!(copies.len(), 1, "{body} in {t} in west");
+        assert!(
+            copies[0]
+                .property("MERIDIAN_ORIGIN")
+                .is_some_and(|o| o.starts_with("east/broker-east/")),
+            "{body} in {t} in west is not a copy of east's"
+        );
+    }
+    // The group's offsets reach west; started there, it receives exactly
+    // the message that was waiting to be retried, once.
+    let carried = within(Duration::from_secs(30), || async {
+        let mut req = RemotingCommand::request(request_code::RELAY_GET_OFFSETS);
+        req.set_ext("topics", topic.clone());
+        let Ok(r) = admin.call(&west.broker(), req).await else {
+            return false;
+        };
+        let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
+            serde_json::from_slice(&r.body).unwrap_or_default();
+        list.iter()
+            .filter(|o| o.group == group)
+            .map(|o| o.offset)
+            .sum::<i64>()
+            == sent.len() as i64
+    })
+    .await;
+    assert!(carried, "the group's offsets never reached west");
+    let inbox = Inbox::new();
+    let mut consumer = consume(&west, &group, &topic, &inbox).await;
+    inbox.expect_exactly_once(&["east-3".to_string()]).await;
+    consumer.shutdown().await;
+}

@@ -7,9 +7,10 @@
 //! | `destClusterAddr` | target name servers, `;`-separated (required) |
 //! | `replicationGroup` | the relay's name (required) |
 //! | `topics` | topics to relay, comma-separated; `/regex/` items match by pattern (required) |
+//! | `relayGroupTopics` | also relay the `%RETRY%` and `%DLQ%` topics of every consumer group with a committed offset on a relayed topic (true) |
 //! | `maxTps` | most records relayed per second over the whole link, 0 = no limit |
 //! | `relayPullBatchSize` | most records pulled and appended at once (256) |
-//! | `relayPipelineDepth` | appends in flight per queue (4) |
+//! | `relayPipelineDepth` | appends in flight per queue (8) |
 //! | `routeRefreshIntervalMs` | how often routes and queues are looked up again (3000) |
 //! | `offsetSyncIntervalMs` | how often consumer offsets are carried (5000) |
 //! | `listenPort` | the status port (GET_BROKER_RUNTIME_INFO with the counters); absent: none |
@@ -67,6 +68,9 @@ pub struct RelayConfig {
     pub refresh_ms: u64,
     pub listen_port: Option<u16>,
     pub offset_sync_ms: u64,
+    /// Relay the retry and dead-letter topics of the relayed topics'
+    /// consumer groups.
+    pub group_topics: bool,
 }
 
 impl RelayConfig {
@@ -94,11 +98,15 @@ impl RelayConfig {
             topics,
             max_tps: 0,
             pull_batch: 256,
-            pipeline_depth: 4,
+            pipeline_depth: 8,
             refresh_ms: 3_000,
             listen_port: None,
             offset_sync_ms: 5_000,
+            group_topics: true,
         };
+        if let Some(v) = conf.bool("relayGroupTopics")? {
+            c.group_topics = v;
+        }
         if let Some(v) = conf.get::<u64>("offsetSyncIntervalMs")? {
             c.offset_sync_ms = v.clamp(100, 600_000);
         }

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use meridian_client::consumer::{Pull, PullResult, PullStatus};
 use meridian_protocol::codes::{request_code, response_code};
 use meridian_protocol::header::relay::{RelayAppendRequestHeader, RelayAppendResponseHeader};
@@ -104,82 +104,170 @@ async fn relay(
         if plan.has_changed().unwrap_or(true) {
             return Ok(());
         }
-        // Keep the pipeline full while the source has records.
-        while inflight.len() < shared.config.pipeline_depth {
-            let wait = inflight.is_empty().then_some(LONG_POLL);
-            let pulled = pull(shared, topic, p, expected, wait).await?;
-            stats.source_max.store(pulled.max_offset, Ordering::Relaxed);
-            match pulled.status {
-                PullStatus::Found => {}
-                PullStatus::NoNewMessage => break,
-                PullStatus::OffsetIllegal | PullStatus::Retry => {
-                    if pulled.next_offset > expected {
-                        // The source no longer has records below
-                        // next_offset: only an empty copy can start there.
-                        tracing::warn!(topic, origin = %origin, copy_next = expected, source_min = pulled.min_offset, "the source has deleted records the copy does not hold yet");
-                        expected = pulled.next_offset;
-                        stats.source_gap.store(true, Ordering::Relaxed);
-                    }
-                    break;
+        // Send what the source has while there is room in the pipeline;
+        // with appends in flight, wait for whichever comes first: the
+        // oldest append's answer, or new records at the source. (Waiting
+        // only for answers would hold new records back a round trip.)
+        let room = inflight.len() < shared.config.pipeline_depth;
+        let batch = match inflight.front_mut() {
+            None => {
+                Some(collect(shared, topic, origin, p, expected, Some(LONG_POLL), stats).await?)
+            }
+            Some(front) if room => tokio::select! {
+                biased;
+                r = &mut front.response => {
+                    let f = inflight.pop_front().expect("the front append");
+                    answered(p, f, r?, &mut inflight, &mut expected, stats)?;
+                    None
                 }
+                b = collect(shared, topic, origin, p, expected, Some(LONG_POLL), stats) => Some(b?),
+            },
+            Some(front) => {
+                let r = (&mut front.response).await;
+                let f = inflight.pop_front().expect("the front append");
+                answered(p, f, r?, &mut inflight, &mut expected, stats)?;
+                None
             }
-            let (mut n, mut last, mut last_store_ms) = (0u64, expected - 1, 0);
-            for r in pulled.iter() {
-                let r =
-                    r.map_err(|e| anyhow::anyhow!("the source sent an unreadable record: {e}"))?;
-                n += 1;
-                last = r.queue_offset;
-                last_store_ms = r.store_timestamp;
+        };
+        let Some(b) = batch else { continue };
+        match b {
+            Batch::Gap(next) => {
+                tracing::warn!(topic, origin = %origin, copy_next = expected, source_min = next, "the source has deleted records the copy does not hold yet");
+                expected = next;
+                stats.source_gap.store(true, Ordering::Relaxed);
             }
-            if n == 0 {
+            Batch::Nothing => {}
+            Batch::Records {
+                n,
+                last,
+                last_store_ms,
+                body,
+            } => {
+                shared.limiter.acquire(n).await;
+                let response = target.invoke_queued(request(body), APPEND_TIMEOUT)?;
+                inflight.push_back(InFlight {
+                    end: last + 1,
+                    last_store_ms,
+                    response: Box::pin(response),
+                });
+                expected = last + 1;
+            }
+        }
+    }
+}
+
+/// What the source has from an offset on.
+enum Batch {
+    /// Nothing yet.
+    Nothing,
+    /// The source deleted records up to here before the copy held them.
+    Gap(i64),
+    /// `n` records back to back, the last at `last`.
+    Records {
+        n: u64,
+        last: i64,
+        last_store_ms: i64,
+        body: Bytes,
+    },
+}
+
+/// Up to `relayPullBatchSize` records from `from` on, read with as many
+/// pulls as that takes (a broker gives at most 32 records per pull, as
+/// RocketMQ's does); the first pull waits up to `wait` for a record.
+async fn collect(
+    shared: &Shared,
+    topic: &str,
+    origin: &meridian_protocol::origin::OriginQueue,
+    p: &Plan,
+    from: i64,
+    wait: Option<Duration>,
+    stats: &StreamStats,
+) -> anyhow::Result<Batch> {
+    let mut body = BytesMut::new();
+    let (mut n, mut last, mut last_store_ms) = (0u64, from - 1, 0);
+    while (n as i32) < shared.config.pull_batch {
+        let want = shared.config.pull_batch - n as i32;
+        let pulled = pull(shared, topic, p, last + 1, want, wait.filter(|_| n == 0)).await?;
+        stats.source_max.store(pulled.max_offset, Ordering::Relaxed);
+        match pulled.status {
+            PullStatus::Found => {}
+            PullStatus::NoNewMessage => break,
+            PullStatus::OffsetIllegal | PullStatus::Retry => {
+                if n == 0 && pulled.next_offset > from {
+                    // Only an empty copy can start there.
+                    return Ok(Batch::Gap(pulled.next_offset));
+                }
                 break;
             }
-            shared.limiter.acquire(n).await;
-            let response = target.invoke_queued(request(pulled.records), APPEND_TIMEOUT)?;
-            inflight.push_back(InFlight {
-                end: last + 1,
-                last_store_ms,
-                response: Box::pin(response),
-            });
-            expected = last + 1;
         }
-        let Some(f) = inflight.pop_front() else {
-            continue;
-        };
-        let r = f.response.await?;
-        let h = appended(&r)?;
-        stats
-            .appended
-            .fetch_add(h.appended.max(0) as u64, Ordering::Relaxed);
-        stats
-            .present
-            .fetch_add(h.present.max(0) as u64, Ordering::Relaxed);
-        stats.copy_next.store(h.next_offset, Ordering::Relaxed);
-        if h.appended > 0 {
-            stats.lag_ms.store(
-                (meridian_protocol::now_ms() - f.last_store_ms).max(0),
-                Ordering::Relaxed,
-            );
+        let before = n;
+        for r in pulled.iter() {
+            let r = r.map_err(|e| {
+                anyhow::anyhow!("the source sent an unreadable record of {topic} {origin}: {e}")
+            })?;
+            n += 1;
+            last = r.queue_offset;
+            last_store_ms = r.store_timestamp;
         }
-        if r.code != response_code::SUCCESS {
-            // Stored, but not yet replicated as the target promises: send
-            // again from where the target says; it answers "present" for
-            // what it holds.
-            anyhow::bail!(
-                "target {} answered code {}: {}",
-                p.target_addr,
-                r.code,
-                r.remark.unwrap_or_default()
-            );
+        if n == before {
+            break;
         }
-        if h.next_offset != f.end {
-            // Another path got there first, or the copy has a gap before
-            // this batch: what is in flight no longer fits.
-            inflight.clear();
-            expected = h.next_offset;
-        }
-        stats.source_gap.store(false, Ordering::Relaxed);
+        body.extend_from_slice(&pulled.records);
     }
+    Ok(if n == 0 {
+        Batch::Nothing
+    } else {
+        Batch::Records {
+            n,
+            last,
+            last_store_ms,
+            body: body.freeze(),
+        }
+    })
+}
+
+/// Take the target's answer to the oldest append in flight.
+fn answered(
+    p: &Plan,
+    f: InFlight,
+    r: RemotingCommand,
+    inflight: &mut VecDeque<InFlight>,
+    expected: &mut i64,
+    stats: &StreamStats,
+) -> anyhow::Result<()> {
+    let h = appended(&r)?;
+    stats
+        .appended
+        .fetch_add(h.appended.max(0) as u64, Ordering::Relaxed);
+    stats
+        .present
+        .fetch_add(h.present.max(0) as u64, Ordering::Relaxed);
+    stats.copy_next.store(h.next_offset, Ordering::Relaxed);
+    if h.appended > 0 {
+        stats.lag_ms.store(
+            (meridian_protocol::now_ms() - f.last_store_ms).max(0),
+            Ordering::Relaxed,
+        );
+    }
+    if r.code != response_code::SUCCESS {
+        // Stored, but not yet replicated as the target promises: send
+        // again from where the target says; it answers "present" for what
+        // it holds.
+        anyhow::bail!(
+            "target {} answered code {}: {}",
+            p.target_addr,
+            r.code,
+            r.remark.unwrap_or_default()
+        );
+    }
+    if h.next_offset != f.end {
+        // Another path got there first, or the copy has a gap before this
+        // batch: what is in flight no longer fits.
+        inflight.clear();
+        *expected = h.next_offset;
+    }
+    stats.source_gap.store(false, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The answer to an append: its header, or the error it carries.
@@ -199,6 +287,7 @@ async fn pull(
     topic: &str,
     p: &Plan,
     offset: i64,
+    max_msgs: i32,
     wait: Option<Duration>,
 ) -> anyhow::Result<PullResult> {
     let pull = Pull {
@@ -207,7 +296,7 @@ async fn pull(
         broker_name: &p.source_broker,
         queue_id: p.source_queue,
         offset,
-        max_msgs: shared.config.pull_batch,
+        max_msgs,
         suspend: wait,
     };
     let r = shared

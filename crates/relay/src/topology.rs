@@ -12,8 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meridian_client::Admin;
+use meridian_protocol::body::relay::CarriedOffset;
 use meridian_protocol::body::{ClusterInfo, TopicConfig};
+use meridian_protocol::codes::{request_code, response_code};
+use meridian_protocol::header::relay::RelayGetOffsetsRequestHeader;
 use meridian_protocol::origin::{copy_queues, OriginQueue};
+use meridian_protocol::RemotingCommand;
 
 use crate::config::RelayConfig;
 
@@ -123,10 +127,25 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         tracing::warn!(regions = ?dst_regions, "the target cluster's brokers name several regions; relaying into {target_region}");
     }
     let mut topics: BTreeSet<String> = cfg.topics.names.iter().cloned().collect();
-    if cfg.topics.has_patterns() {
-        for t in src.topic_list().await? {
-            if cfg.topics.matches(&t) {
-                topics.insert(t);
+    if cfg.topics.has_patterns() || cfg.group_topics {
+        let all = src.topic_list().await?;
+        for t in &all {
+            if cfg.topics.matches(t) {
+                topics.insert(t.clone());
+            }
+        }
+        if cfg.group_topics {
+            let masters: Vec<&String> = src_side
+                .masters
+                .iter()
+                .filter_map(|n| src_side.addrs.get(n))
+                .collect();
+            for g in consuming_groups(src, &masters, &topics).await {
+                for t in [format!("{RETRY_PREFIX}{g}"), format!("{DLQ_PREFIX}{g}")] {
+                    if all.contains(&t) {
+                        topics.insert(t);
+                    }
+                }
             }
         }
     }
@@ -220,6 +239,47 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         }
     }
     Ok(view)
+}
+
+const RETRY_PREFIX: &str = "%RETRY%";
+const DLQ_PREFIX: &str = "%DLQ%";
+
+/// The consumer groups with a committed offset on any of `topics` at any
+/// of the source brokers `addrs` (whose retry and dead-letter topics
+/// travel with the topics, so a group that moves regions finds its
+/// retries and dead letters there too).
+async fn consuming_groups(
+    src: &Admin,
+    addrs: &[&String],
+    topics: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut groups = BTreeSet::new();
+    let plain: Vec<&str> = topics
+        .iter()
+        .filter(|t| !t.starts_with(RETRY_PREFIX) && !t.starts_with(DLQ_PREFIX))
+        .map(String::as_str)
+        .collect();
+    if plain.is_empty() {
+        return groups;
+    }
+    for addr in addrs {
+        let mut req = RemotingCommand::request(request_code::RELAY_GET_OFFSETS);
+        RelayGetOffsetsRequestHeader {
+            topics: plain.join(","),
+        }
+        .write(&mut req);
+        match src.call(addr, req).await {
+            Ok(r) if r.code == response_code::SUCCESS => {
+                let list: Vec<CarriedOffset> = serde_json::from_slice(&r.body).unwrap_or_default();
+                groups.extend(list.into_iter().map(|o| o.group));
+            }
+            Ok(r) => {
+                tracing::debug!(addr = %addr, code = r.code, remark = ?r.remark, "no consumer offsets from the source broker")
+            }
+            Err(e) => tracing::debug!(addr = %addr, error = %e, "cannot read consumer offsets"),
+        }
+    }
+    groups
 }
 
 /// The target broker group and queue id of an existing copy of `origin`.
