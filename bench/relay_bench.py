@@ -318,6 +318,8 @@ def render(run):
         "the origin's store time (`MERIDIAN_ORIGIN_TS`) to their own; it works on any "
         "deployment whose brokers' clocks agree.",
         "",
+        f"The script rewrites this whole section on every run (edit `{SCRIPT}`, not the section).",
+        "",
     ]
     return "\n".join(lines) + "\n"
 
