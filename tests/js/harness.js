@@ -639,6 +639,60 @@ class Meridian {
   }
 }
 
+/**
+ * A `meridian relay` process copying `topics` from region `src` to region
+ * `dst` (two `Meridian`s): its relay.conf in a temporary directory, started
+ * by `start()` (which waits for its ready line), SIGKILLed by `kill()`.
+ */
+class Relay {
+  constructor(src, dst, topics) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meridian-relay-'));
+    dataDirs.add(this.dir);
+    this.conf = path.join(this.dir, 'relay.conf');
+    fs.writeFileSync(this.conf, [
+      `srcClusterAddr=${src.namesrvAddr}`,
+      `destClusterAddr=${dst.namesrvAddr}`,
+      `replicationGroup=relay-${src.brokerPort}-${dst.brokerPort}`,
+      `topics=${topics}`,
+      'routeRefreshIntervalMs=500',
+      'offsetSyncIntervalMs=500',
+    ].join('\n') + '\n');
+    this.child = null;
+    this.output = [];
+  }
+
+  async start() {
+    const child = spawn(MERIDIAN_BIN, [ 'relay', '-c', this.conf ], {
+      stdio: [ 'ignore', 'pipe', 'pipe' ],
+      detached: true,
+    });
+    this.child = child;
+    children.add(child);
+    child.on('exit', () => children.delete(child));
+    const collect = chunk => {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line) this.output.push(line);
+        if (VERBOSE && line) process.stderr.write(`[relay] ${line}\n`);
+      }
+      if (this.output.length > 500) this.output.splice(0, this.output.length - 500);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    await waitFor(() => this.output.some(l => l.includes('meridian relay ready')) || hasExited(child), {
+      timeout: READY_TIMEOUT_MS, what: 'the relay to start', diag: () => tail(this.output, 40),
+    });
+    if (hasExited(child)) throw new Error(`the relay exited at start:\n${tail(this.output, 40)}`);
+  }
+
+  kill() {
+    if (this.child && !hasExited(this.child)) killGroup(this.child, 'SIGKILL');
+  }
+
+  diag(n = 30) {
+    return `relay output tail:\n${tail(this.output, n)}`;
+  }
+}
+
 async function withTimeout(promise, ms, what) {
   let timer;
   try {
@@ -678,6 +732,7 @@ function adminShowsMessage(out, { key, msgId, strict = false } = {}) {
 module.exports = {
   MERIDIAN_BIN,
   Meridian,
+  Relay,
   Message,
   Producer,
   Consumer,
