@@ -361,7 +361,8 @@ impl Admin {
 
     /// One pull of up to `max` messages of a queue from `offset`, without
     /// waiting: returns the response code, the next offset to pull from,
-    /// and the messages (decoded from the stored records).
+    /// and the messages (decoded from the stored records), a copy queue's
+    /// placeholders included (`MERIDIAN_FILTERED`).
     pub async fn pull(
         &self,
         addr: &str,
@@ -371,7 +372,7 @@ impl Admin {
         offset: i64,
         max: i32,
     ) -> Result<(i32, i64, Vec<MessageExt>)> {
-        let req = crate::consumer::Pull {
+        let mut req = crate::consumer::Pull {
             group,
             topic,
             broker_name: "",
@@ -381,6 +382,7 @@ impl Admin {
             suspend: None,
         }
         .request();
+        req.set_ext(meridian_protocol::origin::PULL_PLACEHOLDERS_EXT, "true");
         let r = self.call(addr, req).await?;
         let h = PullMessageResponseHeader::parse(&r).map_err(|e| ClientError::Decode {
             what: "pull response".into(),

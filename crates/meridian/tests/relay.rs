@@ -694,3 +694,87 @@ async fn a_groups_retries_and_dead_letters_travel_with_its_topic() {
     inbox.expect_exactly_once(&["east-3".to_string()]).await;
     consumer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_filter_carries_only_its_tags_and_keeps_every_offset() {
+    let topic = unique("tagged");
+    let (regions, dir) = three_regions(&topic);
+    let [east, west, north] = &regions;
+    // east → west carries Tag0 and Tag1 only; west → north carries what
+    // west holds, placeholders included, so north's copy of east's queues
+    // has east's offsets too.
+    let _relays = [
+        Relay::start(
+            dir.path(),
+            east,
+            west,
+            &topic,
+            "tagFilter=Tag0 || Tag1\noffsetSyncIntervalMs=300",
+        ),
+        Relay::start(dir.path(), west, north, &topic, ""),
+    ];
+    let carried = |bodies: &[String]| -> Vec<String> {
+        bodies
+            .iter()
+            .filter(|b| {
+                let i: usize = b.split('-').nth(1).unwrap().parse().unwrap();
+                i % 3 != 2
+            })
+            .cloned()
+            .collect()
+    };
+    let producer = start_producer(&east.namesrv()).await;
+    let first = produce(&producer, "east", &topic, 0, 30).await;
+    expect_held(west, &topic, &carried(&first)).await;
+    expect_held(north, &topic, &carried(&first)).await;
+    // The Tag2 records are placeholders at their offsets: no body, never
+    // delivered.
+    let all = west.read_everything(&topic).await;
+    let placeholders: Vec<_> = all
+        .iter()
+        .filter(|m| m.property("MERIDIAN_FILTERED").is_some())
+        .collect();
+    assert_eq!(placeholders.len(), 10, "one placeholder per Tag2 record");
+    assert!(placeholders.iter().all(|m| m.body.is_empty()
+        && m.keys().next().is_none()
+        && m.property("MERIDIAN_ORIGIN").is_some()));
+    // A group that consumed everything in east continues in west with
+    // exactly the carried part of what came after.
+    let group = unique("tagged-group");
+    let inbox = Inbox::new();
+    let mut consumer = consume(east, &group, &topic, &inbox).await;
+    inbox.expect_exactly_once(&first).await;
+    consumer.shutdown().await;
+    let rest = produce(&producer, "east", &topic, 30, 30).await;
+    let mut all_carried = carried(&first);
+    all_carried.extend(carried(&rest));
+    expect_held(west, &topic, &all_carried).await;
+    let admin = meridian_client::Admin::new(&west.namesrv());
+    let offsets_arrived = within(Duration::from_secs(30), || async {
+        let mut req = meridian_protocol::RemotingCommand::request(
+            meridian_protocol::codes::request_code::RELAY_GET_OFFSETS,
+        );
+        req.set_ext("topics", topic.clone());
+        let Ok(r) = admin.call(&west.broker(), req).await else {
+            return false;
+        };
+        let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
+            serde_json::from_slice(&r.body).unwrap_or_default();
+        list.iter()
+            .filter(|o| o.group == group)
+            .map(|o| o.offset)
+            .sum::<i64>()
+            == first.len() as i64
+    })
+    .await;
+    assert!(offsets_arrived, "the group's offsets never reached west");
+    let inbox = Inbox::new();
+    let mut consumer = consume(west, &group, &topic, &inbox).await;
+    inbox.expect_exactly_once(&carried(&rest)).await;
+    consumer.shutdown().await;
+    // A new group in north receives every carried message once.
+    let inbox = Inbox::new();
+    let mut consumer = consume(north, &unique("north-group"), &topic, &inbox).await;
+    inbox.expect_exactly_once(&all_carried).await;
+    consumer.shutdown().await;
+}

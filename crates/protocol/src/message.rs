@@ -143,6 +143,10 @@ pub mod property {
     pub const ORIGIN: &str = "MERIDIAN_ORIGIN";
     /// Meridian: the store time (ms) of a relayed copy in its origin region.
     pub const ORIGIN_STORE_TIME: &str = "MERIDIAN_ORIGIN_TS";
+    /// Meridian: a placeholder in a copy queue, holding the offset of an
+    /// origin record the relay did not carry (its tag filter left it out).
+    /// No body and no keys; consumers never receive it.
+    pub const FILTERED: &str = "MERIDIAN_FILTERED";
     pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
     pub const BORN_HOST: &str = "__BORNHOST";
     pub const BORN_TIMESTAMP: &str = "BORN_TIMESTAMP";

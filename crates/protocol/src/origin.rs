@@ -15,6 +15,11 @@ use std::fmt;
 /// `4=east/broker-a/0;5=east/broker-a/1`.
 pub const COPY_QUEUES_ATTRIBUTE: &str = "meridian.copyQueues";
 
+/// A PULL_MESSAGE ext field: `true` asks for a copy queue's placeholders
+/// (records carrying [`crate::message::property::FILTERED`]) too, as a relay
+/// reading the copy onwards needs them; consumers never get them.
+pub const PULL_PLACEHOLDERS_EXT: &str = "meridianPlaceholders";
+
 /// A topic's copy queues from its attributes: queue id → the origin queue
 /// it holds. Entries that do not parse are left out.
 pub fn copy_queues(attributes: &HashMap<String, String>) -> BTreeMap<i32, OriginQueue> {

@@ -8,6 +8,7 @@
 //! | `replicationGroup` | the relay's name (required) |
 //! | `topics` | topics to relay, comma-separated; `/regex/` items match by pattern (required) |
 //! | `relayGroupTopics` | also relay the `%RETRY%` and `%DLQ%` topics of every consumer group with a committed offset on a relayed topic (true) |
+//! | `tagFilter` | RocketMQ's tag expression (`TagA || TagB`; `*` = all, the default): records of other tags are carried as placeholders that keep their offsets |
 //! | `maxTps` | most records relayed per second over the whole link, 0 = no limit |
 //! | `relayPullBatchSize` | most records pulled and appended at once (256) |
 //! | `relayPipelineDepth` | appends in flight per queue (8) |
@@ -56,6 +57,40 @@ impl TopicSelector {
     }
 }
 
+/// Which records a link carries whole (`tagFilter`): `*`, or a set of tags.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TagSelector(Option<std::collections::BTreeSet<String>>);
+
+impl TagSelector {
+    /// RocketMQ's tag expression: `*` or empty for every record, else tags
+    /// separated by `||`.
+    pub fn parse(expr: &str) -> TagSelector {
+        let set: std::collections::BTreeSet<String> = expr
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+        if set.is_empty() || set.contains("*") {
+            TagSelector(None)
+        } else {
+            TagSelector(Some(set))
+        }
+    }
+
+    /// Whether a record with these tags is carried whole.
+    pub fn carries(&self, tags: Option<&str>) -> bool {
+        match &self.0 {
+            None => true,
+            Some(set) => tags.is_some_and(|t| set.contains(t)),
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
     pub src_namesrv: String,
@@ -71,6 +106,7 @@ pub struct RelayConfig {
     /// Relay the retry and dead-letter topics of the relayed topics'
     /// consumer groups.
     pub group_topics: bool,
+    pub tag_filter: TagSelector,
 }
 
 impl RelayConfig {
@@ -103,7 +139,11 @@ impl RelayConfig {
             listen_port: None,
             offset_sync_ms: 5_000,
             group_topics: true,
+            tag_filter: TagSelector::default(),
         };
+        if let Some(v) = conf.str("tagFilter") {
+            c.tag_filter = TagSelector::parse(&v);
+        }
         if let Some(v) = conf.bool("relayGroupTopics")? {
             c.group_topics = v;
         }
@@ -140,6 +180,16 @@ mod tests {
         assert!(!s.matches("order"));
         assert!(TopicSelector::parse(" , ").is_err());
         assert!(TopicSelector::parse("/(/").is_err());
+    }
+
+    #[test]
+    fn tag_filters() {
+        let all = TagSelector::parse(" * ");
+        assert!(all.is_all() && all.carries(None) && all.carries(Some("x")));
+        let some = TagSelector::parse("TagA || TagB");
+        assert!(some.carries(Some("TagA")) && some.carries(Some("TagB")));
+        assert!(!some.carries(Some("TagC")) && !some.carries(None));
+        assert!(TagSelector::parse("").is_all());
     }
 
     #[test]

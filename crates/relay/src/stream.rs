@@ -19,6 +19,9 @@ use bytes::{Bytes, BytesMut};
 use meridian_client::consumer::{Pull, PullResult, PullStatus};
 use meridian_protocol::codes::{request_code, response_code};
 use meridian_protocol::header::relay::{RelayAppendRequestHeader, RelayAppendResponseHeader};
+use meridian_protocol::message::{
+    body_crc, find_property, parse_record, property, set_property, RecordRef, RecordView,
+};
 use meridian_protocol::RemotingCommand;
 use tokio::sync::watch;
 
@@ -201,18 +204,30 @@ async fn collect(
             }
         }
         let before = n;
-        for r in pulled.iter() {
-            let r = r.map_err(|e| {
+        let filter = &shared.config.tag_filter;
+        let mut rest: &[u8] = &pulled.records;
+        while !rest.is_empty() {
+            let r = parse_record(rest).map_err(|e| {
                 anyhow::anyhow!("the source sent an unreadable record of {topic} {origin}: {e}")
             })?;
+            let (record, tail) = rest.split_at((r.total_size as usize).min(rest.len()));
+            rest = tail;
             n += 1;
             last = r.queue_offset;
             last_store_ms = r.store_timestamp;
+            let props = r.properties_str().unwrap_or_default();
+            if filter.is_all()
+                || find_property(props, property::FILTERED).is_some()
+                || filter.carries(find_property(props, property::TAGS))
+            {
+                body.extend_from_slice(record);
+            } else {
+                placeholder(&r, props, &mut body)?;
+            }
         }
         if n == before {
             break;
         }
-        body.extend_from_slice(&pulled.records);
     }
     Ok(if n == 0 {
         Batch::Nothing
@@ -224,6 +239,43 @@ async fn collect(
             body: body.freeze(),
         }
     })
+}
+
+/// Append to `out` a placeholder for the record `r` that the tag filter
+/// leaves out: the same queue offset and times, no body, and of its
+/// properties only where it came from, marked `MERIDIAN_FILTERED`.
+fn placeholder(r: &RecordView<'_>, props: &str, out: &mut BytesMut) -> anyhow::Result<()> {
+    let mut kept = String::new();
+    for name in [
+        property::MSG_REGION,
+        property::ORIGIN,
+        property::ORIGIN_STORE_TIME,
+    ] {
+        if let Some(v) = find_property(props, name) {
+            set_property(&mut kept, name, v);
+        }
+    }
+    set_property(&mut kept, property::FILTERED, "1");
+    let topic = r.topic_str().unwrap_or_default();
+    let rec = RecordRef {
+        topic,
+        queue_id: r.queue_id,
+        flag: r.flag,
+        queue_offset: r.queue_offset,
+        commit_log_offset: r.commit_log_offset,
+        sys_flag: r.sys_flag,
+        born_timestamp: r.born_timestamp,
+        born_host: r.born_host,
+        store_timestamp: r.store_timestamp,
+        store_host: r.store_host,
+        reconsume_times: r.reconsume_times,
+        prepared_transaction_offset: r.prepared_transaction_offset,
+        body: &[],
+        body_crc: body_crc(&[]),
+        properties: &kept,
+    };
+    out.extend_from_slice(&rec.encode_to_vec()?);
+    Ok(())
 }
 
 /// Take the target's answer to the oldest append in flight.
@@ -299,9 +351,12 @@ async fn pull(
         max_msgs,
         suspend: wait,
     };
+    let mut req = pull.request();
+    // A copy read onwards keeps its placeholders, so its offsets stay whole.
+    req.set_ext(meridian_protocol::origin::PULL_PLACEHOLDERS_EXT, "true");
     let r = shared
         .src
-        .invoke(&p.source_addr, pull.request(), pull.timeout())
+        .invoke(&p.source_addr, req, pull.timeout())
         .await?;
     Ok(PullResult::from_response(r)?)
 }

@@ -9,11 +9,19 @@ use crate::index::MAX_KEYS_PER_MESSAGE;
 /// RocketMQ's delay-message topic: its tag code is the delivery time.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
+/// The tag code of a copy queue's placeholder (a record carrying
+/// `MERIDIAN_FILTERED`): outside the range of Java's `String.hashCode`, so
+/// no tag matches it, and pulls skip it unless they ask for placeholders.
+pub const FILTERED_TAGS_CODE: i64 = i64::MIN;
+
 /// The consume-queue tag code of a record: Java's hash of its TAGS, or, in
 /// [`SCHEDULE_TOPIC`], its delivery time (store time plus the delay of its
 /// DELAY level, clamped to the highest level), which the broker's delay
-/// scheduler reads back.
+/// scheduler reads back; [`FILTERED_TAGS_CODE`] for a placeholder.
 pub(crate) fn tags_code(topic: &str, properties: &str, store_ts: i64, delay_levels: &[u64]) -> i64 {
+    if find_property(properties, property::FILTERED).is_some() {
+        return FILTERED_TAGS_CODE;
+    }
     if topic == SCHEDULE_TOPIC {
         if let Some(level) = delay_level(properties) {
             let level = level.min(delay_levels.len());
@@ -85,6 +93,12 @@ mod tests {
             0
         );
         assert_eq!(tags_code("T", "", 100, &levels), 0);
+        let placeholder = "TAGS\u{1}a\u{2}MERIDIAN_FILTERED\u{1}1\u{2}";
+        assert_eq!(
+            tags_code("T", placeholder, 100, &levels),
+            FILTERED_TAGS_CODE
+        );
+        assert_ne!(tags_hash_code("a"), FILTERED_TAGS_CODE);
     }
 
     #[test]

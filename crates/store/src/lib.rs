@@ -53,7 +53,7 @@ pub mod store;
 pub mod test_util;
 
 pub use config::{message_delay_levels, FlushDiskType, StoreConfig};
-pub use dispatch::SCHEDULE_TOPIC;
+pub use dispatch::{FILTERED_TAGS_CODE, SCHEDULE_TOPIC};
 pub use error::{PutError, StoreError};
 pub use mapped_file::preallocate;
 pub use recovery::RecoveryReport;

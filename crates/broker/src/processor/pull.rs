@@ -167,6 +167,8 @@ fn pull_once(
     filter: &TagFilter,
 ) -> RemotingCommand {
     let max_msgs = h.max_msg_nums.clamp(1, b.config.max_pull_msgs);
+    // A relay reading a copy onwards takes its placeholders too.
+    let placeholders = req.ext(meridian_protocol::origin::PULL_PLACEHOLDERS_EXT) == Some("true");
     let max_bytes = h
         .max_msg_bytes
         .filter(|m| *m > 0)
@@ -178,7 +180,13 @@ fn pull_once(
         h.queue_offset,
         max_msgs,
         max_bytes,
-        &|code| filter.matches(code),
+        &|code| {
+            if code == meridian_store::FILTERED_TAGS_CODE {
+                placeholders
+            } else {
+                filter.matches(code)
+            }
+        },
     );
     let code = match got.status {
         GetStatus::Found => rc::SUCCESS,
