@@ -61,6 +61,11 @@ pub struct BrokerConfig {
     /// Longest a pull may be held waiting for a message, whatever the
     /// client asks.
     pub max_long_poll_ms: u64,
+    /// How long after its time a delayed message that another region
+    /// scheduled (a copy of its `SCHEDULE_TOPIC_XXXX` record) is delivered
+    /// here if that region's own delivery has not arrived by then
+    /// (`delayTakeoverGraceMs`).
+    pub delay_takeover_grace_ms: u64,
     /// Most pulls held waiting at once; past it pulls are answered at once.
     pub max_long_poll_waiters: usize,
     pub max_pull_msgs: i32,
@@ -115,6 +120,7 @@ impl BrokerConfig {
             auto_create_subscription_group: true,
             register_name_server_period_ms: 30_000,
             max_long_poll_ms: 30_000,
+            delay_takeover_grace_ms: 30_000,
             max_long_poll_waiters: 65_536,
             max_pull_msgs: 32 * 32,
             max_pull_bytes: 4 * 1024 * 1024,
@@ -235,6 +241,9 @@ impl BrokerConfig {
                 ));
             }
             c.store.max_message_size = v;
+        }
+        if let Some(v) = conf.get::<u64>("delayTakeoverGraceMs")? {
+            c.delay_takeover_grace_ms = v;
         }
         if let Some(v) = conf.str("messageDelayLevel") {
             if let Err(e) = meridian_store::message_delay_levels(&v) {

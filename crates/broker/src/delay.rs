@@ -7,8 +7,20 @@
 //! (same delay, increasing store time), so one cursor per level suffices:
 //! this task moves each cursor over the messages that are due, storing each
 //! into its real topic, and persists the cursors in `config/delayOffset.json`.
-//! A crash between a delivery and the cursor's persistence delivers that
-//! message again — at least once, never lost.
+//!
+//! Every delivery carries `MERIDIAN_SCHEDULED`, the global identity of the
+//! schedule record it came from, and is indexed under it; a delivery whose
+//! identity the broker already holds is not made again. So a crash between
+//! a delivery and the cursor's persistence does not deliver twice.
+//!
+//! Across regions, relays copy `SCHEDULE_TOPIC_XXXX` like any topic (its
+//! records of unrelayed topics as placeholders). A copy of another
+//! region's level queue is delivered here only `delayTakeoverGraceMs`
+//! after its time, and only the records whose delivery by their own region
+//! has not arrived by then (the region is down, or cut off); a delivery
+//! relayed in later, for an identity delivered here, is stored as a
+//! placeholder (see the relay processor). Each region holds one delivery
+//! of each delayed message.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_protocol::message::{decode_properties, decode_record, property};
+use meridian_protocol::message::{decode_properties, decode_record, property, MessageExt};
+use meridian_protocol::origin::OriginQueue;
 use meridian_store::GetStatus;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -124,22 +137,71 @@ pub async fn run(inner: Arc<BrokerInner>) {
         if inner.is_slave() {
             continue; // a Raft follower: the leader delivers
         }
-        for level in 1..=inner.delay.max_level() {
-            deliver_due(&inner, level).await;
+        for s in schedules(&inner) {
+            deliver_due(&inner, &s).await;
         }
     }
 }
 
-/// Deliver every due message of one level.
-async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
-    let queue_id = level - 1;
-    let delay_ms = inner.delay.levels()[(level - 1) as usize] as i64;
-    let mut offset = inner.delay.offset(level);
+/// One queue of `SCHEDULE_TOPIC_XXXX` and how its records come due.
+struct Schedule {
+    queue_id: i32,
+    /// Its cursor's key in `delayOffset.json`: the level of an own queue
+    /// (`queue_id + 1`), and likewise `queue_id + 1` for a copy.
+    key: i32,
+    delay_ms: i64,
+    /// For a copy of another region's level queue: where it comes from.
+    /// Its records come due `delayTakeoverGraceMs` after their time, and
+    /// only if that region's own delivery has not arrived by then.
+    copy: Option<OriginQueue>,
+}
+
+/// Every level's own queue, then the copies of other regions' level queues
+/// that relays brought here.
+fn schedules(inner: &BrokerInner) -> Vec<Schedule> {
+    let levels = inner.delay.levels();
+    let mut out: Vec<Schedule> = (0..levels.len() as i32)
+        .map(|q| Schedule {
+            queue_id: q,
+            key: q + 1,
+            delay_ms: levels[q as usize] as i64,
+            copy: None,
+        })
+        .collect();
+    if let Some(cfg) = inner.topics.get(SCHEDULE_TOPIC) {
+        for (q, origin) in crate::topics::copy_queues(&cfg) {
+            let Some(delay) = usize::try_from(origin.queue_id)
+                .ok()
+                .and_then(|l| levels.get(l))
+            else {
+                continue; // a level this broker does not have
+            };
+            out.push(Schedule {
+                queue_id: q,
+                key: q + 1,
+                delay_ms: *delay as i64,
+                copy: Some(origin),
+            });
+        }
+    }
+    out
+}
+
+/// Deliver every due message of one schedule queue.
+async fn deliver_due(inner: &Arc<BrokerInner>, s: &Schedule) {
+    let mut offset = inner.delay.offset(s.key);
+    let grace = if s.copy.is_some() {
+        inner.config.delay_takeover_grace_ms as i64
+    } else {
+        0
+    };
     loop {
         let got =
             inner
                 .store
-                .get_messages(SCHEDULE_TOPIC, queue_id, offset, 32, 1024 * 1024, &|_| true);
+                .get_messages(SCHEDULE_TOPIC, s.queue_id, offset, 32, 1024 * 1024, &|_| {
+                    true
+                });
         if got.messages.is_empty() {
             if matches!(
                 got.status,
@@ -148,12 +210,12 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
                 // Retention removed what the cursor pointed at, or the
                 // store was rebuilt: continue from where the queue is.
                 tracing::warn!(
-                    level,
+                    queue = s.queue_id,
                     offset,
                     next = got.next_begin_offset,
                     "delay cursor moved"
                 );
-                inner.delay.set_offset(level, got.next_begin_offset);
+                inner.delay.set_offset(s.key, got.next_begin_offset);
             }
             return;
         }
@@ -161,59 +223,122 @@ async fn deliver_due(inner: &Arc<BrokerInner>, level: i32) {
             let m = match decode_record(record) {
                 Ok((m, _)) => m,
                 Err(e) => {
-                    tracing::error!(level, offset, error = %e, "unreadable delayed message skipped");
+                    tracing::error!(queue = s.queue_id, offset, error = %e, "unreadable delayed message skipped");
                     offset += 1;
-                    inner.delay.set_offset(level, offset);
+                    inner.delay.set_offset(s.key, offset);
                     continue;
                 }
             };
-            if crate::now_ms() < m.store_timestamp + delay_ms {
+            if m.property(property::FILTERED).is_some() {
+                // A placeholder: the relay did not carry this one here.
+                offset = m.queue_offset + 1;
+                inner.delay.set_offset(s.key, offset);
+                continue;
+            }
+            // A copy comes due on its origin's clock.
+            let stored_at = match s.copy {
+                Some(_) => m
+                    .property(property::ORIGIN_STORE_TIME)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(m.store_timestamp),
+                None => m.store_timestamp,
+            };
+            if crate::now_ms() < stored_at + s.delay_ms + grace {
                 return;
             }
-            let mut props = decode_properties(&m.properties);
-            let real_topic = props
-                .iter()
-                .find(|(k, _)| k == property::REAL_TOPIC)
-                .map(|(_, v)| v.clone());
-            let real_qid = props
-                .iter()
-                .find(|(k, _)| k == property::REAL_QID)
-                .and_then(|(_, v)| v.parse::<i32>().ok())
-                .unwrap_or(0);
-            let Some(real_topic) = real_topic else {
-                tracing::error!(
-                    level,
-                    offset = m.queue_offset,
-                    "delayed message without REAL_TOPIC skipped"
-                );
-                offset = m.queue_offset + 1;
-                inner.delay.set_offset(level, offset);
-                continue;
-            };
-            props.retain(|(k, _)| k != property::DELAY);
-            let put =
-                crate::store_again(&m, real_topic.clone(), real_qid, &props, inner.store_host);
-            // The cursor moves only once the delivered message is held as
-            // durably as a send: a new master then either has the message
-            // or still has the cursor before it (a duplicate, never a loss).
-            match inner.write(vec![put]).await {
-                Ok(stored) if stored.is_held() => {}
-                Ok(stored) => {
-                    // Stored here, not yet on the slave: writing it again
-                    // would deliver it twice, so wait for the slave instead.
-                    tracing::warn!(level, topic = %real_topic, replicas = ?stored.replicas, "delayed delivery not replicated yet; waiting for the slave");
-                    if !inner.wait_replicated(&stored).await {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    // Keep the cursor: the message is delivered on a later tick.
-                    tracing::warn!(level, topic = %real_topic, error = ?e, "delayed delivery failed; will retry");
-                    return;
-                }
+            match deliver(inner, s, &m).await {
+                Delivery::Done => {}
+                Delivery::Later => return,
             }
             offset = m.queue_offset + 1;
-            inner.delay.set_offset(level, offset);
+            inner.delay.set_offset(s.key, offset);
+        }
+    }
+}
+
+enum Delivery {
+    /// Delivered, already held, or undeliverable: move the cursor on.
+    Done,
+    /// Try again on a later tick; the cursor stays.
+    Later,
+}
+
+/// Store a due message into its real topic, unless this broker already
+/// holds its delivery (made here before a crash, or made by the region
+/// that scheduled it and relayed here): one delivery per identity.
+async fn deliver(inner: &Arc<BrokerInner>, s: &Schedule, m: &MessageExt) -> Delivery {
+    let mut props = decode_properties(&m.properties);
+    let real_topic = props
+        .iter()
+        .find(|(k, _)| k == property::REAL_TOPIC)
+        .map(|(_, v)| v.clone());
+    let mut real_qid = props
+        .iter()
+        .find(|(k, _)| k == property::REAL_QID)
+        .and_then(|(_, v)| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    let Some(real_topic) = real_topic else {
+        tracing::error!(
+            queue = s.queue_id,
+            offset = m.queue_offset,
+            "delayed message without REAL_TOPIC skipped"
+        );
+        return Delivery::Done;
+    };
+    let identity = match &s.copy {
+        Some(origin) => m
+            .property(property::ORIGIN)
+            .map(str::to_string)
+            .unwrap_or_else(|| origin.message_id(m.queue_offset)),
+        None => OriginQueue::new(
+            &inner.config.region_id,
+            &inner.config.broker_name,
+            s.queue_id,
+        )
+        .message_id(m.queue_offset),
+    };
+    if s.copy.is_some() {
+        // Another region's queue id: one of this region's own queues.
+        let own = inner
+            .topics
+            .get(&real_topic)
+            .map_or(1, |c| c.write_queue_nums.max(1));
+        real_qid = real_qid.rem_euclid(own);
+    }
+    props.retain(|(k, _)| {
+        k != property::DELAY
+            && k != property::ORIGIN
+            && k != property::ORIGIN_STORE_TIME
+            && k != property::SCHEDULED
+    });
+    props.push((property::SCHEDULED.to_string(), identity.clone()));
+    let put = crate::store_again(m, real_topic.clone(), real_qid, &props, inner.store_host);
+    let _one_at_a_time = inner.scheduled.lock().await;
+    if inner.holds_scheduled(&real_topic, &identity) {
+        tracing::debug!(topic = %real_topic, %identity, "delayed message already delivered here");
+        return Delivery::Done;
+    }
+    if s.copy.is_some() {
+        tracing::info!(topic = %real_topic, %identity, "delivering a delayed message of another region whose own delivery has not arrived");
+    }
+    // The cursor moves only once the delivered message is held as
+    // durably as a send: a new master then either has the message or
+    // still has the cursor before it, and then finds the delivery by its
+    // identity instead of making it again.
+    match inner.write(vec![put]).await {
+        Ok(stored) if stored.is_held() => Delivery::Done,
+        Ok(stored) => {
+            // Stored here, not yet on the slave: wait for the slave.
+            tracing::warn!(topic = %real_topic, replicas = ?stored.replicas, "delayed delivery not replicated yet; waiting for the slave");
+            if inner.wait_replicated(&stored).await {
+                Delivery::Done
+            } else {
+                Delivery::Later
+            }
+        }
+        Err(e) => {
+            tracing::warn!(topic = %real_topic, error = ?e, "delayed delivery failed; will retry");
+            Delivery::Later
         }
     }
 }

@@ -104,6 +104,10 @@ pub struct BrokerInner {
     pub raft: Option<Arc<meridian_raft::node::RaftNode>>,
     /// Records relayed into this broker's copy queues.
     pub relay_counters: RelayCounters,
+    /// Held while a delayed message's delivery (here, or another region's
+    /// relayed in) is checked against what is held and stored: one
+    /// delivery per `MERIDIAN_SCHEDULED` identity.
+    pub scheduled: tokio::sync::Mutex<()>,
 }
 
 /// What relays did to this broker's copy queues since it started.
@@ -116,6 +120,15 @@ pub struct RelayCounters {
 }
 
 impl BrokerInner {
+    /// Whether this broker holds a delivery, in `topic`, of the delayed
+    /// message with this `MERIDIAN_SCHEDULED` identity.
+    pub fn holds_scheduled(&self, topic: &str, identity: &str) -> bool {
+        !self
+            .store
+            .query_by_key(topic, identity, 1, 0, i64::MAX)
+            .is_empty()
+    }
+
     /// Record what a name server said about the group's master.
     pub fn learn_master(&self, addr: Option<String>, ha_addr: Option<String>) {
         let own = self.config.broker_addr();
@@ -268,6 +281,7 @@ impl Broker {
             ha,
             raft,
             relay_counters: RelayCounters::default(),
+            scheduled: tokio::sync::Mutex::new(()),
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));

@@ -431,11 +431,14 @@ async fn relay_status(port: u16) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn streams_of(status: &BTreeMap<String, String>) -> usize {
+/// How many of `topic`'s origin queues a relay's status lists as its
+/// streams.
+fn streams_of(status: &BTreeMap<String, String>, topic: &str) -> usize {
+    let prefix = format!("relay.{topic}.");
     status
-        .get("relayStreams")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .keys()
+        .filter(|k| k.starts_with(&prefix) && k.ends_with(".copyNextOffset"))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -465,7 +468,7 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
     // them, each relaying some and none relaying a queue twice.
     let split = within(Duration::from_secs(20), || async {
         let (a, b) = (relay_status(ports[0]).await, relay_status(ports[1]).await);
-        let (na, nb) = (streams_of(&a), streams_of(&b));
+        let (na, nb) = (streams_of(&a, &topic), streams_of(&b, &topic));
         a.get("relayGroupMembers").map(String::as_str) == Some("2")
             && b.get("relayGroupMembers").map(String::as_str) == Some("2")
             && na > 0
@@ -477,8 +480,8 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
     assert!(
         split,
         "the two relays do not split the link: {} and {} streams, members {:?} and {:?}",
-        streams_of(&a),
-        streams_of(&b),
+        streams_of(&a, &topic),
+        streams_of(&b, &topic),
         a.get("relayGroupMembers"),
         b.get("relayGroupMembers")
     );
@@ -489,13 +492,13 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
     // relays everything sent meanwhile, once.
     relays[0].kill9();
     let took_over = within(Duration::from_secs(10), || async {
-        streams_of(&relay_status(ports[1]).await) == 8
+        streams_of(&relay_status(ports[1]).await, &topic) == 8
     })
     .await;
     assert!(
         took_over,
         "the surviving relay holds {} of 8 streams 10 s after the other died",
-        streams_of(&relay_status(ports[1]).await)
+        streams_of(&relay_status(ports[1]).await, &topic)
     );
     expected.extend(produce(&producer, "east", &topic, 40, 40).await);
     expect_held(&west, &topic, &expected).await;
@@ -776,5 +779,107 @@ async fn a_tag_filter_carries_only_its_tags_and_keeps_every_offset() {
     let inbox = Inbox::new();
     let mut consumer = consume(north, &unique("north-group"), &topic, &inbox).await;
     inbox.expect_exactly_once(&all_carried).await;
+    consumer.shutdown().await;
+}
+
+/// Send one delayed message (delay level `level`) from `producer`.
+async fn produce_delayed(producer: &DefaultMQProducer, topic: &str, body: &str, level: i32) {
+    let msg = rocketmq_model::common::message::message_single::Message::builder()
+        .topic(topic)
+        .tags("Tag0")
+        .key(format!("key-{body}"))
+        .body_slice(body.as_bytes())
+        .delay_level(level)
+        .build_unchecked();
+    let r = producer
+        .send(msg)
+        .await
+        .unwrap_or_else(|e| panic!("send {body}: {e}"))
+        .expect("a sync send returns a result");
+    assert_eq!(r.send_status, SendStatus::SendOk, "status of {body}");
+}
+
+/// How many messages of `topic` in `region` have this body.
+async fn held(region: &Region, topic: &str, body: &str) -> usize {
+    region
+        .read_all(topic)
+        .await
+        .iter()
+        .filter(|m| m.body.as_ref() == body.as_bytes())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delayed_message_is_delivered_once_in_every_region_even_when_its_region_is_down() {
+    let topic = unique("delayed");
+    // Level 1: 1 s; level 4: 6 s. Another region's delayed message is
+    // delivered 2 s after its time if its own delivery has not arrived.
+    let conf = "messageDelayLevel=1s 2s 3s 6s 10s\ndelayTakeoverGraceMs=2000";
+    let east = Region::start("east", conf);
+    let west = Region::start("west", conf);
+    east.create_topic(&topic, QUEUES);
+    west.create_topic(&topic, QUEUES);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _relays = [
+        Relay::start(dir.path(), &east, &west, &topic, ""),
+        Relay::start(dir.path(), &west, &east, &topic, ""),
+    ];
+    let pe = start_producer(&east.namesrv()).await;
+
+    // Both regions up: east delivers, west takes east's delivery and does
+    // not deliver its copy of the schedule again.
+    produce_delayed(&pe, &topic, "east-on-time", 1).await;
+    for r in [&east, &west] {
+        let one = within(Duration::from_secs(30), || async {
+            held(r, &topic, "east-on-time").await == 1
+        })
+        .await;
+        assert!(one, "east-on-time not delivered in {}", r.name);
+    }
+
+    // East goes down after scheduling a message (the schedule record has
+    // reached west): west delivers it once its time and the grace pass.
+    let mut east = east;
+    produce_delayed(&pe, &topic, "east-while-down", 4).await;
+    let schedule_copied = within(Duration::from_secs(10), || async {
+        west.read_all("SCHEDULE_TOPIC_XXXX")
+            .await
+            .iter()
+            .any(|m| m.body.as_ref() == b"east-while-down")
+    })
+    .await;
+    assert!(schedule_copied, "the schedule record never reached west");
+    east.group.kill9(0);
+    let delivered = within(Duration::from_secs(30), || async {
+        held(&west, &topic, "east-while-down").await == 1
+    })
+    .await;
+    assert!(delivered, "west never delivered east's delayed message");
+    let inbox = Inbox::new();
+    let mut consumer = consume(&west, &unique("west-group"), &topic, &inbox).await;
+    inbox
+        .expect_exactly_once(&["east-on-time".to_string(), "east-while-down".to_string()])
+        .await;
+    consumer.shutdown().await;
+
+    // East comes back: its own delivery of the same message (its cursor
+    // is still before it) and west's meet; each region keeps one.
+    east.group.start_broker(0);
+    let settled = within(Duration::from_secs(30), || async {
+        held(&east, &topic, "east-while-down").await == 1
+    })
+    .await;
+    assert!(settled, "east does not hold east-while-down once");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for r in [&east, &west] {
+        for body in ["east-on-time", "east-while-down"] {
+            assert_eq!(held(r, &topic, body).await, 1, "{body} in {}", r.name);
+        }
+    }
+    let inbox = Inbox::new();
+    let mut consumer = consume(&east, &unique("east-group"), &topic, &inbox).await;
+    inbox
+        .expect_exactly_once(&["east-on-time".to_string(), "east-while-down".to_string()])
+        .await;
     consumer.shutdown().await;
 }

@@ -147,6 +147,11 @@ pub mod property {
     /// origin record the relay did not carry (its tag filter left it out).
     /// No body and no keys; consumers never receive it.
     pub const FILTERED: &str = "MERIDIAN_FILTERED";
+    /// Meridian: on a delivered delayed message, the global identity of the
+    /// `SCHEDULE_TOPIC_XXXX` record it was delivered from
+    /// (`region/brokerName/queueId/queueOffset`). Indexed like a key: a
+    /// region holds one delivery per identity, whichever region made it.
+    pub const SCHEDULED: &str = "MERIDIAN_SCHEDULED";
     pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
     pub const BORN_HOST: &str = "__BORNHOST";
     pub const BORN_TIMESTAMP: &str = "BORN_TIMESTAMP";

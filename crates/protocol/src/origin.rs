@@ -15,6 +15,25 @@ use std::fmt;
 /// `4=east/broker-a/0;5=east/broker-a/1`.
 pub const COPY_QUEUES_ATTRIBUTE: &str = "meridian.copyQueues";
 
+/// The properties of a copy queue's placeholder for a record with
+/// properties `props`: only where it came from (`MSG_REGION`,
+/// `MERIDIAN_ORIGIN`, `MERIDIAN_ORIGIN_TS`), marked `MERIDIAN_FILTERED`.
+pub fn placeholder_properties(props: &str) -> String {
+    use crate::message::{find_property, property, set_property};
+    let mut kept = String::new();
+    for name in [
+        property::MSG_REGION,
+        property::ORIGIN,
+        property::ORIGIN_STORE_TIME,
+    ] {
+        if let Some(v) = find_property(props, name) {
+            set_property(&mut kept, name, v);
+        }
+    }
+    set_property(&mut kept, property::FILTERED, "1");
+    kept
+}
+
 /// A PULL_MESSAGE ext field: `true` asks for a copy queue's placeholders
 /// (records carrying [`crate::message::property::FILTERED`]) too, as a relay
 /// reading the copy onwards needs them; consumers never get them.

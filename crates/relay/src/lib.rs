@@ -53,6 +53,9 @@ pub struct Shared {
     pub dst: RemotingClient,
     pub limiter: Limiter,
     pub stats: LinkStats,
+    /// The topics the link relays now: a delayed message in
+    /// `SCHEDULE_TOPIC_XXXX` travels whole only if its real topic is one.
+    pub relayed: parking_lot::RwLock<std::collections::BTreeSet<String>>,
 }
 
 /// `maxTps`: at most this many records a second over the whole link.
@@ -109,6 +112,7 @@ impl Relay {
             src: RemotingClient::new(),
             dst: RemotingClient::new(),
             stats: LinkStats::default(),
+            relayed: Default::default(),
         });
         let status = match status_addr {
             Some(addr) => Some(
@@ -190,6 +194,7 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 view.offset_targets
                     .retain(|(topic, addr, q), _| m.owns(&members, &format!("{topic}@{addr}/{q}")));
                 membership = Some(m);
+                *shared.relayed.write() = std::mem::take(&mut view.topics);
                 offset_targets = std::mem::take(&mut view.offset_targets);
                 if last_error.take().is_some() || streams.is_empty() && !view.plans.is_empty() {
                     tracing::info!(

@@ -20,13 +20,13 @@ use meridian_client::consumer::{Pull, PullResult, PullStatus};
 use meridian_protocol::codes::{request_code, response_code};
 use meridian_protocol::header::relay::{RelayAppendRequestHeader, RelayAppendResponseHeader};
 use meridian_protocol::message::{
-    body_crc, find_property, parse_record, property, set_property, RecordRef, RecordView,
+    body_crc, find_property, parse_record, property, RecordRef, RecordView,
 };
 use meridian_protocol::RemotingCommand;
 use tokio::sync::watch;
 
 use crate::stats::StreamStats;
-use crate::topology::{Plan, StreamKey};
+use crate::topology::{Plan, StreamKey, SCHEDULE_TOPIC};
 use crate::Shared;
 
 /// How long an append may take before the stream starts over.
@@ -188,6 +188,7 @@ async fn collect(
 ) -> anyhow::Result<Batch> {
     let mut body = BytesMut::new();
     let (mut n, mut last, mut last_store_ms) = (0u64, from - 1, 0);
+    let filter = &shared.config.tag_filter;
     while (n as i32) < shared.config.pull_batch {
         let want = shared.config.pull_batch - n as i32;
         let pulled = pull(shared, topic, p, last + 1, want, wait.filter(|_| n == 0)).await?;
@@ -204,7 +205,6 @@ async fn collect(
             }
         }
         let before = n;
-        let filter = &shared.config.tag_filter;
         let mut rest: &[u8] = &pulled.records;
         while !rest.is_empty() {
             let r = parse_record(rest).map_err(|e| {
@@ -216,10 +216,12 @@ async fn collect(
             last = r.queue_offset;
             last_store_ms = r.store_timestamp;
             let props = r.properties_str().unwrap_or_default();
-            if filter.is_all()
-                || find_property(props, property::FILTERED).is_some()
-                || filter.carries(find_property(props, property::TAGS))
-            {
+            let carried = find_property(props, property::FILTERED).is_some()
+                || ((filter.is_all() || filter.carries(find_property(props, property::TAGS)))
+                    && (topic != SCHEDULE_TOPIC
+                        || find_property(props, property::REAL_TOPIC)
+                            .is_some_and(|t| shared.relayed.read().contains(t))));
+            if carried {
                 body.extend_from_slice(record);
             } else {
                 placeholder(&r, props, &mut body)?;
@@ -245,17 +247,7 @@ async fn collect(
 /// leaves out: the same queue offset and times, no body, and of its
 /// properties only where it came from, marked `MERIDIAN_FILTERED`.
 fn placeholder(r: &RecordView<'_>, props: &str, out: &mut BytesMut) -> anyhow::Result<()> {
-    let mut kept = String::new();
-    for name in [
-        property::MSG_REGION,
-        property::ORIGIN,
-        property::ORIGIN_STORE_TIME,
-    ] {
-        if let Some(v) = find_property(props, name) {
-            set_property(&mut kept, name, v);
-        }
-    }
-    set_property(&mut kept, property::FILTERED, "1");
+    let kept = meridian_protocol::origin::placeholder_properties(props);
     let topic = r.topic_str().unwrap_or_default();
     let rec = RecordRef {
         topic,

@@ -60,6 +60,8 @@ pub struct LinkView {
     pub offset_targets: BTreeMap<(String, String, i32), (String, i32)>,
     /// Every source broker's address in use (where the relay group meets).
     pub source_addrs: BTreeSet<String>,
+    /// The topics relayed, as chosen now.
+    pub topics: BTreeSet<String>,
 }
 
 /// One cluster's broker groups: the address to use (master first) and the
@@ -147,6 +149,9 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
                     }
                 }
             }
+            // Delayed messages and retries waiting for their time: the
+            // stream carries only those of relayed topics.
+            topics.insert(SCHEDULE_TOPIC.to_string());
         }
     }
 
@@ -170,6 +175,7 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         plans: BTreeMap::new(),
         offset_targets: BTreeMap::new(),
         source_addrs: src_side.addrs.values().cloned().collect(),
+        topics: topics.clone(),
     };
     for topic in topics {
         let Some(route) = src.route(&topic).await? else {
@@ -242,6 +248,8 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
 }
 
 const RETRY_PREFIX: &str = "%RETRY%";
+/// RocketMQ's topic of messages waiting for their delay.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 const DLQ_PREFIX: &str = "%DLQ%";
 
 /// The consumer groups with a committed offset on any of `topics` at any

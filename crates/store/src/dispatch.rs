@@ -58,15 +58,21 @@ pub(crate) fn goes_to_index(flag: i32) -> bool {
     sys_flag::transaction_value(flag) != sys_flag::TRANSACTION_ROLLBACK_TYPE
 }
 
-/// The keys a record is indexed under: each space-separated key of KEYS,
-/// then UNIQ_KEY; at most [`MAX_KEYS_PER_MESSAGE`].
+/// The keys a record is indexed under: a delivered delayed message's
+/// `MERIDIAN_SCHEDULED` identity, each space-separated key of KEYS, then
+/// UNIQ_KEY; at most [`MAX_KEYS_PER_MESSAGE`].
 pub(crate) fn index_keys(properties: &str) -> impl Iterator<Item = &str> {
+    let scheduled = find_property(properties, property::SCHEDULED).filter(|k| !k.is_empty());
     let keys = find_property(properties, property::KEYS)
         .unwrap_or("")
         .split(property::KEY_SEPARATOR)
         .filter(|k| !k.is_empty());
     let uniq = find_property(properties, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX);
-    keys.chain(uniq).take(MAX_KEYS_PER_MESSAGE)
+    scheduled
+        .into_iter()
+        .chain(keys)
+        .chain(uniq)
+        .take(MAX_KEYS_PER_MESSAGE)
 }
 
 /// Whether `key` is one the record is indexed under.
@@ -106,6 +112,11 @@ mod tests {
         let props = "KEYS\u{1}a  b\u{2}UNIQ_KEY\u{1}U1\u{2}";
         assert_eq!(index_keys(props).collect::<Vec<_>>(), vec!["a", "b", "U1"]);
         assert!(has_key(props, "U1"));
+        let delivered = "MERIDIAN_SCHEDULED\u{1}east/b/3/7\u{2}KEYS\u{1}a\u{2}";
+        assert_eq!(
+            index_keys(delivered).collect::<Vec<_>>(),
+            vec!["east/b/3/7", "a"]
+        );
         assert!(!has_key(props, ""));
         assert!(goes_to_queue(sys_flag::TRANSACTION_COMMIT_TYPE));
         assert!(!goes_to_queue(sys_flag::TRANSACTION_PREPARED_TYPE));

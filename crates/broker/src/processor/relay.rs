@@ -32,25 +32,31 @@ use crate::{BrokerInner, WriteError};
 pub const MAX_RECORDS_PER_APPEND: usize = 4096;
 
 pub fn append(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
-    let plan = match prepare(b, &req) {
-        Ok(p) => p,
-        Err(r) => return Reply::Now(Some(r)),
-    };
-    if plan.msgs.is_empty() {
-        return Reply::Now(Some(answer(
-            &req,
-            plan.queue_id,
-            plan.next,
-            0,
-            plan.present,
-        )));
-    }
-    let (queue_id, present, next_before) = (plan.queue_id, plan.present, plan.next);
-    let count = plan.msgs.len();
-    let written = b.write(plan.msgs);
     let b = b.clone();
     reply_when_done(async move {
-        match written.await {
+        let mut plan = match prepare(&b, &req) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        // Deliveries of delayed messages are checked against what this
+        // broker holds, and stored, one at a time (as the delay service
+        // does): the plan is made again under the lock.
+        let _one_at_a_time = match plan.scheduled {
+            true => Some(b.scheduled.lock().await),
+            false => None,
+        };
+        if plan.scheduled {
+            plan = match prepare(&b, &req) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+        }
+        if plan.msgs.is_empty() {
+            return answer(&req, plan.queue_id, plan.next, 0, plan.present);
+        }
+        let (queue_id, present, next_before) = (plan.queue_id, plan.present, plan.next);
+        let count = plan.msgs.len();
+        match b.write(plan.msgs).await {
             Ok(stored) => {
                 let next = stored
                     .results
@@ -142,6 +148,8 @@ struct Plan {
     /// Records of the body the copy already held.
     present: i32,
     msgs: Vec<PutMessage>,
+    /// Whether any record is a delivered delayed message.
+    scheduled: bool,
 }
 
 fn answer(
@@ -212,6 +220,7 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
 
     let mut msgs = Vec::new();
     let mut present = 0;
+    let mut scheduled = false;
     let mut rest = req.body.clone();
     let mut expect: Option<i64> = None;
     while !rest.is_empty() {
@@ -261,6 +270,17 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
             break;
         }
         let mut properties = m.properties.clone();
+        let mut body = m.body.clone();
+        if let Some(identity) = m.property(property::SCHEDULED) {
+            // A delayed message its region delivered: if this region
+            // delivered it itself meanwhile (that region was down or cut
+            // off), keep the offset with a placeholder instead.
+            scheduled = true;
+            if b.holds_scheduled(&h.topic, identity) {
+                properties = meridian_protocol::origin::placeholder_properties(&m.properties);
+                body = bytes::Bytes::new();
+            }
+        }
         if m.property(property::ORIGIN).is_none() {
             set_property(
                 &mut properties,
@@ -279,7 +299,7 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
             topic: h.topic.clone(),
             queue_id,
             flag: m.flag,
-            body: m.body,
+            body,
             properties,
             sys_flag: m.sys_flag,
             born_timestamp: m.born_timestamp,
@@ -295,6 +315,7 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<Plan, Remoting
         next,
         present,
         msgs,
+        scheduled,
     })
 }
 
