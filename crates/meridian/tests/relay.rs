@@ -520,7 +520,7 @@ async fn a_cut_link_a_killed_target_and_a_raft_leader_change_lose_and_double_not
     // the test cuts) and with north (a Raft group); west and north reach
     // each other through east.
     let east = Region::start("east", "");
-    let mut west = Region::start_behind_proxy("west", 0, "");
+    let mut west = Region::start_behind_proxy("west", 35, "");
     let mut north = Region::start_raft("north", "");
     let admin = meridian_client::Admin::new(&north.namesrv());
     support::raft::leader(&north.group, &admin).await;
@@ -882,4 +882,50 @@ async fn a_delayed_message_is_delivered_once_in_every_region_even_when_its_regio
         .expect_exactly_once(&["east-on-time".to_string(), "east-while-down".to_string()])
         .await;
     consumer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_topics_and_more_queues_reach_the_target_without_a_restart() {
+    let prefix = unique("grow");
+    let first = format!("{prefix}-a");
+    let east = Region::start("east", "");
+    let west = Region::start("west", "");
+    east.create_topic(&first, 2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A pattern: topics created later are relayed too. West has none of
+    // them; the relay creates them there.
+    let _relay = Relay::start(dir.path(), &east, &west, &format!("/{prefix}-.*/"), "");
+    let producer = start_producer(&east.namesrv()).await;
+    let mut sent_a = produce(&producer, "east", &first, 0, 10).await;
+    expect_held(&west, &first, &sent_a).await;
+
+    // A second topic appears in the source, and the first one grows from
+    // two queues to four.
+    let second = format!("{prefix}-b");
+    east.create_topic(&second, 2);
+    east.create_topic(&first, 4);
+    let routed = within(Duration::from_secs(20), || async {
+        meridian_client::Admin::new(&east.namesrv())
+            .route(&first)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.queue_datas.iter().all(|q| q.write_queue_nums == 4))
+    })
+    .await;
+    assert!(routed, "the first topic never showed four queues");
+    let producer_b = start_producer(&east.namesrv()).await;
+    let sent_b = produce(&producer_b, "east", &second, 0, 10).await;
+    // A fresh producer learns the four queues at once.
+    let producer_a = start_producer(&east.namesrv()).await;
+    sent_a.extend(produce(&producer_a, "east", &first, 10, 20).await);
+    expect_held(&west, &second, &sent_b).await;
+    expect_held(&west, &first, &sent_a).await;
+    // West's copies cover all four of east's queues.
+    let configs = meridian_client::Admin::new(&west.namesrv())
+        .all_topic_config(&west.broker())
+        .await
+        .expect("west's topics");
+    let copies = meridian_protocol::origin::copy_queues(&configs[&first].attributes);
+    assert_eq!(copies.len(), 4, "west's copies of {first}: {copies:?}");
 }
