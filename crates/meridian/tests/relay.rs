@@ -237,6 +237,30 @@ async fn a_full_mesh_stores_each_message_once_and_refuses_the_second_path() {
     drop(relays);
 }
 
+/// Wait up to 30 s until the offsets `group` committed on `topic`, as
+/// `region`'s broker holds them (carried in, or its own), add up to
+/// `total`.
+async fn offsets_carried(region: &Region, topic: &str, group: &str, total: i64) -> bool {
+    let admin = meridian_client::Admin::new(&region.namesrv());
+    within(Duration::from_secs(30), || async {
+        let mut req = meridian_protocol::RemotingCommand::request(
+            meridian_protocol::codes::request_code::RELAY_GET_OFFSETS,
+        );
+        req.set_ext("topics", topic);
+        let Ok(r) = admin.call(&region.broker(), req).await else {
+            return false;
+        };
+        let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
+            serde_json::from_slice(&r.body).unwrap_or_default();
+        list.iter()
+            .filter(|o| o.group == group)
+            .map(|o| o.offset)
+            .sum::<i64>()
+            == total
+    })
+    .await
+}
+
 /// Start a stock push consumer of `group` on `topic` in `region`.
 async fn consume(
     region: &Region,
@@ -284,24 +308,7 @@ async fn a_consumer_group_moved_to_another_region_receives_exactly_the_rest() {
     // ...and the offsets it committed in east reach west: for east's own
     // queues as offsets of west's copies, for east's copies of west's
     // queues as offsets of west's own queues.
-    let admin = meridian_client::Admin::new(&west.namesrv());
-    let carried = within(Duration::from_secs(30), || async {
-        let mut req = meridian_protocol::RemotingCommand::request(
-            meridian_protocol::codes::request_code::RELAY_GET_OFFSETS,
-        );
-        req.set_ext("topics", topic.clone());
-        let Ok(r) = admin.call(&west.broker(), req).await else {
-            return false;
-        };
-        let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
-            serde_json::from_slice(&r.body).unwrap_or_default();
-        list.iter()
-            .filter(|o| o.group == group)
-            .map(|o| o.offset)
-            .sum::<i64>()
-            == first.len() as i64
-    })
-    .await;
+    let carried = offsets_carried(west, &topic, &group, first.len() as i64).await;
     assert!(carried, "the group's offsets never reached west");
     // In west the group receives exactly what it had not consumed in east.
     let inbox = Inbox::new();
@@ -676,21 +683,7 @@ async fn a_groups_retries_and_dead_letters_travel_with_its_topic() {
     }
     // The group's offsets reach west; started there, it receives exactly
     // the message that was waiting to be retried, once.
-    let carried = within(Duration::from_secs(30), || async {
-        let mut req = RemotingCommand::request(request_code::RELAY_GET_OFFSETS);
-        req.set_ext("topics", topic.clone());
-        let Ok(r) = admin.call(&west.broker(), req).await else {
-            return false;
-        };
-        let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
-            serde_json::from_slice(&r.body).unwrap_or_default();
-        list.iter()
-            .filter(|o| o.group == group)
-            .map(|o| o.offset)
-            .sum::<i64>()
-            == sent.len() as i64
-    })
-    .await;
+    let carried = offsets_carried(&west, &topic, &group, sent.len() as i64).await;
     assert!(carried, "the group's offsets never reached west");
     let inbox = Inbox::new();
     let mut consumer = consume(&west, &group, &topic, &inbox).await;
@@ -752,24 +745,7 @@ async fn a_tag_filter_carries_only_its_tags_and_keeps_every_offset() {
     let mut all_carried = carried(&first);
     all_carried.extend(carried(&rest));
     expect_held(west, &topic, &all_carried).await;
-    let admin = meridian_client::Admin::new(&west.namesrv());
-    let offsets_arrived = within(Duration::from_secs(30), || async {
-        let mut req = meridian_protocol::RemotingCommand::request(
-            meridian_protocol::codes::request_code::RELAY_GET_OFFSETS,
-        );
-        req.set_ext("topics", topic.clone());
-        let Ok(r) = admin.call(&west.broker(), req).await else {
-            return false;
-        };
-        let list: Vec<meridian_protocol::body::relay::CarriedOffset> =
-            serde_json::from_slice(&r.body).unwrap_or_default();
-        list.iter()
-            .filter(|o| o.group == group)
-            .map(|o| o.offset)
-            .sum::<i64>()
-            == first.len() as i64
-    })
-    .await;
+    let offsets_arrived = offsets_carried(west, &topic, &group, first.len() as i64).await;
     assert!(offsets_arrived, "the group's offsets never reached west");
     let inbox = Inbox::new();
     let mut consumer = consume(west, &group, &topic, &inbox).await;
