@@ -90,6 +90,16 @@ impl ClientManager {
             .insert(channel.client_id.clone(), channel);
     }
 
+    /// A connected producer of `group`: the one heard from most recently.
+    pub fn producer_channel(&self, group: &str) -> Option<ClientChannel> {
+        self.producers
+            .read()
+            .get(group)?
+            .values()
+            .max_by_key(|c| c.last_update)
+            .cloned()
+    }
+
     /// Remove a client from a consumer group. Returns true when it was a
     /// member.
     pub fn unregister_consumer(&self, group: &str, client_id: &str) -> bool {

@@ -66,6 +66,16 @@ pub struct BrokerConfig {
     /// here if that region's own delivery has not arrived by then
     /// (`delayTakeoverGraceMs`).
     pub delay_takeover_grace_ms: u64,
+    /// A half message undecided this long is checked with its producer
+    /// (`transactionTimeOut`, ms; a message's
+    /// `CHECK_IMMUNITY_TIME_IN_SECONDS` overrides it).
+    pub transaction_timeout_ms: u64,
+    /// Time between two checks of one half message
+    /// (`transactionCheckInterval`, ms).
+    pub transaction_check_interval_ms: u64,
+    /// Checks before an undecided half message is discarded
+    /// (`transactionCheckMax`).
+    pub transaction_check_max: u32,
     /// Most pulls held waiting at once; past it pulls are answered at once.
     pub max_long_poll_waiters: usize,
     pub max_pull_msgs: i32,
@@ -121,6 +131,9 @@ impl BrokerConfig {
             register_name_server_period_ms: 30_000,
             max_long_poll_ms: 30_000,
             delay_takeover_grace_ms: 30_000,
+            transaction_timeout_ms: 6_000,
+            transaction_check_interval_ms: 60_000,
+            transaction_check_max: 15,
             max_long_poll_waiters: 65_536,
             max_pull_msgs: 32 * 32,
             max_pull_bytes: 4 * 1024 * 1024,
@@ -241,6 +254,15 @@ impl BrokerConfig {
                 ));
             }
             c.store.max_message_size = v;
+        }
+        if let Some(v) = conf.get::<u64>("transactionTimeOut")? {
+            c.transaction_timeout_ms = v;
+        }
+        if let Some(v) = conf.get::<u64>("transactionCheckInterval")? {
+            c.transaction_check_interval_ms = v.max(100);
+        }
+        if let Some(v) = conf.get::<u32>("transactionCheckMax")? {
+            c.transaction_check_max = v;
         }
         if let Some(v) = conf.get::<u64>("delayTakeoverGraceMs")? {
             c.delay_takeover_grace_ms = v;

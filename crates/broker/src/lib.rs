@@ -7,6 +7,7 @@
 //! - [`lock`] — queue locks for ordered consumption.
 //! - [`long_poll`] — pulls that wait for the next message.
 //! - [`delay`] — delayed messages and reconsume delays (`SCHEDULE_TOPIC_XXXX`).
+//! - [`transaction`] — half messages, END_TRANSACTION, check-backs.
 //! - [`register`] — registration with every name server.
 //! - [`slave_sync`] — a slave copies topics and offsets from its master.
 //! - [`write`] — the one write path every stored message takes.
@@ -26,6 +27,7 @@ pub mod processor;
 pub mod register;
 pub mod slave_sync;
 pub mod topics;
+pub mod transaction;
 pub mod write;
 
 use std::net::SocketAddr;
@@ -108,6 +110,8 @@ pub struct BrokerInner {
     /// relayed in) is checked against what is held and stored: one
     /// delivery per `MERIDIAN_SCHEDULED` identity.
     pub scheduled: tokio::sync::Mutex<()>,
+    /// Half messages and their decisions.
+    pub transactions: Arc<transaction::TransactionService>,
 }
 
 /// What relays did to this broker's copy queues since it started.
@@ -216,6 +220,7 @@ impl Broker {
         let offsets = offsets::ConsumerOffsetManager::open(&config.store.root_dir)?;
         let long_poll = long_poll::LongPoll::new(config.max_long_poll_waiters);
         let delay = delay::DelayService::open(&config.store.root_dir, delay_levels)?;
+        let transactions = transaction::TransactionService::open(&config.store.root_dir)?;
         let store_host = SocketAddr::new(config.broker_ip1, config.listen_port);
         let ha_config = meridian_ha::HaConfig {
             listen_addr: SocketAddr::new(config.listen_ip, config.ha_listen_port),
@@ -282,6 +287,7 @@ impl Broker {
             raft,
             relay_counters: RelayCounters::default(),
             scheduled: tokio::sync::Mutex::new(()),
+            transactions,
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
@@ -298,14 +304,16 @@ impl Broker {
             // The role changes with the Raft group: both loops check it.
             tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
             tasks.push(tokio::spawn(delay::run(inner.clone())));
+            tasks.push(tokio::spawn(transaction::run(inner.clone())));
             tasks.push(tokio::spawn(follow_raft_role(inner.clone(), node.role())));
         } else if inner.is_slave() {
             tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
             tasks.push(tokio::spawn(follow_master(inner.clone())));
         } else {
-            // Only the master delivers delayed messages; a slave receives
-            // the deliveries through replication.
+            // Only the master delivers delayed messages and checks half
+            // messages; a slave receives the results through replication.
             tasks.push(tokio::spawn(delay::run(inner.clone())));
+            tasks.push(tokio::spawn(transaction::run(inner.clone())));
         }
         Ok(Broker {
             inner,

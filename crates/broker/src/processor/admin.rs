@@ -97,6 +97,18 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     );
     put("brokerRole", format!("{:?}", b.broker_role()));
     put("regionId", b.config.region_id.clone());
+    let tx = &b.transactions;
+    for (name, n) in [
+        ("transactionCommittedTotal", &tx.committed),
+        ("transactionRolledBackTotal", &tx.rolled_back),
+        ("transactionCheckedTotal", &tx.checks_sent),
+        ("transactionDiscardedTotal", &tx.discarded),
+    ] {
+        put(
+            name,
+            n.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+        );
+    }
     put(
         "relayAppendedTotal",
         b.relay_counters

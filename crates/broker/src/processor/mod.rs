@@ -18,6 +18,7 @@ pub mod raft;
 pub mod relay;
 pub mod send;
 pub mod send_back;
+pub mod transaction;
 
 use std::sync::Arc;
 
@@ -77,6 +78,7 @@ impl Handler for BrokerProcessor {
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::RAFT_TRANSFER_LEADER => raft::transfer_leader(b, req),
             rc::RELAY_APPEND => relay::append(b, req),
+            rc::END_TRANSACTION => transaction::end(b, req),
             rc::RELAY_GET_OFFSETS => now(relay::get_offsets(b, &req)),
             rc::RELAY_PUT_OFFSETS => now(relay::put_offsets(b, &req)),
             code => {

@@ -11,7 +11,7 @@ use meridian_protocol::body::perm;
 use meridian_protocol::codes::response_code as rc;
 use meridian_protocol::header::send::{SendMessageRequestHeader, SendMessageResponseHeader};
 use meridian_protocol::message::{
-    decode_batch, decode_properties, encode_properties, property, set_property,
+    decode_batch, decode_properties, encode_properties, find_property, property, set_property,
 };
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Reply};
@@ -172,10 +172,41 @@ fn prepare(
         }
     }
 
+    if find_property(&msg.properties, property::TRANSACTION_PREPARED)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        make_half(b, &mut msg);
+        return Ok((queue_id, vec![msg]));
+    }
     if msg.properties.contains(property::DELAY) {
         schedule_if_delayed(b, &mut msg);
     }
     Ok((queue_id, vec![msg]))
+}
+
+/// A transactional message's first phase: stored as a half message,
+/// invisible to consumers until END_TRANSACTION commits it (see
+/// [`crate::transaction`]).
+fn make_half(b: &BrokerInner, msg: &mut PutMessage) {
+    let (_, created) = b.topics.ensure(
+        crate::transaction::HALF_TOPIC,
+        1,
+        perm::PERM_READ | perm::PERM_WRITE,
+    );
+    if created {
+        b.register_soon();
+    }
+    let mut props = decode_properties(&msg.properties);
+    props.retain(|(k, _)| k != property::REAL_TOPIC && k != property::REAL_QID);
+    props.push((property::REAL_TOPIC.to_string(), msg.topic.clone()));
+    props.push((property::REAL_QID.to_string(), msg.queue_id.to_string()));
+    msg.properties = encode_properties(&props);
+    msg.topic = crate::transaction::HALF_TOPIC.to_string();
+    msg.queue_id = 0;
+    msg.sys_flag = meridian_protocol::message::sys_flag::reset_transaction_value(
+        msg.sys_flag,
+        meridian_protocol::message::sys_flag::TRANSACTION_NOT_TYPE,
+    );
 }
 
 /// A message with a positive DELAY level goes to the schedule topic first,

@@ -1,0 +1,272 @@
+//! Transactional messages with `rocketmq-client-rust`'s transactional
+//! producer against real broker processes: a half message is invisible
+//! until committed, a commit is delivered once, a rollback never; an
+//! undecided one is checked back with a live producer of its group and
+//! discarded after `transactionCheckMax` checks; a broker SIGKILLed
+//! between the half message and its commit loses and doubles nothing.
+
+mod support;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::common::message::MessageTrait;
+use std::sync::Mutex;
+use support::regions::within;
+use support::{client_runtime, push_consumer, unique, Cluster, ClusterOpts, Inbox};
+
+/// What the listener answers, by the message body's first word:
+/// `commit`, `rollback`; `later-commit` / `later-rollback` (unknown now,
+/// that on a check-back); anything else unknown every time.
+#[derive(Clone, Default)]
+struct Listener {
+    checks: Arc<Mutex<HashMap<String, usize>>>,
+    /// Answer every check-back with this, whatever the body says.
+    check_answer: Option<bool>,
+}
+
+fn body_of(msg: &dyn MessageTrait) -> String {
+    msg.get_body()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+impl TransactionListener for Listener {
+    fn execute_local_transaction(
+        &self,
+        msg: &dyn MessageTrait,
+        _arg: Option<&(dyn Any + Send + Sync)>,
+    ) -> LocalTransactionState {
+        match body_of(msg).split('-').next() {
+            Some("commit") => LocalTransactionState::CommitMessage,
+            Some("rollback") => LocalTransactionState::RollbackMessage,
+            _ => LocalTransactionState::Unknown,
+        }
+    }
+
+    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
+        let body = body_of(msg);
+        *self.checks.lock().unwrap().entry(body.clone()).or_default() += 1;
+        if let Some(commit) = self.check_answer {
+            return if commit {
+                LocalTransactionState::CommitMessage
+            } else {
+                LocalTransactionState::RollbackMessage
+            };
+        }
+        if body.starts_with("later-commit") {
+            LocalTransactionState::CommitMessage
+        } else if body.starts_with("later-rollback") {
+            LocalTransactionState::RollbackMessage
+        } else {
+            LocalTransactionState::Unknown
+        }
+    }
+}
+
+async fn tx_producer(
+    namesrv: &str,
+    group: &str,
+    topic: &str,
+    listener: Listener,
+) -> TransactionMQProducer {
+    let mut config = rocketmq_client_rust::ClientConfig::default();
+    config.set_instance_name(unique("tx-instance").into());
+    let mut producer = TransactionMQProducer::builder(client_runtime("tx-producer"))
+        .client_config(config)
+        .producer_group(group.to_string())
+        .name_server_addr(namesrv.to_string())
+        .topics(vec![topic.to_string()])
+        .transaction_listener(listener)
+        .build();
+    producer
+        .start()
+        .await
+        .expect("transactional producer starts");
+    producer
+}
+
+async fn send(producer: &TransactionMQProducer, topic: &str, body: &str) {
+    let msg = Message::builder()
+        .topic(topic)
+        .tags("TagTx")
+        .key(format!("key-{body}"))
+        .body_slice(body.as_bytes())
+        .build_unchecked();
+    producer
+        .send_message_in_transaction::<(), _>(msg, None)
+        .await
+        .unwrap_or_else(|e| panic!("send {body} in a transaction: {e}"));
+}
+
+fn opts() -> ClusterOpts {
+    ClusterOpts::new()
+        .sync_flush()
+        .broker_conf("transactionTimeOut", "1000")
+        .broker_conf("transactionCheckInterval", "1000")
+        .broker_conf("transactionCheckMax", "3")
+}
+
+async fn status(cluster: &Cluster, key: &str) -> u64 {
+    meridian_client::Admin::new(&cluster.namesrv_addr())
+        .runtime_info(&cluster.broker_addr())
+        .await
+        .ok()
+        .and_then(|t| t.get(key).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_are_delivered_once_rollbacks_never_and_undecided_ones_are_checked_then_discarded()
+{
+    let cluster = Cluster::separate(opts());
+    let ns = cluster.namesrv_addr();
+    let topic = unique("Tx");
+    cluster.create_topic(&topic, 4);
+    let listener = Listener::default();
+    let mut producer = tx_producer(&ns, &unique("txg"), &topic, listener.clone()).await;
+    let inbox = Inbox::new();
+    let mut consumer = push_consumer(&ns, &unique("cg")).build();
+    consumer.subscribe(&topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    use rocketmq_client_rust::MQPushConsumer;
+    consumer.start().await.expect("consumer starts");
+
+    let bodies = [
+        "commit-1",
+        "commit-2",
+        "rollback-1",
+        "later-commit-1",
+        "later-rollback-1",
+        "never-1",
+    ];
+    for b in bodies {
+        send(&producer, &topic, b).await;
+    }
+    // Committed ones at once, the later-committed one after a check-back;
+    // nothing else, ever.
+    let expected = ["commit-1", "commit-2", "later-commit-1"].map(String::from);
+    inbox.expect_exactly_once(&expected).await;
+    // The undecided one is checked transactionCheckMax times, then
+    // discarded, visibly.
+    let discarded = within(Duration::from_secs(30), || async {
+        status(&cluster, "transactionDiscardedTotal").await == 1
+    })
+    .await;
+    assert!(discarded, "the undecided half message was never discarded");
+    let checks = listener
+        .checks
+        .lock()
+        .unwrap()
+        .get("never-1")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(checks, 3, "check-backs of the undecided message");
+    assert_eq!(
+        listener
+            .checks
+            .lock()
+            .unwrap()
+            .get("later-rollback-1")
+            .copied(),
+        Some(1),
+        "a rolled-back message is checked once"
+    );
+    let found = cluster.admin(&[
+        "queryMsgByKey",
+        "-t",
+        "TRANS_CHECK_MAX_TIME_TOPIC",
+        "-k",
+        "key-never-1",
+    ]);
+    let ids = found
+        .lines()
+        .filter(|l| l.split_whitespace().next().is_some_and(|w| w.len() == 32))
+        .count();
+    assert_eq!(ids, 1, "the discarded message by its key:\n{found}");
+    assert_eq!(status(&cluster, "transactionCommittedTotal").await, 3);
+    assert_eq!(status(&cluster, "transactionRolledBackTotal").await, 2);
+    // Still nothing more delivered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    support::assert_exactly_once(&inbox.all(), &expected);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_check_back_reaches_another_producer_of_the_group_when_the_first_is_gone() {
+    let cluster = Cluster::separate(opts().broker_conf("transactionCheckMax", "15"));
+    let ns = cluster.namesrv_addr();
+    let topic = unique("TxGone");
+    cluster.create_topic(&topic, 2);
+    let group = unique("txg");
+    let mut first = tx_producer(&ns, &group, &topic, Listener::default()).await;
+    send(&first, &topic, "orphan-1").await;
+    first.shutdown().await;
+    // Another process of the same group knows the transaction committed.
+    let second_listener = Listener {
+        check_answer: Some(true),
+        ..Default::default()
+    };
+    let mut second = tx_producer(&ns, &group, &topic, second_listener.clone()).await;
+    let inbox = Inbox::new();
+    let mut consumer = push_consumer(&ns, &unique("cg")).build();
+    consumer.subscribe(&topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    use rocketmq_client_rust::MQPushConsumer;
+    consumer.start().await.expect("consumer starts");
+    inbox.expect_exactly_once(&["orphan-1".to_string()]).await;
+    assert_eq!(
+        second_listener.checks.lock().unwrap().get("orphan-1"),
+        Some(&1)
+    );
+    consumer.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_killed_around_the_commit_loses_and_doubles_nothing() {
+    let mut cluster = Cluster::separate(opts().broker_conf("transactionCheckMax", "15"));
+    let ns = cluster.namesrv_addr();
+    let topic = unique("TxKill");
+    cluster.create_topic(&topic, 2);
+    let group = unique("txg");
+    // The check-backs always say commit.
+    let listener = Listener {
+        check_answer: Some(true),
+        ..Default::default()
+    };
+    let mut producer = tx_producer(&ns, &group, &topic, listener.clone()).await;
+    // Killed between the half message and its (unknown) verdict: the
+    // half message survives and a check-back commits it.
+    send(&producer, &topic, "later-commit-before-kill").await;
+    tokio::task::block_in_place(|| cluster.kill9());
+    tokio::task::block_in_place(|| cluster.restart_broker());
+    // Killed right after a commit was sent: the commit either made it
+    // (and is never made again) or is made by a check-back.
+    let mut expected = vec!["later-commit-before-kill".to_string()];
+    for i in 0..5 {
+        let body = format!("commit-then-kill-{i}");
+        send(&producer, &topic, &body).await;
+        expected.push(body);
+        tokio::task::block_in_place(|| cluster.kill9());
+        tokio::task::block_in_place(|| cluster.restart_broker());
+    }
+    let inbox = Inbox::new();
+    let mut consumer = push_consumer(&ns, &unique("cg")).build();
+    consumer.subscribe(&topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    use rocketmq_client_rust::MQPushConsumer;
+    consumer.start().await.expect("consumer starts");
+    inbox.expect_exactly_once(&expected).await;
+    // And after more check rounds, still once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    support::assert_exactly_once(&inbox.all(), &expected);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
