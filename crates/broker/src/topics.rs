@@ -136,6 +136,18 @@ impl TopicConfigManager {
             delay_levels as i32,
             perm::PERM_READ | perm::PERM_WRITE,
         );
+        // Transactions' system topics exist on every broker from the start,
+        // so a new master or Raft leader has them too.
+        add(
+            crate::transaction::HALF_TOPIC,
+            1,
+            perm::PERM_READ | perm::PERM_WRITE,
+        );
+        add(
+            crate::transaction::OP_TOPIC,
+            1,
+            perm::PERM_READ | perm::PERM_WRITE,
+        );
         add(
             &config.broker_cluster_name,
             16,

@@ -14,7 +14,10 @@
 //! `CHECK_IMMUNITY_TIME_IN_SECONDS`) are checked: CHECK_TRANSACTION_STATE,
 //! with the message as body, to a live producer of their group
 //! (`PGROUP`), every `transactionCheckInterval`, at most
-//! `transactionCheckMax` times; then the message is discarded: an op
+//! `transactionCheckMax` times (a round with no producer of the group
+//! connected sends nothing and counts nothing: a half message is never
+//! discarded for want of a producer to ask); then the message is
+//! discarded: an op
 //! record, a copy in `TRANS_CHECK_MAX_TIME_TOPIC` (queryable by key), a log
 //! line and `transactionDiscardedTotal` in brokerStatus.
 //!
@@ -52,7 +55,7 @@ const OP_TAG: &str = "d";
 /// A message's own check timeout, in seconds.
 const CHECK_IMMUNITY: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
 /// Half messages looked at per round.
-const SCAN: i32 = 256;
+const SCAN: i32 = 4096;
 
 #[derive(Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -255,7 +258,11 @@ impl TransactionService {
                 if c.times > 0 && now - c.last_ms < b.config.transaction_check_interval_ms as i64 {
                     continue;
                 }
-                send_check(b, &m, record);
+                if !send_check(b, &m, record) {
+                    // Nobody to ask: not counted, so a half message is
+                    // never discarded for want of a connected producer.
+                    continue;
+                }
                 self.checks_sent.fetch_add(1, Ordering::Relaxed);
                 st.file.checks.insert(
                     m.queue_offset,
@@ -392,20 +399,21 @@ fn op_record(b: &BrokerInner, half_offset: i64) -> PutMessage {
 }
 
 /// Ask a producer of the half message's group what became of it (oneway;
-/// its answer is an END_TRANSACTION).
-fn send_check(b: &BrokerInner, half: &MessageExt, record: &[u8]) {
+/// its answer is an END_TRANSACTION). False if no producer of the group is
+/// connected.
+fn send_check(b: &BrokerInner, half: &MessageExt, record: &[u8]) -> bool {
     let group = half.property(property::PRODUCER_GROUP).unwrap_or_default();
     let Some(channel) = b.clients.producer_channel(group) else {
         tracing::debug!(
             group,
             "no producer of the group is connected to check a half message"
         );
-        return;
+        return false;
     };
     // The producer sees the message as it was sent: its real topic.
     let mut m = match decode_record(record) {
         Ok((m, _)) => m,
-        Err(_) => return,
+        Err(_) => return false,
     };
     if let Some(t) = half.property(property::REAL_TOPIC) {
         m.topic = t.to_string();
@@ -417,7 +425,7 @@ fn send_check(b: &BrokerInner, half: &MessageExt, record: &[u8]) {
         m.queue_id = q;
     }
     let Ok(body) = m.encode() else {
-        return;
+        return false;
     };
     let uniq = half.uniq_key().map(str::to_string);
     let mut req = RemotingCommand::request(request_code::CHECK_TRANSACTION_STATE).with_body(body);
@@ -435,6 +443,7 @@ fn send_check(b: &BrokerInner, half: &MessageExt, record: &[u8]) {
             tracing::debug!(peer = %channel.conn.peer(), error = %e, "cannot send a transaction check");
         }
     });
+    true
 }
 
 /// The check-back loop: once a second, on the master or Raft leader.

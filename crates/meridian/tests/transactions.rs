@@ -21,8 +21,9 @@ use support::regions::within;
 use support::{client_runtime, push_consumer, unique, Cluster, ClusterOpts, Inbox};
 
 /// What the listener answers, by the message body's first word:
-/// `commit`, `rollback`; `later-commit` / `later-rollback` (unknown now,
-/// that on a check-back); anything else unknown every time.
+/// `commit`, `rollback` (also when checked back); `later-commit` /
+/// `later-rollback` (unknown now, that on a check-back); anything else
+/// unknown, and on a check-back `check_answer` if set.
 #[derive(Clone, Default)]
 struct Listener {
     checks: Arc<Mutex<HashMap<String, usize>>>,
@@ -52,19 +53,18 @@ impl TransactionListener for Listener {
     fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
         let body = body_of(msg);
         *self.checks.lock().unwrap().entry(body.clone()).or_default() += 1;
-        if let Some(commit) = self.check_answer {
-            return if commit {
-                LocalTransactionState::CommitMessage
-            } else {
-                LocalTransactionState::RollbackMessage
-            };
-        }
-        if body.starts_with("later-commit") {
+        // What the local transaction did, as its body says; for the
+        // others, the listener's fixed answer, or unknown.
+        if body.starts_with("commit") || body.starts_with("later-commit") {
             LocalTransactionState::CommitMessage
-        } else if body.starts_with("later-rollback") {
+        } else if body.starts_with("rollback") || body.starts_with("later-rollback") {
             LocalTransactionState::RollbackMessage
         } else {
-            LocalTransactionState::Unknown
+            match self.check_answer {
+                Some(true) => LocalTransactionState::CommitMessage,
+                Some(false) => LocalTransactionState::RollbackMessage,
+                None => LocalTransactionState::Unknown,
+            }
         }
     }
 }
@@ -77,6 +77,9 @@ async fn tx_producer(
 ) -> TransactionMQProducer {
     let mut config = rocketmq_client_rust::ClientConfig::default();
     config.set_instance_name(unique("tx-instance").into());
+    // Learn a new master or leader, and tell it about the group, quickly.
+    config.set_poll_name_server_interval(10_000);
+    config.set_heartbeat_broker_interval(10_000);
     let mut producer = TransactionMQProducer::builder(client_runtime("tx-producer"))
         .client_config(config)
         .producer_group(group.to_string())
@@ -236,11 +239,7 @@ async fn a_broker_killed_around_the_commit_loses_and_doubles_nothing() {
     let topic = unique("TxKill");
     cluster.create_topic(&topic, 2);
     let group = unique("txg");
-    // The check-backs always say commit.
-    let listener = Listener {
-        check_answer: Some(true),
-        ..Default::default()
-    };
+    let listener = Listener::default();
     let mut producer = tx_producer(&ns, &group, &topic, listener.clone()).await;
     // Killed between the half message and its (unknown) verdict: the
     // half message survives and a check-back commits it.
@@ -265,6 +264,68 @@ async fn a_broker_killed_around_the_commit_loses_and_doubles_nothing() {
     consumer.start().await.expect("consumer starts");
     inbox.expect_exactly_once(&expected).await;
     // And after more check rounds, still once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    support::assert_exactly_once(&inbox.all(), &expected);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_raft_leader_killed_mid_transaction_leaves_a_new_leader_to_finish_exactly() {
+    let mut group = support::raft::raft_group(
+        "transactionTimeOut=1000\ntransactionCheckInterval=1000\ntransactionCheckMax=15",
+    );
+    let ns = group.namesrv_addr();
+    let admin = meridian_client::Admin::new(&ns);
+    let leader = support::raft::leader(&group, &admin).await;
+    let topic = unique("TxRaft");
+    group.create_topic(&topic, 2);
+    // Every member has the topic before anything happens (topic configs
+    // reach followers by a periodic copy).
+    for i in 0..3 {
+        let addr = group.broker_addr(i);
+        let known = within(Duration::from_secs(20), || async {
+            admin
+                .all_topic_config(&addr)
+                .await
+                .is_ok_and(|t| t.contains_key(&topic))
+        })
+        .await;
+        assert!(known, "member {i} never learned the topic");
+    }
+    let listener = Listener::default();
+    let mut producer = tx_producer(&ns, &unique("txg"), &topic, listener.clone()).await;
+    // Committed before the kill, left undecided for a check-back, and a
+    // rollback: on a majority before their answers, so the new leader has
+    // them and the decisions made so far.
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        send(&producer, &topic, &format!("commit-{i}")).await;
+        expected.push(format!("commit-{i}"));
+        send(&producer, &topic, &format!("later-commit-{i}")).await;
+        expected.push(format!("later-commit-{i}"));
+        send(&producer, &topic, &format!("rollback-{i}")).await;
+    }
+    tokio::task::block_in_place(|| group.kill9(leader));
+    let new_leader = support::raft::leader(&group, &admin).await;
+    let listed = within(Duration::from_secs(30), || async {
+        admin
+            .topic_masters(&topic)
+            .await
+            .is_ok_and(|m| m.iter().any(|(_, a)| *a == group.broker_addr(new_leader)))
+    })
+    .await;
+    assert!(listed, "the name server never listed the new leader");
+    let inbox = Inbox::new();
+    let mut consumer = push_consumer(&ns, &unique("cg")).build();
+    consumer.subscribe(&topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    use rocketmq_client_rust::MQPushConsumer;
+    consumer.start().await.expect("consumer starts");
+    // The new leader checks back what the old one left undecided, and
+    // commits nothing twice.
+    inbox.expect_exactly_once(&expected).await;
+    tokio::task::block_in_place(|| group.start_broker(leader));
     tokio::time::sleep(Duration::from_secs(3)).await;
     support::assert_exactly_once(&inbox.all(), &expected);
     consumer.shutdown().await;

@@ -28,19 +28,20 @@ pub fn end(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
             ),
         )));
     }
-    let verdict =
-        match h.commit_or_rollback {
-            transaction_type::COMMIT => Verdict::Commit,
-            transaction_type::ROLLBACK => Verdict::Rollback,
-            transaction_type::NOT_TYPE => Verdict::Unknown,
-            other => return Reply::Now(Some(error(
+    let verdict = match h.commit_or_rollback {
+        transaction_type::COMMIT => Verdict::Commit,
+        transaction_type::ROLLBACK => Verdict::Rollback,
+        transaction_type::NOT_TYPE => Verdict::Unknown,
+        other => {
+            return Reply::Now(Some(error(
                 &req,
                 rc::SYSTEM_ERROR,
                 format!(
                     "commitOrRollback {other} is neither commit (8), rollback (12) nor unknown (0)"
                 ),
-            ))),
-        };
+            )))
+        }
+    };
     if verdict != Verdict::Unknown {
         tracing::debug!(group = %h.producer_group, offset = h.commit_log_offset, ?verdict, check = h.from_transaction_check, "end transaction");
     }
