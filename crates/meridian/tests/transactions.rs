@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
+use rocketmq_client_rust::{
+    LocalTransactionState, MQPushConsumer, TransactionListener, TransactionMQProducer,
+};
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
@@ -107,6 +109,19 @@ async fn send(producer: &TransactionMQProducer, topic: &str, body: &str) {
         .unwrap_or_else(|e| panic!("send {body} in a transaction: {e}"));
 }
 
+/// A stock push consumer of a new group on `topic`, started.
+async fn consumer_of(
+    namesrv: &str,
+    topic: &str,
+    inbox: &Inbox,
+) -> rocketmq_client_rust::DefaultMQPushConsumer {
+    let mut consumer = push_consumer(namesrv, &unique("cg")).build();
+    consumer.subscribe(topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    consumer.start().await.expect("consumer starts");
+    consumer
+}
+
 fn opts() -> ClusterOpts {
     ClusterOpts::new()
         .sync_flush()
@@ -134,11 +149,7 @@ async fn commits_are_delivered_once_rollbacks_never_and_undecided_ones_are_check
     let listener = Listener::default();
     let mut producer = tx_producer(&ns, &unique("txg"), &topic, listener.clone()).await;
     let inbox = Inbox::new();
-    let mut consumer = push_consumer(&ns, &unique("cg")).build();
-    consumer.subscribe(&topic, "*").await.expect("subscribe");
-    consumer.register_message_listener_concurrently(inbox.listener());
-    use rocketmq_client_rust::MQPushConsumer;
-    consumer.start().await.expect("consumer starts");
+    let mut consumer = consumer_of(&ns, &topic, &inbox).await;
 
     let bodies = [
         "commit-1",
@@ -218,11 +229,7 @@ async fn a_check_back_reaches_another_producer_of_the_group_when_the_first_is_go
     };
     let mut second = tx_producer(&ns, &group, &topic, second_listener.clone()).await;
     let inbox = Inbox::new();
-    let mut consumer = push_consumer(&ns, &unique("cg")).build();
-    consumer.subscribe(&topic, "*").await.expect("subscribe");
-    consumer.register_message_listener_concurrently(inbox.listener());
-    use rocketmq_client_rust::MQPushConsumer;
-    consumer.start().await.expect("consumer starts");
+    let mut consumer = consumer_of(&ns, &topic, &inbox).await;
     inbox.expect_exactly_once(&["orphan-1".to_string()]).await;
     assert_eq!(
         second_listener.checks.lock().unwrap().get("orphan-1"),
@@ -246,6 +253,7 @@ async fn a_broker_killed_around_the_commit_loses_and_doubles_nothing() {
     send(&producer, &topic, "later-commit-before-kill").await;
     tokio::task::block_in_place(|| cluster.kill9());
     tokio::task::block_in_place(|| cluster.restart_broker());
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // Killed right after a commit was sent: the commit either made it
     // (and is never made again) or is made by a check-back.
     let mut expected = vec!["later-commit-before-kill".to_string()];
@@ -255,13 +263,12 @@ async fn a_broker_killed_around_the_commit_loses_and_doubles_nothing() {
         expected.push(body);
         tokio::task::block_in_place(|| cluster.kill9());
         tokio::task::block_in_place(|| cluster.restart_broker());
+        // Let the client notice its old connection is gone before the next
+        // send (a send on it fails with an unknown outcome).
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let inbox = Inbox::new();
-    let mut consumer = push_consumer(&ns, &unique("cg")).build();
-    consumer.subscribe(&topic, "*").await.expect("subscribe");
-    consumer.register_message_listener_concurrently(inbox.listener());
-    use rocketmq_client_rust::MQPushConsumer;
-    consumer.start().await.expect("consumer starts");
+    let mut consumer = consumer_of(&ns, &topic, &inbox).await;
     inbox.expect_exactly_once(&expected).await;
     // And after more check rounds, still once.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -317,11 +324,7 @@ async fn a_raft_leader_killed_mid_transaction_leaves_a_new_leader_to_finish_exac
     .await;
     assert!(listed, "the name server never listed the new leader");
     let inbox = Inbox::new();
-    let mut consumer = push_consumer(&ns, &unique("cg")).build();
-    consumer.subscribe(&topic, "*").await.expect("subscribe");
-    consumer.register_message_listener_concurrently(inbox.listener());
-    use rocketmq_client_rust::MQPushConsumer;
-    consumer.start().await.expect("consumer starts");
+    let mut consumer = consumer_of(&ns, &topic, &inbox).await;
     // The new leader checks back what the old one left undecided, and
     // commits nothing twice.
     inbox.expect_exactly_once(&expected).await;
