@@ -135,6 +135,27 @@ fn three_regions(topic: &str) -> ([Region; 3], tempfile::TempDir) {
     (regions, tempfile::tempdir().expect("temp dir"))
 }
 
+/// Regions east and west (`conf` added to their broker.conf), each with
+/// `topic`, relaying it both ways (`relay_conf` added to each relay.conf);
+/// and the directory of the relays' files. Bind them in this order: the
+/// relays stop first, the directory goes last.
+fn two_way(
+    topic: &str,
+    conf: &str,
+    relay_conf: &str,
+) -> (tempfile::TempDir, Region, Region, [Relay; 2]) {
+    let east = Region::start("east", conf);
+    let west = Region::start("west", conf);
+    east.create_topic(topic, QUEUES);
+    west.create_topic(topic, QUEUES);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relays = [
+        Relay::start(dir.path(), &east, &west, topic, relay_conf),
+        Relay::start(dir.path(), &west, &east, topic, relay_conf),
+    ];
+    (dir, east, west, relays)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ring_of_three_regions_gives_every_region_every_message_once() {
     let topic = unique("ring");
@@ -613,15 +634,7 @@ async fn a_groups_retries_and_dead_letters_travel_with_its_topic() {
 
     let topic = unique("retries");
     let fast = "messageDelayLevel=1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s";
-    let east = Region::start("east", fast);
-    let west = Region::start("west", fast);
-    east.create_topic(&topic, QUEUES);
-    west.create_topic(&topic, QUEUES);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let _relays = [
-        Relay::start(dir.path(), &east, &west, &topic, "offsetSyncIntervalMs=300"),
-        Relay::start(dir.path(), &west, &east, &topic, "offsetSyncIntervalMs=300"),
-    ];
+    let (_dir, east, west, _relays) = two_way(&topic, fast, "offsetSyncIntervalMs=300");
     let producer = start_producer(&east.namesrv()).await;
     let sent = produce(&producer, "east", &topic, 0, 20).await;
     // Group g consumes everything in east and stops.
@@ -791,15 +804,7 @@ async fn a_delayed_message_is_delivered_once_in_every_region_even_when_its_regio
     // Level 1: 1 s; level 4: 6 s. Another region's delayed message is
     // delivered 2 s after its time if its own delivery has not arrived.
     let conf = "messageDelayLevel=1s 2s 3s 6s 10s\ndelayTakeoverGraceMs=2000";
-    let east = Region::start("east", conf);
-    let west = Region::start("west", conf);
-    east.create_topic(&topic, QUEUES);
-    west.create_topic(&topic, QUEUES);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let _relays = [
-        Relay::start(dir.path(), &east, &west, &topic, ""),
-        Relay::start(dir.path(), &west, &east, &topic, ""),
-    ];
+    let (_dir, east, west, _relays) = two_way(&topic, conf, "");
     let pe = start_producer(&east.namesrv()).await;
 
     // Both regions up: east delivers, west takes east's delivery and does

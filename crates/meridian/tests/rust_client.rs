@@ -583,6 +583,59 @@ async fn a_failed_message_is_retried_with_growing_reconsume_times_then_dead_lett
     producer.shutdown().await;
 }
 
+/// A broker that delivered a delayed message and crashed before persisting
+/// its delay cursor finds the delivery (by its `MERIDIAN_SCHEDULED`
+/// identity) when it comes back, and does not make it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_cursor_was_lost_in_a_crash_is_not_made_again() {
+    let mut cluster =
+        Cluster::separate(ClusterOpts::new().broker_conf("messageDelayLevel", "1s 2s"));
+    let ns = cluster.namesrv_addr();
+    let topic = unique("DelayOnce");
+    cluster.create_topic(&topic, 1);
+    let mut producer = start_producer(&ns).await;
+    wait_for_route(&mut producer, &topic, 1).await;
+    let delayed = Message::builder()
+        .topic(topic.as_str())
+        .tags("TagOnce")
+        .key("key-once")
+        .delay_level(1)
+        .body_slice(b"once")
+        .build_unchecked();
+    producer
+        .send(delayed)
+        .await
+        .expect("send delayed")
+        .expect("a sync send returns a result");
+    let admin = meridian_client::Admin::new(&ns);
+    let broker = cluster.broker_addr();
+    let held = || support::queues::read_queue(&admin, &broker, &topic, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the delayed message was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The crash comes before the cursor is persisted: the broker restarts
+    // with its cursor before the message it delivered.
+    tokio::task::block_in_place(|| cluster.kill9());
+    std::fs::write(
+        cluster.data_dir().join("config").join("delayOffset.json"),
+        br#"{"offsetTable":{}}"#,
+    )
+    .expect("rewind the delay cursor");
+    tokio::task::block_in_place(|| cluster.restart_broker());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        held().await.len(),
+        1,
+        "the delayed message is held once after the restart"
+    );
+    producer.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_message_arrives_no_earlier_than_its_delay() {
     let cluster = Cluster::dev(ClusterOpts::new());

@@ -44,22 +44,6 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
-/// `updateTopic` with `QUEUES` read and write queues.
-fn create_topic(group: &BrokerGroup, topic: &str) {
-    let queues = QUEUES.to_string();
-    group.admin(&[
-        "updateTopic",
-        "-t",
-        topic,
-        "-c",
-        "DefaultCluster",
-        "-r",
-        &queues,
-        "-w",
-        &queues,
-    ]);
-}
-
 /// Wait until the broker at `addr` knows `topic` (a slave copies its
 /// master's topics every few seconds).
 async fn wait_topic(admin: &Admin, addr: &str, topic: &str) {
@@ -186,7 +170,7 @@ async fn stock_consumer_keeps_consuming_from_the_slave_after_the_master_dies() {
     let (master, slave) = (group.broker_addr(0), group.broker_addr(1));
     let admin = Admin::new(&ns);
     let topic = unique("SlaveFallback");
-    create_topic(&group, &topic);
+    group.create_topic(&topic, QUEUES as u32);
     wait_topic(&admin, &slave, &topic).await;
     wait_slave_connected(&admin, &master).await;
 

@@ -16,7 +16,6 @@ use rocketmq_client_rust::{
     LocalTransactionState, MQPushConsumer, TransactionListener, TransactionMQProducer,
 };
 use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
 use std::sync::Mutex;
 use support::regions::within;
@@ -97,16 +96,59 @@ async fn tx_producer(
 }
 
 async fn send(producer: &TransactionMQProducer, topic: &str, body: &str) {
-    let msg = Message::builder()
-        .topic(topic)
-        .tags("TagTx")
-        .key(format!("key-{body}"))
-        .body_slice(body.as_bytes())
-        .build_unchecked();
+    send_with(producer, topic, body, &[]).await
+}
+
+/// [`send`] with user properties.
+async fn send_with(
+    producer: &TransactionMQProducer,
+    topic: &str,
+    body: &str,
+    properties: &[(&str, &str)],
+) {
+    let msg = support::message(topic, "TagTx", &format!("key-{body}"), body, properties);
     producer
         .send_message_in_transaction::<(), _>(msg, None)
         .await
         .unwrap_or_else(|e| panic!("send {body} in a transaction: {e}"));
+}
+
+/// [`send`] right after the broker restarted: a send that fails on the
+/// client's dead connection is made again, unless the broker stored its
+/// half message after all (found by key), whose verdict a check-back then
+/// gives.
+async fn send_after_restart(
+    producer: &TransactionMQProducer,
+    cluster: &Cluster,
+    topic: &str,
+    body: &str,
+) {
+    let admin = meridian_client::Admin::new(&cluster.namesrv_addr());
+    for attempt in 1..=5 {
+        let msg = support::message(topic, "TagTx", &format!("key-{body}"), body, &[]);
+        let Err(e) = producer
+            .send_message_in_transaction::<(), _>(msg, None)
+            .await
+        else {
+            return;
+        };
+        let stored = admin
+            .query_message(
+                &cluster.broker_addr(),
+                "RMQ_SYS_TRANS_HALF_TOPIC",
+                &format!("key-{body}"),
+                1,
+                false,
+            )
+            .await
+            .is_ok_and(|found| !found.is_empty());
+        if stored {
+            return;
+        }
+        eprintln!("send {body}, attempt {attempt}, failed ({e}); sending again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("send {body} in a transaction failed five times");
 }
 
 /// A stock push consumer of a new group on `topic`, started.
@@ -162,6 +204,15 @@ async fn commits_are_delivered_once_rollbacks_never_and_undecided_ones_are_check
     for b in bodies {
         send(&producer, &topic, b).await;
     }
+    // Its own check immunity (an hour) keeps this one from being checked
+    // within the test, though it is as undecided as never-1.
+    send_with(
+        &producer,
+        &topic,
+        "immune-1",
+        &[("CHECK_IMMUNITY_TIME_IN_SECONDS", "3600")],
+    )
+    .await;
     // Committed ones at once, the later-committed one after a check-back;
     // nothing else, ever.
     let expected = ["commit-1", "commit-2", "later-commit-1"].map(String::from);
@@ -181,6 +232,11 @@ async fn commits_are_delivered_once_rollbacks_never_and_undecided_ones_are_check
         .copied()
         .unwrap_or(0);
     assert_eq!(checks, 3, "check-backs of the undecided message");
+    assert_eq!(
+        listener.checks.lock().unwrap().get("immune-1"),
+        None,
+        "a message is not checked within its CHECK_IMMUNITY_TIME_IN_SECONDS"
+    );
     assert_eq!(
         listener
             .checks
@@ -253,19 +309,15 @@ async fn a_broker_killed_around_the_commit_loses_and_doubles_nothing() {
     send(&producer, &topic, "later-commit-before-kill").await;
     tokio::task::block_in_place(|| cluster.kill9());
     tokio::task::block_in_place(|| cluster.restart_broker());
-    tokio::time::sleep(Duration::from_secs(1)).await;
     // Killed right after a commit was sent: the commit either made it
     // (and is never made again) or is made by a check-back.
     let mut expected = vec!["later-commit-before-kill".to_string()];
     for i in 0..5 {
         let body = format!("commit-then-kill-{i}");
-        send(&producer, &topic, &body).await;
+        send_after_restart(&producer, &cluster, &topic, &body).await;
         expected.push(body);
         tokio::task::block_in_place(|| cluster.kill9());
         tokio::task::block_in_place(|| cluster.restart_broker());
-        // Let the client notice its old connection is gone before the next
-        // send (a send on it fails with an unknown outcome).
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let inbox = Inbox::new();
     let mut consumer = consumer_of(&ns, &topic, &inbox).await;

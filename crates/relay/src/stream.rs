@@ -189,6 +189,11 @@ async fn collect(
     let mut body = BytesMut::new();
     let (mut n, mut last, mut last_store_ms) = (0u64, from - 1, 0);
     let filter = &shared.config.tag_filter;
+    // Every record travels whole unless a tag filter is set or this is the
+    // schedule topic (whose records travel whole only for relayed topics).
+    let schedule = topic == SCHEDULE_TOPIC;
+    let whole = filter.is_all() && !schedule;
+    let relayed = schedule.then(|| shared.relayed.read().clone());
     while (n as i32) < shared.config.pull_batch {
         let want = shared.config.pull_batch - n as i32;
         let pulled = pull(shared, topic, p, last + 1, want, wait.filter(|_| n == 0)).await?;
@@ -215,12 +220,15 @@ async fn collect(
             n += 1;
             last = r.queue_offset;
             last_store_ms = r.store_timestamp;
+            if whole {
+                continue;
+            }
             let props = r.properties_str().unwrap_or_default();
             let carried = find_property(props, property::FILTERED).is_some()
                 || ((filter.is_all() || filter.carries(find_property(props, property::TAGS)))
-                    && (topic != SCHEDULE_TOPIC
-                        || find_property(props, property::REAL_TOPIC)
-                            .is_some_and(|t| shared.relayed.read().contains(t))));
+                    && relayed.as_ref().is_none_or(|set| {
+                        find_property(props, property::REAL_TOPIC).is_some_and(|t| set.contains(t))
+                    }));
             if carried {
                 body.extend_from_slice(record);
             } else {
@@ -229,6 +237,9 @@ async fn collect(
         }
         if n == before {
             break;
+        }
+        if whole {
+            body.extend_from_slice(&pulled.records);
         }
     }
     Ok(if n == 0 {

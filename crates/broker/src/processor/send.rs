@@ -175,7 +175,7 @@ fn prepare(
     if find_property(&msg.properties, property::TRANSACTION_PREPARED)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
-        make_half(b, &mut msg);
+        make_half(&mut msg);
         return Ok((queue_id, vec![msg]));
     }
     if msg.properties.contains(property::DELAY) {
@@ -187,15 +187,8 @@ fn prepare(
 /// A transactional message's first phase: stored as a half message,
 /// invisible to consumers until END_TRANSACTION commits it (see
 /// [`crate::transaction`]).
-fn make_half(b: &BrokerInner, msg: &mut PutMessage) {
-    let (_, created) = b.topics.ensure(
-        crate::transaction::HALF_TOPIC,
-        1,
-        perm::PERM_READ | perm::PERM_WRITE,
-    );
-    if created {
-        b.register_soon();
-    }
+/// The half topic is one of the broker's system topics (`topics.rs`).
+fn make_half(msg: &mut PutMessage) {
     let mut props = decode_properties(&msg.properties);
     props.retain(|(k, _)| k != property::REAL_TOPIC && k != property::REAL_QID);
     props.push((property::REAL_TOPIC.to_string(), msg.topic.clone()));
