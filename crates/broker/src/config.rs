@@ -76,6 +76,9 @@ pub struct BrokerConfig {
     /// Checks before an undecided half message is discarded
     /// (`transactionCheckMax`).
     pub transaction_check_max: u32,
+    /// Whether consumers may subscribe with SQL92 property filters
+    /// (`enablePropertyFilter`, off by default as in RocketMQ).
+    pub enable_property_filter: bool,
     /// Most pulls held waiting at once; past it pulls are answered at once.
     pub max_long_poll_waiters: usize,
     pub max_pull_msgs: i32,
@@ -134,6 +137,7 @@ impl BrokerConfig {
             transaction_timeout_ms: 6_000,
             transaction_check_interval_ms: 60_000,
             transaction_check_max: 15,
+            enable_property_filter: false,
             max_long_poll_waiters: 65_536,
             max_pull_msgs: 32 * 32,
             max_pull_bytes: 4 * 1024 * 1024,
@@ -264,6 +268,9 @@ impl BrokerConfig {
         if let Some(v) = conf.get::<u32>("transactionCheckMax")? {
             c.transaction_check_max = v;
         }
+        if let Some(v) = conf.bool("enablePropertyFilter")? {
+            c.enable_property_filter = v;
+        }
         if let Some(v) = conf.get::<u64>("delayTakeoverGraceMs")? {
             c.delay_takeover_grace_ms = v;
         }
@@ -319,7 +326,6 @@ impl BrokerConfig {
             "abortFile",
             "brokerPermission",
             "traceTopicEnable",
-            "enablePropertyFilter",
             "slaveReadEnable",
             "fastFailIfNoBufferInStorePool",
             "isEnableBatchPush",

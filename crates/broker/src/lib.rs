@@ -20,6 +20,7 @@
 pub mod clients;
 pub mod config;
 pub mod delay;
+pub mod filter;
 pub mod lock;
 pub mod long_poll;
 pub mod offsets;
@@ -112,6 +113,8 @@ pub struct BrokerInner {
     pub scheduled: tokio::sync::Mutex<()>,
     /// Half messages and their decisions.
     pub transactions: Arc<transaction::TransactionService>,
+    /// Compiled SQL92 subscriptions (`enablePropertyFilter`).
+    pub selectors: filter::SelectorCache,
 }
 
 /// What relays did to this broker's copy queues since it started.
@@ -288,6 +291,7 @@ impl Broker {
             relay_counters: RelayCounters::default(),
             scheduled: tokio::sync::Mutex::new(()),
             transactions,
+            selectors: filter::SelectorCache::default(),
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));

@@ -59,8 +59,8 @@ pub use mapped_file::preallocate;
 pub use recovery::RecoveryReport;
 pub use stats::StoreStats;
 pub use store::{
-    ArrivalListener, GetResult, GetStatus, MessageStore, PutMessage, PutResult, RetentionGate,
-    MAX_TOPIC_LEN,
+    ArrivalListener, GetResult, GetStatus, MessageStore, PutMessage, PutResult, RecordFilter,
+    RetentionGate, MAX_TOPIC_LEN,
 };
 
 pub(crate) use meridian_protocol::now_ms;

@@ -105,6 +105,9 @@ pub enum GetStatus {
     NoMessageInQueue,
 }
 
+/// A filter over a stored record's bytes (a property filter).
+pub type RecordFilter<'a> = dyn Fn(&[u8]) -> bool + 'a;
+
 /// Messages found by [`MessageStore::get_messages`].
 #[derive(Debug, Clone)]
 pub struct GetResult {
@@ -422,9 +425,32 @@ impl MessageStore {
         max_bytes: usize,
         filter: &dyn Fn(i64) -> bool,
     ) -> GetResult {
-        let result = self
-            .inner
-            .get_messages(topic, queue_id, offset, max_msgs, max_bytes, filter);
+        self.get_messages_matching(topic, queue_id, offset, max_msgs, max_bytes, filter, None)
+    }
+
+    /// As [`Store::get_messages`], with a second filter over each stored
+    /// record whose tag code passed (a property filter); it sees the
+    /// record's bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_messages_matching(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msgs: i32,
+        max_bytes: usize,
+        filter: &dyn Fn(i64) -> bool,
+        record_filter: Option<&RecordFilter<'_>>,
+    ) -> GetResult {
+        let result = self.inner.get_messages(
+            topic,
+            queue_id,
+            offset,
+            max_msgs,
+            max_bytes,
+            filter,
+            record_filter,
+        );
         let c = &self.inner.counters;
         if result.status == GetStatus::Found {
             Counters::add(&c.get_found, 1);
@@ -1172,6 +1198,7 @@ impl Inner {
             })?
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn get_messages(
         &self,
         topic: &str,
@@ -1180,6 +1207,7 @@ impl Inner {
         max_msgs: i32,
         max_bytes: usize,
         filter: &dyn Fn(i64) -> bool,
+        record_filter: Option<&RecordFilter<'_>>,
     ) -> GetResult {
         let mut result = GetResult {
             status: GetStatus::NoMessageInQueue,
@@ -1240,6 +1268,18 @@ impl Inner {
             if !filter(e.tags_code) {
                 next = q + 1;
                 return true;
+            }
+            if let Some(f) = record_filter {
+                // A record that cannot be read is passed on; materialize
+                // decides what to do with it.
+                let keep = self
+                    .commit_log
+                    .with_slice(e.offset, size, f)
+                    .unwrap_or(true);
+                if !keep {
+                    next = q + 1;
+                    return true;
+                }
             }
             if !found.is_empty() && (found.len() + 1 > max_count || total + size > byte_limit) {
                 return false;

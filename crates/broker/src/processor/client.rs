@@ -1,12 +1,13 @@
 //! Client membership: HEART_BEAT, UNREGISTER_CLIENT,
-//! GET_CONSUMER_LIST_BY_GROUP, and the queue locks of ordered consumption.
+//! GET_CONSUMER_LIST_BY_GROUP, CHECK_CLIENT_CONFIG, and the queue locks of
+//! ordered consumption.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use meridian_protocol::body::{
-    perm, GetConsumerListByGroupResponseBody, HeartbeatData, LockBatchRequestBody,
-    LockBatchResponseBody, MessageModel, UnlockBatchRequestBody,
+    decode_body, perm, CheckClientRequestBody, GetConsumerListByGroupResponseBody, HeartbeatData,
+    LockBatchRequestBody, LockBatchResponseBody, MessageModel, UnlockBatchRequestBody,
 };
 use meridian_protocol::codes::response_code as rc;
 use meridian_protocol::header::consumer::{
@@ -21,6 +22,23 @@ use crate::topics;
 use crate::BrokerInner;
 
 type Outcome = Result<RemotingCommand, RemotingCommand>;
+
+/// CHECK_CLIENT_CONFIG: a consumer asks before it starts whether this
+/// broker accepts its subscription, so a SQL92 expression that does not
+/// parse, or a broker without `enablePropertyFilter`, fails the consumer's
+/// start rather than its pulls.
+pub fn check_client_config(b: &BrokerInner, req: &RemotingCommand) -> Outcome {
+    let body: CheckClientRequestBody = decode_body(&req.body).map_err(|e| {
+        error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!("invalid CHECK_CLIENT_CONFIG body: {e}"),
+        )
+    })?;
+    let sub = &body.subscription_data;
+    super::pull::compile(b, req, &sub.expression_type, &sub.sub_string)?;
+    Ok(ok(req))
+}
 
 pub fn heartbeat(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: &RemotingCommand) -> Outcome {
     let hb: HeartbeatData = serde_json::from_slice(&req.body).map_err(|e| {

@@ -51,6 +51,7 @@ impl Handler for BrokerProcessor {
             rc::CONSUMER_SEND_MSG_BACK => send_back::process(b, conn, req),
             rc::HEART_BEAT => now(client::heartbeat(b, conn, &req)),
             rc::UNREGISTER_CLIENT => now(client::unregister(b, &req)),
+            rc::CHECK_CLIENT_CONFIG => now(client::check_client_config(b, &req)),
             rc::GET_CONSUMER_LIST_BY_GROUP => now(client::consumer_list(b, &req)),
             rc::LOCK_BATCH_MQ => now(client::lock_batch(b, &req)),
             rc::UNLOCK_BATCH_MQ => now(client::unlock_batch(b, &req)),

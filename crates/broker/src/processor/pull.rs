@@ -19,6 +19,7 @@ use meridian_remoting::Reply;
 use meridian_store::GetStatus;
 
 use super::{bad_header, error};
+use crate::filter::Selector;
 use crate::BrokerInner;
 
 const FLAG_COMMIT_OFFSET: i32 = 0x1;
@@ -109,12 +110,28 @@ pub fn process(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
     }))
 }
 
-/// Topic, queue and subscription checks; returns the tag filter to apply.
+/// What a pull selects: by tag code, then (SQL92) by properties.
+#[derive(Clone)]
+pub struct PullFilter {
+    tags: TagFilter,
+    sql: Option<Arc<Selector>>,
+}
+
+impl PullFilter {
+    fn everything() -> PullFilter {
+        PullFilter {
+            tags: TagFilter(None),
+            sql: None,
+        }
+    }
+}
+
+/// Topic, queue and subscription checks; returns the filter to apply.
 fn check(
     b: &BrokerInner,
     req: &RemotingCommand,
     h: &PullMessageRequestHeader,
-) -> Result<TagFilter, RemotingCommand> {
+) -> Result<PullFilter, RemotingCommand> {
     let Some(cfg) = b.topics.get(&h.topic) else {
         return Err(error(
             req,
@@ -139,32 +156,84 @@ fn check(
             ),
         ));
     }
-    if let Some(t) = h.expression_type.as_deref() {
-        if !t.is_empty() && !t.eq_ignore_ascii_case("TAG") {
-            return Err(error(
-                req,
-                rc::SUBSCRIPTION_PARSE_FAILED,
-                format!("filter expression type {t} is not supported; use TAG"),
-            ));
+    // The subscription: in the pull if the client posts it, else the one
+    // from the group's heartbeat. A group not heard from yet gets every
+    // tag (its client filters tags on its side), but a property filter
+    // only the broker can apply: that pull waits for the heartbeat.
+    let header_type = h.expression_type.as_deref().unwrap_or("");
+    let (expression_type, expression) = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
+        (
+            header_type.to_owned(),
+            h.subscription.clone().unwrap_or_else(|| "*".into()),
+        )
+    } else {
+        match b.clients.subscription(&h.consumer_group, &h.topic) {
+            Some(s) => (s.expression_type, s.sub_string),
+            None if is_tag_type(header_type) => return Ok(PullFilter::everything()),
+            None => {
+                return Err(error(
+                    req,
+                    rc::SUBSCRIPTION_NOT_EXIST,
+                    format!(
+                        "the consumer group[{}] has no subscription to topic[{}] on this broker yet (no heartbeat)",
+                        h.consumer_group, h.topic
+                    ),
+                ))
+            }
         }
+    };
+    compile(b, req, &expression_type, &expression)
+}
+
+fn is_tag_type(t: &str) -> bool {
+    t.is_empty() || t.eq_ignore_ascii_case("TAG")
+}
+
+/// The filter for a subscription, or the error RocketMQ answers for it.
+pub fn compile(
+    b: &BrokerInner,
+    req: &RemotingCommand,
+    expression_type: &str,
+    expression: &str,
+) -> Result<PullFilter, RemotingCommand> {
+    if is_tag_type(expression_type) {
+        return Ok(PullFilter {
+            tags: TagFilter::parse(expression),
+            sql: None,
+        });
     }
-    if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
-        return Ok(TagFilter::parse(h.subscription.as_deref().unwrap_or("*")));
+    if !expression_type.eq_ignore_ascii_case("SQL92") {
+        return Err(error(
+            req,
+            rc::SUBSCRIPTION_PARSE_FAILED,
+            format!("filter expression type {expression_type} is not supported; use TAG or SQL92"),
+        ));
     }
-    // Without a subscription in the pull, use the one from the group's
-    // heartbeat; a group we have not heard from yet gets everything, and
-    // its client filters by tag on its side.
-    Ok(match b.clients.subscription(&h.consumer_group, &h.topic) {
-        Some(s) => TagFilter::parse(&s.sub_string),
-        None => TagFilter(None),
-    })
+    if !b.config.enable_property_filter {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            "The broker does not support consumer to filter message by SQL92 (set enablePropertyFilter=true in broker.conf)",
+        ));
+    }
+    match b.selectors.get(expression) {
+        Ok(sql) => Ok(PullFilter {
+            tags: TagFilter(None),
+            sql: Some(sql),
+        }),
+        Err(why) => Err(error(
+            req,
+            rc::SUBSCRIPTION_PARSE_FAILED,
+            format!("invalid SQL92 expression [{expression}]: {why}"),
+        )),
+    }
 }
 
 fn pull_once(
     b: &BrokerInner,
     req: &RemotingCommand,
     h: &PullMessageRequestHeader,
-    filter: &TagFilter,
+    filter: &PullFilter,
 ) -> RemotingCommand {
     let max_msgs = h.max_msg_nums.clamp(1, b.config.max_pull_msgs);
     // A relay reading a copy onwards takes its placeholders too.
@@ -174,7 +243,9 @@ fn pull_once(
         .filter(|m| *m > 0)
         .map(|m| (m as usize).min(b.config.max_pull_bytes))
         .unwrap_or(b.config.max_pull_bytes);
-    let got = b.store.get_messages(
+    let sql = filter.sql.as_deref();
+    let by_properties = |record: &[u8]| sql.is_none_or(|s| s.matches_record(record));
+    let got = b.store.get_messages_matching(
         &h.topic,
         h.queue_id,
         h.queue_offset,
@@ -184,9 +255,10 @@ fn pull_once(
             if code == meridian_store::FILTERED_TAGS_CODE {
                 placeholders
             } else {
-                filter.matches(code)
+                filter.tags.matches(code)
             }
         },
+        sql.map(|_| &by_properties as &meridian_store::RecordFilter<'_>),
     );
     let code = match got.status {
         GetStatus::Found => rc::SUCCESS,

@@ -57,6 +57,18 @@ pub struct ConsumerData {
     pub unit_mode: bool,
 }
 
+/// A CHECK_CLIENT_CONFIG request body: a consumer asks, before it starts,
+/// whether the broker accepts one of its subscriptions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CheckClientRequestBody {
+    #[serde(deserialize_with = "lenient::string")]
+    pub client_id: String,
+    #[serde(deserialize_with = "lenient::string")]
+    pub group: String,
+    pub subscription_data: SubscriptionData,
+}
+
 /// One topic subscription of a consumer group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

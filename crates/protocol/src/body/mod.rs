@@ -40,8 +40,8 @@ pub use consumer::{
 };
 pub use fastjson::parse_fastjson;
 pub use heartbeat::{
-    ConsumeFromWhere, ConsumeType, ConsumerData, HeartbeatData, MessageModel, ProducerData,
-    SubscriptionData,
+    CheckClientRequestBody, ConsumeFromWhere, ConsumeType, ConsumerData, HeartbeatData,
+    MessageModel, ProducerData, SubscriptionData,
 };
 pub use kv::KVTable;
 pub use queue::{
