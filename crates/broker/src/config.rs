@@ -76,6 +76,9 @@ pub struct BrokerConfig {
     /// Checks before an undecided half message is discarded
     /// (`transactionCheckMax`).
     pub transaction_check_max: u32,
+    /// Longest delay of a timer message, in seconds (`timerMaxDelaySec`,
+    /// 3 days).
+    pub timer_max_delay_sec: u64,
     /// Whether consumers may subscribe with SQL92 property filters
     /// (`enablePropertyFilter`, off by default as in RocketMQ).
     pub enable_property_filter: bool,
@@ -138,6 +141,7 @@ impl BrokerConfig {
             transaction_check_interval_ms: 60_000,
             transaction_check_max: 15,
             enable_property_filter: false,
+            timer_max_delay_sec: 3 * 24 * 3600,
             max_long_poll_waiters: 65_536,
             max_pull_msgs: 32 * 32,
             max_pull_bytes: 4 * 1024 * 1024,
@@ -267,6 +271,9 @@ impl BrokerConfig {
         }
         if let Some(v) = conf.get::<u32>("transactionCheckMax")? {
             c.transaction_check_max = v;
+        }
+        if let Some(v) = conf.get::<u64>("timerMaxDelaySec")? {
+            c.timer_max_delay_sec = v;
         }
         if let Some(v) = conf.bool("enablePropertyFilter")? {
             c.enable_property_filter = v;

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ use crate::BrokerInner;
 struct DelayOffsetFile {
     #[serde(default)]
     offset_table: BTreeMap<i32, i64>,
+    /// Timer messages: every record of the timer queue below this offset
+    /// is delivered (see `timer.rs`).
+    #[serde(default)]
+    timer_floor: i64,
 }
 
 pub struct DelayService {
@@ -49,6 +53,7 @@ pub struct DelayService {
     levels: Vec<u64>,
     /// level (1-based) → next offset to deliver in queue `level - 1`
     offsets: Mutex<BTreeMap<i32, i64>>,
+    timer_floor: AtomicI64,
     dirty: AtomicBool,
 }
 
@@ -56,6 +61,7 @@ impl DelayService {
     pub fn open(root: &Path, levels: Vec<u64>) -> std::io::Result<Arc<DelayService>> {
         let path = root.join("config").join("delayOffset.json");
         let mut offsets = BTreeMap::new();
+        let mut timer_floor = 0;
         if let Some(bytes) = meridian_store::config_file::load(&path)? {
             let f: DelayOffsetFile = serde_json::from_slice(&bytes).map_err(|e| {
                 std::io::Error::new(
@@ -64,11 +70,13 @@ impl DelayService {
                 )
             })?;
             offsets = f.offset_table;
+            timer_floor = f.timer_floor;
         }
         Ok(Arc::new(DelayService {
             path,
             levels,
             offsets: Mutex::new(offsets),
+            timer_floor: AtomicI64::new(timer_floor),
             dirty: AtomicBool::new(false),
         }))
     }
@@ -94,15 +102,31 @@ impl DelayService {
     /// The cursors as JSON (RocketMQ's delayOffset.json shape), for a
     /// slave's copy.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&DelayOffsetFile {
+        serde_json::to_vec(&self.file()).unwrap_or_default()
+    }
+
+    fn file(&self) -> DelayOffsetFile {
+        DelayOffsetFile {
             offset_table: self.offsets.lock().clone(),
-        })
-        .unwrap_or_default()
+            timer_floor: self.timer_floor(),
+        }
+    }
+
+    /// Every timer record below this offset is delivered.
+    pub fn timer_floor(&self) -> i64 {
+        self.timer_floor.load(Ordering::Acquire)
+    }
+
+    pub fn set_timer_floor(&self, floor: i64) {
+        if self.timer_floor.swap(floor, Ordering::AcqRel) != floor {
+            self.dirty.store(true, Ordering::Release);
+        }
     }
 
     /// Replace the cursors with the master's (slave only).
     pub fn replace_from_json(&self, bytes: &[u8]) -> Result<(), String> {
         let f: DelayOffsetFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        self.set_timer_floor(f.timer_floor);
         let mut cur = self.offsets.lock();
         if *cur != f.offset_table {
             *cur = f.offset_table;
@@ -115,9 +139,7 @@ impl DelayService {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;
         }
-        let f = DelayOffsetFile {
-            offset_table: self.offsets.lock().clone(),
-        };
+        let f = self.file();
         let result = serde_json::to_vec_pretty(&f)
             .map_err(std::io::Error::other)
             .and_then(|b| meridian_store::config_file::persist(&self.path, &b));
@@ -135,11 +157,13 @@ pub async fn run(inner: Arc<BrokerInner>) {
     loop {
         tick.tick().await;
         if inner.is_slave() {
-            continue; // a Raft follower: the leader delivers
+            inner.timers.stand_down();
+            continue; // a slave or Raft follower: the master delivers
         }
         for s in schedules(&inner) {
             deliver_due(&inner, &s).await;
         }
+        crate::timer::deliver_due(&inner).await;
     }
 }
 
@@ -256,35 +280,16 @@ async fn deliver_due(inner: &Arc<BrokerInner>, s: &Schedule) {
     }
 }
 
-enum Delivery {
+pub(crate) enum Delivery {
     /// Delivered, already held, or undeliverable: move the cursor on.
     Done,
     /// Try again on a later tick; the cursor stays.
     Later,
 }
 
-/// Store a due message into its real topic, unless this broker already
-/// holds its delivery (made here before a crash, or made by the region
-/// that scheduled it and relayed here): one delivery per identity.
+/// Deliver one due record of a level queue (or of a copy of another
+/// region's).
 async fn deliver(inner: &Arc<BrokerInner>, s: &Schedule, m: &MessageExt) -> Delivery {
-    let mut props = decode_properties(&m.properties);
-    let real_topic = props
-        .iter()
-        .find(|(k, _)| k == property::REAL_TOPIC)
-        .map(|(_, v)| v.clone());
-    let mut real_qid = props
-        .iter()
-        .find(|(k, _)| k == property::REAL_QID)
-        .and_then(|(_, v)| v.parse::<i32>().ok())
-        .unwrap_or(0);
-    let Some(real_topic) = real_topic else {
-        tracing::error!(
-            queue = s.queue_id,
-            offset = m.queue_offset,
-            "delayed message without REAL_TOPIC skipped"
-        );
-        return Delivery::Done;
-    };
     let identity = match &s.copy {
         Some(origin) => m
             .property(property::ORIGIN)
@@ -297,7 +302,40 @@ async fn deliver(inner: &Arc<BrokerInner>, s: &Schedule, m: &MessageExt) -> Deli
         )
         .message_id(m.queue_offset),
     };
-    if s.copy.is_some() {
+    deliver_scheduled(inner, m, identity, s.copy.is_some()).await
+}
+
+/// Store a due message (of the schedule topic or the timer topic) into its
+/// real topic, unless this broker already holds its delivery (made here
+/// before a crash, or made by the region that scheduled it and relayed
+/// here): one delivery per `identity`. `foreign`: the record is another
+/// region's, whose queue id is mapped onto this region's queues.
+pub(crate) async fn deliver_scheduled(
+    inner: &Arc<BrokerInner>,
+    m: &MessageExt,
+    identity: String,
+    foreign: bool,
+) -> Delivery {
+    let mut props = decode_properties(&m.properties);
+    let real_topic = props
+        .iter()
+        .find(|(k, _)| k == property::REAL_TOPIC)
+        .map(|(_, v)| v.clone());
+    let mut real_qid = props
+        .iter()
+        .find(|(k, _)| k == property::REAL_QID)
+        .and_then(|(_, v)| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    let Some(real_topic) = real_topic else {
+        tracing::error!(
+            topic = %m.topic,
+            queue = m.queue_id,
+            offset = m.queue_offset,
+            "scheduled message without REAL_TOPIC skipped"
+        );
+        return Delivery::Done;
+    };
+    if foreign {
         // Another region's queue id: one of this region's own queues.
         let own = inner
             .topics
@@ -315,10 +353,10 @@ async fn deliver(inner: &Arc<BrokerInner>, s: &Schedule, m: &MessageExt) -> Deli
     let put = crate::store_again(m, real_topic.clone(), real_qid, &props, inner.store_host);
     let _one_at_a_time = inner.scheduled.lock().await;
     if inner.holds_scheduled(&real_topic, &identity) {
-        tracing::debug!(topic = %real_topic, %identity, "delayed message already delivered here");
+        tracing::debug!(topic = %real_topic, %identity, "scheduled message already delivered here");
         return Delivery::Done;
     }
-    if s.copy.is_some() {
+    if foreign {
         tracing::info!(topic = %real_topic, %identity, "delivering a delayed message of another region whose own delivery has not arrived");
     }
     // The cursor moves only once the delivered message is held as
@@ -329,7 +367,7 @@ async fn deliver(inner: &Arc<BrokerInner>, s: &Schedule, m: &MessageExt) -> Deli
         Ok(stored) if stored.is_held() => Delivery::Done,
         Ok(stored) => {
             // Stored here, not yet on the slave: wait for the slave.
-            tracing::warn!(topic = %real_topic, replicas = ?stored.replicas, "delayed delivery not replicated yet; waiting for the slave");
+            tracing::warn!(topic = %real_topic, replicas = ?stored.replicas, "scheduled delivery not replicated yet; waiting for the slave");
             if inner.wait_replicated(&stored).await {
                 Delivery::Done
             } else {
@@ -337,7 +375,7 @@ async fn deliver(inner: &Arc<BrokerInner>, s: &Schedule, m: &MessageExt) -> Deli
             }
         }
         Err(e) => {
-            tracing::warn!(topic = %real_topic, error = ?e, "delayed delivery failed; will retry");
+            tracing::warn!(topic = %real_topic, error = ?e, "scheduled delivery failed; will retry");
             Delivery::Later
         }
     }

@@ -27,6 +27,7 @@ pub mod offsets;
 pub mod processor;
 pub mod register;
 pub mod slave_sync;
+pub mod timer;
 pub mod topics;
 pub mod transaction;
 pub mod write;
@@ -115,6 +116,8 @@ pub struct BrokerInner {
     pub transactions: Arc<transaction::TransactionService>,
     /// Compiled SQL92 subscriptions (`enablePropertyFilter`).
     pub selectors: filter::SelectorCache,
+    /// Timer messages waiting for their time (master only).
+    pub timers: timer::TimerService,
 }
 
 /// What relays did to this broker's copy queues since it started.
@@ -292,6 +295,7 @@ impl Broker {
             scheduled: tokio::sync::Mutex::new(()),
             transactions,
             selectors: filter::SelectorCache::default(),
+            timers: timer::TimerService::default(),
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));

@@ -149,6 +149,11 @@ impl TopicConfigManager {
             perm::PERM_READ | perm::PERM_WRITE,
         );
         add(
+            crate::timer::TIMER_TOPIC,
+            1,
+            perm::PERM_READ | perm::PERM_WRITE,
+        );
+        add(
             &config.broker_cluster_name,
             16,
             perm::PERM_READ | perm::PERM_WRITE,

@@ -957,3 +957,56 @@ async fn a_separate_nameserver_and_broker_serve_a_round_trip_and_stop_cleanly() 
     producer.shutdown().await;
     cluster.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lite_pull_consumer_polls_each_message_once() {
+    use rocketmq_client_rust::DefaultLitePullConsumer;
+    use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+
+    let cluster = Cluster::dev(ClusterOpts::new());
+    let ns = cluster.namesrv_addr();
+    let topic = unique("LitePull");
+    cluster.create_topic(&topic, 2);
+    let mut producer = start_producer(&ns).await;
+    wait_for_route(&mut producer, &topic, 2).await;
+    let sent: Vec<Sent> = (0..12)
+        .map(|seq| Sent::new("lite", if seq % 3 == 0 { "TagX" } else { "TagL" }, seq))
+        .collect();
+    send_all(&producer, &topic, &sent).await;
+
+    let consumer = DefaultLitePullConsumer::builder(client_runtime("lite-pull"))
+        .consumer_group(unique("cg"))
+        .name_server_addr(ns.clone())
+        .instance_name(unique("instance"))
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .auto_commit(true)
+        .build()
+        .expect("lite pull consumer builds");
+    consumer.start().await.expect("lite pull consumer starts");
+    consumer
+        .subscribe_with_expression(&topic, "TagL")
+        .await
+        .expect("subscribe");
+    let wanted: Vec<String> = sent
+        .iter()
+        .filter(|s| s.tag == "TagL")
+        .map(|s| s.body.clone())
+        .collect();
+    let mut got: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < wanted.len() && Instant::now() < deadline {
+        for m in consumer.poll_with_timeout(1000).await {
+            got.push(String::from_utf8_lossy(m.body().as_deref().unwrap_or_default()).into_owned());
+        }
+    }
+    // and nothing more arrives
+    for m in consumer.poll_with_timeout(1500).await {
+        got.push(String::from_utf8_lossy(m.body().as_deref().unwrap_or_default()).into_owned());
+    }
+    got.sort();
+    let mut wanted_sorted = wanted.clone();
+    wanted_sorted.sort();
+    assert_eq!(got, wanted_sorted, "each TagL message once, no other");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -47,7 +47,7 @@ impl Handler for BrokerProcessor {
             rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
                 send::process(b, conn, req)
             }
-            rc::PULL_MESSAGE => pull::process(b, req),
+            rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => pull::process(b, req),
             rc::CONSUMER_SEND_MSG_BACK => send_back::process(b, conn, req),
             rc::HEART_BEAT => now(client::heartbeat(b, conn, &req)),
             rc::UNREGISTER_CLIENT => now(client::unregister(b, &req)),

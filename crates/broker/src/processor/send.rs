@@ -181,6 +181,11 @@ fn prepare(
     if msg.properties.contains(property::DELAY) {
         schedule_if_delayed(b, &mut msg);
     }
+    // A delay level, when there is one, wins over timer properties.
+    if msg.topic != SCHEDULE_TOPIC {
+        crate::timer::schedule_if_timed(b, &mut msg)
+            .map_err(|why| error(req, rc::MESSAGE_ILLEGAL, why))?;
+    }
     Ok((queue_id, vec![msg]))
 }
 
