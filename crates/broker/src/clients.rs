@@ -100,6 +100,19 @@ impl ClientManager {
             .cloned()
     }
 
+    /// The connection of the client with this id (`ip@instance`), as a
+    /// producer or a consumer: the one heard from most recently.
+    pub fn channel_of_client(&self, client_id: &str) -> Option<ClientChannel> {
+        let producers = self.producers.read();
+        let consumers = self.consumers.read();
+        producers
+            .values()
+            .filter_map(|g| g.get(client_id))
+            .chain(consumers.values().filter_map(|g| g.clients.get(client_id)))
+            .max_by_key(|c| c.last_update)
+            .cloned()
+    }
+
     /// Remove a client from a consumer group. Returns true when it was a
     /// member.
     pub fn unregister_consumer(&self, group: &str, client_id: &str) -> bool {

@@ -36,6 +36,11 @@ pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
 pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
 
+/// The topic request-reply replies are sent to: `<cluster>_REPLY_TOPIC`.
+pub fn reply_topic(cluster: &str) -> String {
+    format!("{cluster}_REPLY_TOPIC")
+}
+
 /// A topic's copy queues: queue id → the origin queue it holds.
 pub fn copy_queues(cfg: &TopicConfig) -> BTreeMap<i32, OriginQueue> {
     meridian_protocol::origin::copy_queues(&cfg.attributes)

@@ -16,6 +16,7 @@ pub mod pull;
 pub mod query;
 pub mod raft;
 pub mod relay;
+pub mod reply;
 pub mod send;
 pub mod send_back;
 pub mod transaction;
@@ -47,6 +48,7 @@ impl Handler for BrokerProcessor {
             rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
                 send::process(b, conn, req)
             }
+            rc::SEND_REPLY_MESSAGE | rc::SEND_REPLY_MESSAGE_V2 => reply::process(b, conn, req),
             rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => pull::process(b, req),
             rc::CONSUMER_SEND_MSG_BACK => send_back::process(b, conn, req),
             rc::HEART_BEAT => now(client::heartbeat(b, conn, &req)),

@@ -35,7 +35,7 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
 }
 
 /// Check the request and build what to store; `Err` is the response.
-fn prepare(
+pub(super) fn prepare(
     b: &Arc<BrokerInner>,
     conn: &Arc<Connection>,
     req: &RemotingCommand,
@@ -154,6 +154,18 @@ fn prepare(
     }
     let properties = h.properties.clone().unwrap_or_default();
     let mut msg = base(h.flag, req.body.clone(), properties);
+    // A request of request-reply: its responder addresses the reply to
+    // this cluster's reply topic, named by CLUSTER (as RocketMQ's broker
+    // stamps it).
+    if find_property(&msg.properties, property::MESSAGE_REPLY_TO_CLIENT).is_some()
+        && find_property(&msg.properties, property::CLUSTER).is_none()
+    {
+        set_property(
+            &mut msg.properties,
+            property::CLUSTER,
+            &b.config.broker_cluster_name,
+        );
+    }
 
     // A client may send a failed message back by sending it to the retry
     // topic itself; past its reconsume limit it belongs in the dead-letter
@@ -239,7 +251,7 @@ fn too_big(req: &RemotingCommand, size: usize, max: usize) -> RemotingCommand {
     )
 }
 
-fn respond(
+pub(super) fn respond(
     region: &str,
     req: &RemotingCommand,
     queue_id: i32,
