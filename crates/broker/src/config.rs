@@ -79,6 +79,9 @@ pub struct BrokerConfig {
     /// Longest delay of a timer message, in seconds (`timerMaxDelaySec`,
     /// 3 days).
     pub timer_max_delay_sec: u64,
+    /// Access control (`aclEnable`): the accounts file, `aclFile`, else
+    /// `conf/plain_acl.yml` under `rocketmqHome` (or `$ROCKETMQ_HOME`).
+    pub acl_file: Option<PathBuf>,
     /// Whether consumers may subscribe with SQL92 property filters
     /// (`enablePropertyFilter`, off by default as in RocketMQ).
     pub enable_property_filter: bool,
@@ -141,6 +144,7 @@ impl BrokerConfig {
             transaction_check_interval_ms: 60_000,
             transaction_check_max: 15,
             enable_property_filter: false,
+            acl_file: None,
             timer_max_delay_sec: 3 * 24 * 3600,
             max_long_poll_waiters: 65_536,
             max_pull_msgs: 32 * 32,
@@ -275,6 +279,24 @@ impl BrokerConfig {
         if let Some(v) = conf.get::<u64>("timerMaxDelaySec")? {
             c.timer_max_delay_sec = v;
         }
+        let acl_file = conf.str("aclFile").map(PathBuf::from);
+        let home = conf
+            .str("rocketmqHome")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("ROCKETMQ_HOME").map(PathBuf::from));
+        if conf.bool("aclEnable")?.unwrap_or(false) {
+            c.acl_file = match (acl_file, home) {
+                (Some(f), _) => Some(f),
+                (None, Some(h)) => Some(h.join("conf").join("plain_acl.yml")),
+                (None, None) => {
+                    return Err(invalid(
+                        "aclEnable",
+                        "true",
+                        "no accounts file: set aclFile (or rocketmqHome, whose conf/plain_acl.yml is read)",
+                    ))
+                }
+            };
+        }
         if let Some(v) = conf.bool("enablePropertyFilter")? {
             c.enable_property_filter = v;
         }
@@ -314,7 +336,6 @@ impl BrokerConfig {
         // Accepted for compatibility; they tune the Java broker's thread
         // pools and Netty, which Meridian does not have.
         conf.accept(&[
-            "rocketmqHome",
             "brokerIP2",
             "sendMessageThreadPoolNums",
             "pullMessageThreadPoolNums",
@@ -338,7 +359,6 @@ impl BrokerConfig {
             "isEnableBatchPush",
             "mapedFileSizeConsumeQueue",
             "mappedFileSizeConsumeQueue",
-            "aclEnable",
         ]);
         Ok((c, conf.unknown_keys()))
     }

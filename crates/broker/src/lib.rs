@@ -17,6 +17,7 @@
 //! registers with the name servers and starts the background tasks;
 //! [`Broker::shutdown`] undoes all of it in order.
 
+pub mod acl;
 pub mod clients;
 pub mod config;
 pub mod delay;
@@ -118,6 +119,8 @@ pub struct BrokerInner {
     pub selectors: filter::SelectorCache,
     /// Timer messages waiting for their time (master only).
     pub timers: timer::TimerService,
+    /// Access control, when `aclEnable=true`.
+    pub acl: Option<Arc<acl::Acl>>,
 }
 
 /// What relays did to this broker's copy queues since it started.
@@ -227,6 +230,12 @@ impl Broker {
         let long_poll = long_poll::LongPoll::new(config.max_long_poll_waiters);
         let delay = delay::DelayService::open(&config.store.root_dir, delay_levels)?;
         let transactions = transaction::TransactionService::open(&config.store.root_dir)?;
+        let acl = match &config.acl_file {
+            Some(path) => Some(Arc::new(acl::Acl::open(path).map_err(|e| {
+                anyhow::anyhow!("aclEnable=true but the accounts cannot be read: {e}")
+            })?)),
+            None => None,
+        };
         let store_host = SocketAddr::new(config.broker_ip1, config.listen_port);
         let ha_config = meridian_ha::HaConfig {
             listen_addr: SocketAddr::new(config.listen_ip, config.ha_listen_port),
@@ -296,6 +305,7 @@ impl Broker {
             transactions,
             selectors: filter::SelectorCache::default(),
             timers: timer::TimerService::default(),
+            acl,
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
@@ -308,6 +318,9 @@ impl Broker {
             tokio::spawn(register::run(inner.clone())),
             tokio::spawn(housekeeping(inner.clone())),
         ];
+        if let Some(acl) = &inner.acl {
+            tasks.push(tokio::spawn(acl::watch(acl.clone())));
+        }
         if let Some(node) = &inner.raft {
             // The role changes with the Raft group: both loops check it.
             tasks.push(tokio::spawn(slave_sync::run(inner.clone())));

@@ -70,6 +70,15 @@ impl Admin {
         }
     }
 
+    /// Sign every request with `credentials` (brokers with `aclEnable=true`).
+    pub fn with_credentials(
+        mut self,
+        credentials: Option<meridian_remoting::acl::Credentials>,
+    ) -> Admin {
+        self.remoting = RemotingClient::new().with_credentials(credentials);
+        self
+    }
+
     /// Send to the first name server that answers.
     async fn call_namesrv(&self, req: RemotingCommand) -> Result<RemotingCommand> {
         let mut last = None;

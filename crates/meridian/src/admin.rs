@@ -22,6 +22,17 @@ pub struct AdminArgs {
     /// Print one JSON document instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Sign requests with this account (brokers with `aclEnable=true`).
+    #[arg(long = "accessKey", env = "MERIDIAN_ACCESS_KEY", global = true)]
+    access_key: Option<String>,
+    /// The account's secret key.
+    #[arg(
+        long = "secretKey",
+        env = "MERIDIAN_SECRET_KEY",
+        global = true,
+        requires = "access_key"
+    )]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -146,7 +157,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let namesrv = args
         .namesrv
         .ok_or_else(|| anyhow!("give the name server with -n host:port (or NAMESRV_ADDR)"))?;
-    let admin = Admin::new(&namesrv);
+    let credentials = match (&args.access_key, &args.secret_key) {
+        (Some(ak), Some(sk)) => Some(meridian_remoting::acl::Credentials::new(ak, sk)),
+        (Some(_), None) => anyhow::bail!("--accessKey needs --secretKey"),
+        _ => None,
+    };
+    let admin = Admin::new(&namesrv).with_credentials(credentials.clone());
     let json = args.json;
     match args.command {
         AdminCommand::UpdateTopic {
@@ -467,7 +483,13 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         AdminCommand::RaftStatus { cluster, broker } => {
-            raft_status(Arc::new(Admin::new(&namesrv)), cluster, broker, json).await?;
+            raft_status(
+                Arc::new(Admin::new(&namesrv).with_credentials(credentials)),
+                cluster,
+                broker,
+                json,
+            )
+            .await?;
         }
         AdminCommand::TransferLeader { broker, to } => {
             transfer_leader(&admin, &broker, &to, json).await?;

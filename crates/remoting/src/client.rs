@@ -9,6 +9,7 @@ use meridian_protocol::RemotingCommand;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
+use crate::acl::Credentials;
 use crate::connection::{self, Connection, ConnectionLimits, Handler, Reply};
 use crate::RemotingError;
 
@@ -35,6 +36,8 @@ pub struct RemotingClient {
     handler: Arc<dyn Handler>,
     limits: ConnectionLimits,
     connect_timeout: Duration,
+    /// Signs every request this client sends (RocketMQ's ACL).
+    credentials: Option<Credentials>,
 }
 
 impl Default for RemotingClient {
@@ -48,6 +51,13 @@ impl RemotingClient {
         Self::with_handler(Arc::new(NotSupported))
     }
 
+    /// Sign every request with `credentials` (for brokers with
+    /// `aclEnable=true`).
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
     /// A client whose connections serve requests from the remote side with
     /// `handler`.
     pub fn with_handler(handler: Arc<dyn Handler>) -> Self {
@@ -57,6 +67,7 @@ impl RemotingClient {
             handler,
             limits: ConnectionLimits::default(),
             connect_timeout: Duration::from_secs(3),
+            credentials: None,
         }
     }
 
@@ -115,10 +126,13 @@ impl RemotingClient {
     pub async fn invoke(
         &self,
         addr: &str,
-        request: RemotingCommand,
+        mut request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
         let conn = self.connection(addr).await?;
+        if let Some(c) = &self.credentials {
+            c.sign(&mut request);
+        }
         conn.invoke(request, timeout).await
     }
 
@@ -126,9 +140,12 @@ impl RemotingClient {
     pub async fn invoke_oneway(
         &self,
         addr: &str,
-        request: RemotingCommand,
+        mut request: RemotingCommand,
     ) -> Result<(), RemotingError> {
         let conn = self.connection(addr).await?;
+        if let Some(c) = &self.credentials {
+            c.sign(&mut request);
+        }
         conn.invoke_oneway(request).await
     }
 

@@ -10,6 +10,7 @@
 //! Both sides of a connection can send requests: brokers send
 //! `NOTIFY_CONSUMER_IDS_CHANGED` to clients, clients send everything else.
 
+pub mod acl;
 pub mod client;
 pub mod conf;
 pub mod connection;

@@ -44,6 +44,16 @@ impl Handler for BrokerProcessor {
         let b = &self.broker;
         let now =
             |r: Result<RemotingCommand, RemotingCommand>| Reply::Now(Some(r.unwrap_or_else(|e| e)));
+        // Access control, in front of every handler: a refused request
+        // changes nothing.
+        if let Some(acl) = &b.acl {
+            if let Err(why) = acl.check(conn.peer().ip(), &req) {
+                tracing::info!(code = req.code, peer = %conn.peer(), %why, "request refused by ACL");
+                return Reply::Now(
+                    (!req.is_oneway()).then(|| error(&req, response_code::NO_PERMISSION, why)),
+                );
+            }
+        }
         match req.code {
             rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
                 send::process(b, conn, req)

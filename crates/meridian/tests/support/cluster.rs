@@ -198,6 +198,20 @@ impl Cluster {
         output.stdout
     }
 
+    /// `meridian admin -n <namesrv> <args...>` that may fail: (success,
+    /// stdout + stderr).
+    #[allow(dead_code)]
+    pub fn admin_outcome(&self, args: &[&str]) -> (bool, String) {
+        let namesrv = self.namesrv_addr();
+        let mut full_args = vec!["admin", "-n", namesrv.as_str()];
+        full_args.extend_from_slice(args);
+        let output = run_to_completion(self.dir.path(), &full_args, ADMIN_TIMEOUT);
+        (
+            output.status.success(),
+            format!("{}{}", output.stdout, output.stderr),
+        )
+    }
+
     /// The broker's store root (`storePathRootDir`): `commitlog/`,
     /// `consumequeue/` and the rest live here.
     pub fn data_dir(&self) -> PathBuf {
