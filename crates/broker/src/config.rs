@@ -82,6 +82,9 @@ pub struct BrokerConfig {
     /// Access control (`aclEnable`): the accounts file, `aclFile`, else
     /// `conf/plain_acl.yml` under `rocketmqHome` (or `$ROCKETMQ_HOME`).
     pub acl_file: Option<PathBuf>,
+    /// `tls.*`: TLS on the client port, HA and Raft, and on the broker's
+    /// own links (name servers, master, Raft peers).
+    pub tls: meridian_remoting::tls::TlsSettings,
     /// Whether consumers may subscribe with SQL92 property filters
     /// (`enablePropertyFilter`, off by default as in RocketMQ).
     pub enable_property_filter: bool,
@@ -145,6 +148,7 @@ impl BrokerConfig {
             transaction_check_max: 15,
             enable_property_filter: false,
             acl_file: None,
+            tls: Default::default(),
             timer_max_delay_sec: 3 * 24 * 3600,
             max_long_poll_waiters: 65_536,
             max_pull_msgs: 32 * 32,
@@ -297,6 +301,17 @@ impl BrokerConfig {
                 }
             };
         }
+        c.tls = meridian_remoting::tls::TlsSettings::from_conf(conf)?;
+        conf.refuse_if_on(
+            &[
+                "authenticationEnabled",
+                "authorizationEnabled",
+                "authenticationProvider",
+                "authorizationProvider",
+                "migrateAuthFromV1Enabled",
+            ],
+            "RocketMQ 5's authentication and authorization (ACL 2.0); Meridian has RocketMQ 4's plain ACL: aclEnable=true with plain_acl.yml",
+        )?;
         if let Some(v) = conf.bool("enablePropertyFilter")? {
             c.enable_property_filter = v;
         }

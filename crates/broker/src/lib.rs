@@ -230,6 +230,14 @@ impl Broker {
         let long_poll = long_poll::LongPoll::new(config.max_long_poll_waiters);
         let delay = delay::DelayService::open(&config.store.root_dir, delay_levels)?;
         let transactions = transaction::TransactionService::open(&config.store.root_dir)?;
+        let acceptor = config
+            .tls
+            .acceptor()
+            .map_err(|e| anyhow::anyhow!("broker TLS: {e}"))?;
+        let connector = config
+            .tls
+            .connector()
+            .map_err(|e| anyhow::anyhow!("broker TLS (its own links): {e}"))?;
         let acl = match &config.acl_file {
             Some(path) => Some(Arc::new(acl::Acl::open(path).map_err(|e| {
                 anyhow::anyhow!("aclEnable=true but the accounts cannot be read: {e}")
@@ -292,7 +300,7 @@ impl Broker {
             locks: lock::RebalanceLockManager::default(),
             long_poll,
             delay,
-            namesrv_client: RemotingClient::new(),
+            namesrv_client: RemotingClient::new().with_connector(connector),
             store_host,
             register_now: tokio::sync::Notify::new(),
             started: Instant::now(),
@@ -309,9 +317,10 @@ impl Broker {
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
-        let server = meridian_remoting::serve(bind, handler, Default::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("broker cannot listen on {bind}: {e}"))?;
+        let server =
+            meridian_remoting::server::serve_with(bind, handler, Default::default(), acceptor)
+                .await
+                .map_err(|e| anyhow::anyhow!("broker cannot listen on {bind}: {e}"))?;
         tracing::info!(addr = %server.local_addr(), advertised = %inner.config.broker_addr(), "broker listening");
 
         let mut tasks = vec![

@@ -72,10 +72,21 @@ impl Admin {
 
     /// Sign every request with `credentials` (brokers with `aclEnable=true`).
     pub fn with_credentials(
-        mut self,
+        self,
         credentials: Option<meridian_remoting::acl::Credentials>,
     ) -> Admin {
-        self.remoting = RemotingClient::new().with_credentials(credentials);
+        self.with_security(credentials, Default::default())
+    }
+
+    /// Sign with `credentials` and connect with `connector` (TLS).
+    pub fn with_security(
+        mut self,
+        credentials: Option<meridian_remoting::acl::Credentials>,
+        connector: meridian_remoting::tls::Connector,
+    ) -> Admin {
+        self.remoting = RemotingClient::new()
+            .with_credentials(credentials)
+            .with_connector(connector);
         self
     }
 

@@ -33,8 +33,42 @@ pub struct AdminArgs {
         requires = "access_key"
     )]
     secret_key: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(subcommand)]
     command: AdminCommand,
+}
+
+/// TLS for a command-line client (admin, bench).
+#[derive(Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// Connect with TLS (as RocketMQ's clients with tls.enable=true).
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// Verify servers against this CA (PEM); without it any server
+    /// certificate is accepted (RocketMQ's tls.client.authServer=false).
+    #[arg(long = "tlsTrustCertPath", global = true, requires = "tls")]
+    pub trust: Option<std::path::PathBuf>,
+    /// Present this certificate (PEM) for servers that require one.
+    #[arg(long = "tlsCertPath", global = true, requires = "tls")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The key of --tlsCertPath (unencrypted PEM).
+    #[arg(long = "tlsKeyPath", global = true, requires = "tls")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn connector(&self) -> anyhow::Result<meridian_remoting::tls::Connector> {
+        if !self.tls {
+            return Ok(Default::default());
+        }
+        Ok(meridian_remoting::tls::client_connector(
+            self.trust.is_some(),
+            self.trust.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+        )?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -162,7 +196,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         (Some(_), None) => anyhow::bail!("--accessKey needs --secretKey"),
         _ => None,
     };
-    let admin = Admin::new(&namesrv).with_credentials(credentials.clone());
+    let connector = args.tls.connector()?;
+    let admin = Admin::new(&namesrv).with_security(credentials.clone(), connector.clone());
     let json = args.json;
     match args.command {
         AdminCommand::UpdateTopic {

@@ -132,14 +132,17 @@ pub async fn dev(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let mut conf = load_conf(config.as_deref())?;
+    // The embedded name server serves TLS as the broker does.
+    let tls = meridian_remoting::tls::TlsSettings::from_conf(&mut conf.clone())?;
     let ns = NameServer::start(NamesrvConfig {
         listen_port: namesrv_port,
         listen_ip: "127.0.0.1".parse()?,
+        tls,
     })
     .await?;
     let ns_addr = format!("127.0.0.1:{}", ns.local_addr().port());
 
-    let mut conf = load_conf(config.as_deref())?;
     let mut set_default = |k: &str, v: String| {
         if conf.str(k).is_none() {
             conf.set(k, v);

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use meridian_remoting::conf::{Conf, ConfError};
+use meridian_remoting::tls::TlsSettings;
 
 #[derive(Clone, Debug)]
 pub struct NamesrvConfig {
@@ -10,6 +11,8 @@ pub struct NamesrvConfig {
     pub listen_port: u16,
     /// Address to bind; all interfaces by default.
     pub listen_ip: IpAddr,
+    /// `tls.*`: TLS on the listening port.
+    pub tls: TlsSettings,
 }
 
 impl Default for NamesrvConfig {
@@ -17,6 +20,7 @@ impl Default for NamesrvConfig {
         NamesrvConfig {
             listen_port: 9876,
             listen_ip: IpAddr::from([0, 0, 0, 0]),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -32,6 +36,11 @@ impl NamesrvConfig {
         if let Some(ip) = conf.get::<IpAddr>("bindAddress")? {
             c.listen_ip = ip;
         }
+        c.tls = TlsSettings::from_conf(conf)?;
+        conf.refuse_if_on(
+            &["aclEnable", "authenticationEnabled", "authorizationEnabled"],
+            "Meridian's name server does not check access (RocketMQ's does not either); brokers do, with aclEnable in broker.conf",
+        )?;
         // Accepted for compatibility with RocketMQ's file; Meridian keeps no
         // KV config on disk and has no product-environment switch.
         conf.accept(&[

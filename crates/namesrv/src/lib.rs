@@ -34,9 +34,14 @@ impl NameServer {
         let routes = Arc::new(routes::RouteTable::default());
         let handler = Arc::new(processor::NamesrvProcessor::new(routes.clone()));
         let addr = SocketAddr::new(config.listen_ip, config.listen_port);
-        let server = meridian_remoting::serve(addr, handler, Default::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("name server cannot listen on {addr}: {e}"))?;
+        let acceptor = config
+            .tls
+            .acceptor()
+            .map_err(|e| anyhow::anyhow!("name server TLS: {e}"))?;
+        let server =
+            meridian_remoting::server::serve_with(addr, handler, Default::default(), acceptor)
+                .await
+                .map_err(|e| anyhow::anyhow!("name server cannot listen on {addr}: {e}"))?;
         let scan_routes = routes.clone();
         let scan = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use meridian_protocol::RemotingCommand;
 use parking_lot::Mutex;
-use tokio::net::TcpStream;
 
 use crate::acl::Credentials;
 use crate::connection::{self, Connection, ConnectionLimits, Handler, Reply};
+use crate::tls::Connector;
 use crate::RemotingError;
 
 /// Requests the remote side sends us are answered by this handler; by
@@ -38,6 +38,8 @@ pub struct RemotingClient {
     connect_timeout: Duration,
     /// Signs every request this client sends (RocketMQ's ACL).
     credentials: Option<Credentials>,
+    /// Plaintext or TLS.
+    connector: Connector,
 }
 
 impl Default for RemotingClient {
@@ -49,6 +51,12 @@ impl Default for RemotingClient {
 impl RemotingClient {
     pub fn new() -> Self {
         Self::with_handler(Arc::new(NotSupported))
+    }
+
+    /// Open connections with `connector` (TLS when it is one).
+    pub fn with_connector(mut self, connector: Connector) -> Self {
+        self.connector = connector;
+        self
     }
 
     /// Sign every request with `credentials` (for brokers with
@@ -68,6 +76,7 @@ impl RemotingClient {
             limits: ConnectionLimits::default(),
             connect_timeout: Duration::from_secs(3),
             credentials: None,
+            connector: Connector::default(),
         }
     }
 
@@ -80,23 +89,14 @@ impl RemotingClient {
         if let Some(c) = self.live(addr) {
             return Ok(c);
         }
-        let connect = TcpStream::connect(addr);
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(RemotingError::Connect {
-                    addr: addr.to_string(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(RemotingError::Connect {
-                    addr: addr.to_string(),
-                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-                })
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = self
+            .connector
+            .connect(addr, self.connect_timeout)
+            .await
+            .map_err(|source| RemotingError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
         let peer: SocketAddr = stream
             .peer_addr()
             .map_err(|source| RemotingError::Connect {

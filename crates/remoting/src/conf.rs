@@ -133,6 +133,24 @@ impl Conf {
 
     /// Mark keys as known without reading them (accepted for compatibility
     /// but without effect).
+    /// A key Meridian does not implement, set to anything but `false`,
+    /// stops the start with `reason`, rather than being ignored while the
+    /// operator believes it is in force (security keys above all).
+    pub fn refuse_if_on(&mut self, keys: &[&str], reason: &str) -> Result<(), ConfError> {
+        for key in keys {
+            if let Some(v) = self.str(key) {
+                if !v.trim().eq_ignore_ascii_case("false") {
+                    return Err(ConfError::Invalid {
+                        key: (*key).to_string(),
+                        value: v,
+                        reason: format!("not implemented: {reason}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn accept(&mut self, keys: &[&str]) {
         for k in keys {
             self.used.insert((*k).to_string());

@@ -15,6 +15,7 @@ pub mod client;
 pub mod conf;
 pub mod connection;
 pub mod server;
+pub mod tls;
 
 pub use client::RemotingClient;
 pub use connection::{Connection, ConnectionLimits, Handler, Reply};

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::connection::{self, ConnectionLimits, Handler};
+use crate::tls::{Acceptor, TlsMode};
 
 /// A running listener. Dropping it does not stop it; call [`Server::stop`].
 pub struct Server {
@@ -26,11 +27,22 @@ impl Server {
     }
 }
 
-/// Bind `addr` and serve every connection with `handler`.
+/// Bind `addr` and serve every connection with `handler`, plaintext only.
 pub async fn serve(
     addr: SocketAddr,
     handler: Arc<dyn Handler>,
     limits: ConnectionLimits,
+) -> std::io::Result<Server> {
+    serve_with(addr, handler, limits, Acceptor::default()).await
+}
+
+/// Bind `addr` and serve every connection with `handler`, plaintext or TLS
+/// as `acceptor` says.
+pub async fn serve_with(
+    addr: SocketAddr,
+    handler: Arc<dyn Handler>,
+    limits: ConnectionLimits,
+    acceptor: Acceptor,
 ) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
@@ -40,9 +52,23 @@ pub async fn serve(
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
                         tracing::debug!(%peer, "connection accepted");
-                        connection::spawn(stream, peer, handler.clone(), limits);
+                        if acceptor.mode() == TlsMode::Disabled {
+                            let _ = stream.set_nodelay(true);
+                            connection::spawn(stream, peer, handler.clone(), limits);
+                            continue;
+                        }
+                        // Telling TLS from plaintext waits for the first
+                        // byte: off the accept loop.
+                        let (acceptor, handler) = (acceptor.clone(), handler.clone());
+                        tokio::spawn(async move {
+                            match acceptor.accept(stream).await {
+                                Ok(s) => {
+                                    connection::spawn(s, peer, handler, limits);
+                                }
+                                Err(e) => tracing::info!(%peer, error = %e, "connection closed"),
+                            }
+                        });
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.

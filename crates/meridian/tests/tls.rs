@@ -1,0 +1,216 @@
+//! TLS against the real `meridian` binary: `rocketmq-client-rust` with TLS
+//! (verifying the server against a CA made by the test), `meridian admin
+//! --tls`, plaintext clients refused in `enforcing` mode and served in
+//! `permissive` mode, and mutual TLS.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rocketmq_client_rust::ClientConfig;
+use rocketmq_client_rust::DefaultMQProducer;
+use rocketmq_client_rust::MQPushConsumer;
+use rocketmq_client_rust::SendStatus;
+
+use support::*;
+
+/// A CA, a server certificate for 127.0.0.1 / localhost and a client
+/// certificate, as PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Meridian test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+    let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str| {
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca).expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = issue(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+        "meridian",
+    );
+    let (client_cert, client_key) = issue(
+        vec!["client".into()],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        "client",
+    );
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write PEM");
+        p
+    };
+    Pki {
+        ca: write("ca.pem", &ca.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server.key", &server_key),
+        client_cert: write("client.pem", &client_cert),
+        client_key: write("client.key", &client_key),
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+async fn tls_producer(ns: &str, ca: &Path) -> DefaultMQProducer {
+    let mut config = ClientConfig::default();
+    config.set_instance_name(unique("tls").into());
+    config.set_use_tls(true);
+    config.set_tls_client_auth_server(true);
+    config.set_tls_client_trust_cert_path(s(ca).to_string());
+    let mut producer = DefaultMQProducer::builder(client_runtime("tls-producer"))
+        .client_config(config)
+        .producer_group(unique("pg"))
+        .name_server_addr(ns.to_owned())
+        .send_msg_timeout(5_000)
+        .build();
+    producer.start().await.expect("TLS producer starts");
+    producer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enforcing_serves_tls_clients_and_refuses_plaintext() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = make_pki(dir.path());
+    let cluster = Cluster::dev(
+        ClusterOpts::new()
+            .broker_conf("tls.server.mode", "enforcing")
+            .broker_conf("tls.server.certPath", s(&pki.server_cert))
+            .broker_conf("tls.server.keyPath", s(&pki.server_key))
+            .broker_conf("tls.client.authServer", "true")
+            .broker_conf("tls.client.trustCertPath", s(&pki.ca)),
+    );
+    let ns = cluster.namesrv_addr();
+    let topic = unique("TlsTopic");
+
+    // Plaintext admin is refused; over TLS, verified against the CA, it works.
+    let (ok, out) = cluster.admin_outcome(&["clusterList"]);
+    assert!(
+        !ok,
+        "plaintext admin must fail against an enforcing server: {out}"
+    );
+    cluster.admin(&[
+        "updateTopic",
+        "-t",
+        &topic,
+        "-c",
+        "DefaultCluster",
+        "-r",
+        "2",
+        "-w",
+        "2",
+        "--tls",
+        "--tlsTrustCertPath",
+        s(&pki.ca),
+    ]);
+
+    // A stock client over TLS: send and consume.
+    let mut producer = tls_producer(&ns, &pki.ca).await;
+    wait_for_route(&mut producer, &topic, 2).await;
+    let sent: Vec<String> = (0..5).map(|i| format!("tls-{i}")).collect();
+    for body in &sent {
+        let r = producer
+            .send(message(&topic, "TagT", body, body, &[]))
+            .await
+            .expect("send over TLS")
+            .expect("a result");
+        assert_eq!(r.send_status, SendStatus::SendOk);
+    }
+    let inbox = Inbox::new();
+    let mut config = ClientConfig::default();
+    config.set_instance_name(unique("tls-consumer").into());
+    config.set_use_tls(true);
+    config.set_tls_client_auth_server(true);
+    config.set_tls_client_trust_cert_path(s(&pki.ca).to_string());
+    let mut consumer = rocketmq_client_rust::DefaultMQPushConsumer::builder(client_runtime("tls-consumer"))
+        .client_config(config)
+        .name_server_addr(ns.clone())
+        .consumer_group(unique("cg"))
+        .consume_from_where(
+            rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere::ConsumeFromFirstOffset,
+        )
+        .build();
+    consumer.subscribe(&topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    consumer.start().await.expect("TLS consumer starts");
+    inbox.expect_exactly_once(&sent).await;
+
+    // A plaintext stock client gets nothing through.
+    let mut plain = start_producer(&ns).await;
+    let r = plain
+        .send(message(&topic, "TagT", "plain", "plain", &[]))
+        .await;
+    assert!(
+        !matches!(r, Ok(Some(_))),
+        "a plaintext send must fail: {r:?}"
+    );
+
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    plain.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissive_test_mode_takes_tls_and_plaintext_on_one_port() {
+    let cluster = Cluster::dev(
+        ClusterOpts::new()
+            .broker_conf("tls.server.mode", "permissive")
+            .broker_conf("tls.test.mode.enable", "true"),
+    );
+    let plain = cluster.admin(&["clusterList"]);
+    assert!(plain.contains("broker-a"), "{plain}");
+    let tls = cluster.admin(&["clusterList", "--tls"]);
+    assert!(tls.contains("broker-a"), "{tls}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_client_certificates_keep_strangers_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = make_pki(dir.path());
+    let cluster = Cluster::dev(
+        ClusterOpts::new()
+            .broker_conf("tls.server.mode", "enforcing")
+            .broker_conf("tls.server.certPath", s(&pki.server_cert))
+            .broker_conf("tls.server.keyPath", s(&pki.server_key))
+            .broker_conf("tls.server.need.client.auth", "require")
+            .broker_conf("tls.server.trustCertPath", s(&pki.ca))
+            // the broker's own link to its name server presents one too
+            .broker_conf("tls.client.certPath", s(&pki.client_cert))
+            .broker_conf("tls.client.keyPath", s(&pki.client_key)),
+    );
+    let (ok, out) =
+        cluster.admin_outcome(&["clusterList", "--tls", "--tlsTrustCertPath", s(&pki.ca)]);
+    assert!(!ok, "a client without a certificate is refused: {out}");
+    let listed = cluster.admin(&[
+        "clusterList",
+        "--tls",
+        "--tlsTrustCertPath",
+        s(&pki.ca),
+        "--tlsCertPath",
+        s(&pki.client_cert),
+        "--tlsKeyPath",
+        s(&pki.client_key),
+    ]);
+    assert!(listed.contains("broker-a"), "{listed}");
+}
