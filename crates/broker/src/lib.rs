@@ -245,8 +245,18 @@ impl Broker {
             None => None,
         };
         let store_host = SocketAddr::new(config.broker_ip1, config.listen_port);
+        let peer_acceptor = config
+            .tls
+            .peer_acceptor()
+            .map_err(|e| anyhow::anyhow!("broker TLS (HA and Raft): {e}"))?;
+        let peer_connector = config
+            .tls
+            .peer_connector()
+            .map_err(|e| anyhow::anyhow!("broker TLS (links to other brokers): {e}"))?;
         let ha_config = meridian_ha::HaConfig {
             listen_addr: SocketAddr::new(config.listen_ip, config.ha_listen_port),
+            acceptor: peer_acceptor.clone(),
+            connector: peer_connector.clone(),
             ..Default::default()
         };
         let ha = if config.broker_role == BrokerRole::Slave || config.raft.is_some() {
@@ -276,6 +286,8 @@ impl Broker {
                 opts.max_bytes_per_append = r.max_bytes_per_append;
                 opts.max_inflight = r.max_inflight_sends;
                 opts.preferred_leader = r.preferred_leader_id;
+                opts.acceptor = peer_acceptor.clone();
+                opts.connector = peer_connector.clone();
                 opts.sync_flush =
                     config.store.flush_disk_type == meridian_store::FlushDiskType::SyncFlush;
                 opts.commit_timeout = Duration::from_millis(config.store.sync_flush_timeout_ms);

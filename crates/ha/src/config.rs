@@ -27,6 +27,11 @@ pub struct HaConfig {
     /// once (`haMaxGapNotInSync`, 256 MiB; RocketMQ 4 calls it
     /// `haSlaveFallbehindMax`).
     pub max_gap_not_in_sync: i64,
+    /// Master: plaintext or TLS (and whether slaves must show a
+    /// certificate), as the broker's `tls.*` keys say.
+    pub acceptor: meridian_remoting::tls::Acceptor,
+    /// Slave: how to connect to the master.
+    pub connector: meridian_remoting::tls::Connector,
 }
 
 impl Default for HaConfig {
@@ -37,6 +42,8 @@ impl Default for HaConfig {
             heartbeat_interval: Duration::from_secs(5),
             housekeeping_interval: Duration::from_secs(20),
             max_gap_not_in_sync: 256 * 1024 * 1024,
+            acceptor: Default::default(),
+            connector: Default::default(),
         }
     }
 }

@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Buf;
+use meridian_remoting::tls::NetStream;
 use meridian_store::MessageStore;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
@@ -181,14 +182,21 @@ pub(crate) async fn accept_loop(
             continue;
         }
         tracing::info!(%peer, "HA connection accepted");
-        tokio::spawn(serve(
+        let (shared, store, config, shutdown) = (
             Arc::clone(&shared),
             Arc::clone(&store),
             config.clone(),
-            stream,
-            peer,
             shutdown.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            match config.acceptor.accept(stream).await {
+                Ok(stream) => serve(shared, store, config, stream, peer, shutdown).await,
+                Err(e) => {
+                    shared.open.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(%peer, error = %e, "HA connection closed before replication");
+                }
+            }
+        });
     }
 }
 
@@ -196,12 +204,11 @@ async fn serve(
     shared: Arc<MasterShared>,
     store: Arc<MessageStore>,
     config: HaConfig,
-    stream: TcpStream,
+    stream: NetStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (start_tx, start_rx) = watch::channel(None);
     let ended = tokio::select! {
@@ -228,7 +235,7 @@ async fn serve(
 /// Read the slave's reports: the first says where to start, the others
 /// acknowledge what arrived.
 async fn read_reports(
-    rd: &mut OwnedReadHalf,
+    rd: &mut ReadHalf<NetStream>,
     shared: &MasterShared,
     store: &MessageStore,
     config: &HaConfig,
@@ -286,7 +293,7 @@ async fn read_reports(
 
 /// Push the commit log to the slave from where it asked.
 async fn push(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf<NetStream>,
     store: &MessageStore,
     config: &HaConfig,
     mut start_rx: watch::Receiver<Option<i64>>,
@@ -355,7 +362,11 @@ async fn push(
     }
 }
 
-async fn send(wr: &mut OwnedWriteHalf, mut buf: impl Buf, config: &HaConfig) -> Result<(), Closed> {
+async fn send(
+    wr: &mut WriteHalf<NetStream>,
+    mut buf: impl Buf,
+    config: &HaConfig,
+) -> Result<(), Closed> {
     let limit = config.housekeeping_interval;
     match timeout(limit, wr.write_all_buf(&mut buf)).await {
         Ok(Ok(())) => Ok(()),

@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use meridian_remoting::tls::NetStream;
 use meridian_store::MessageStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
@@ -124,13 +124,11 @@ async fn session(
     addr: &str,
     heard: &mut bool,
 ) -> Result<(), String> {
-    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
-        Err(_) => return Err(format!("no connection within {CONNECT_TIMEOUT:?}")),
+    let stream = match config.connector.connect(addr, CONNECT_TIMEOUT).await {
+        Ok(s) => s,
+        Err(e) => return Err(format!("cannot connect: {e}")),
     };
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = tokio::io::split(stream);
     let start = store.max_commit_log_offset();
     tracing::info!(master = %addr, offset = start, "connected to the master; replicating from offset {start}");
     let (position_tx, position_rx) = watch::channel(start);
@@ -142,7 +140,7 @@ async fn session(
 
 /// Read frames and append their bytes; publish the new write position.
 async fn receive(
-    rd: OwnedReadHalf,
+    rd: ReadHalf<NetStream>,
     shared: &SlaveShared,
     store: &Arc<MessageStore>,
     config: &HaConfig,
@@ -199,7 +197,7 @@ async fn receive(
 }
 
 async fn read_exact(
-    rd: &mut BufReader<OwnedReadHalf>,
+    rd: &mut BufReader<ReadHalf<NetStream>>,
     buf: &mut [u8],
     limit: Duration,
     heard: bool,
@@ -223,7 +221,7 @@ async fn read_exact(
 /// Report the write position: at once, whenever it moves, and at least
 /// every heartbeat interval.
 async fn report(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf<NetStream>,
     shared: &SlaveShared,
     config: &HaConfig,
     mut position: watch::Receiver<i64>,

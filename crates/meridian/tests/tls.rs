@@ -16,6 +16,7 @@ use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_client_rust::MQPushConsumer;
 use rocketmq_client_rust::SendStatus;
 
+use support::cluster::BrokerGroup;
 use support::*;
 
 /// A CA, a server certificate for 127.0.0.1 / localhost and a client
@@ -213,4 +214,90 @@ async fn required_client_certificates_keep_strangers_out() {
         s(&pki.client_key),
     ]);
     assert!(listed.contains("broker-a"), "{listed}");
+}
+
+/// haConnectedSlaves of the master of `group`, once it reads `want` or
+/// `wait` has passed.
+async fn connected_slaves(group: &BrokerGroup, want: &str, wait: std::time::Duration) -> String {
+    let admin = meridian_client::Admin::new(&group.namesrv_addr());
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let now = admin
+            .runtime_info(&group.broker_addr(0))
+            .await
+            .ok()
+            .and_then(|rt| rt.get("haConnectedSlaves").cloned())
+            .unwrap_or_default();
+        if now == want || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_slave_with_a_certificate_replicates_from_a_mutual_tls_master() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = make_pki(dir.path());
+    let master = format!(
+        "brokerId=0\nbrokerRole=SYNC_MASTER\ntls.server.certPath={}\ntls.server.keyPath={}\n\
+         tls.server.trustCertPath={}\ntls.peer.need.client.auth=require\n",
+        s(&pki.server_cert),
+        s(&pki.server_key),
+        s(&pki.ca)
+    );
+    let slave = format!(
+        "brokerId=1\nbrokerRole=SLAVE\ntls.peer.enable=true\ntls.client.authServer=true\n\
+         tls.client.trustCertPath={}\ntls.client.certPath={}\ntls.client.keyPath={}\n",
+        s(&pki.ca),
+        s(&pki.client_cert),
+        s(&pki.client_key)
+    );
+    let group = BrokerGroup::start(&[&master, &slave]);
+    assert_eq!(
+        connected_slaves(&group, "1", std::time::Duration::from_secs(20)).await,
+        "1",
+        "the slave with a certificate replicates"
+    );
+    // A SYNC_MASTER send is acknowledged only once the slave has it.
+    group.create_topic("TlsHa", 1);
+    let producer = meridian_client::Producer::new(&group.namesrv_addr(), "tls-ha");
+    let msg = meridian_client::producer::Message {
+        topic: "TlsHa".into(),
+        body: bytes::Bytes::from_static(b"replicated over TLS"),
+        ..Default::default()
+    };
+    let r = producer
+        .send_to(&group.broker_addr(0), "broker-a", 0, &msg)
+        .await
+        .expect("send to the master");
+    assert_eq!(r.status.to_string(), "SEND_OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_pose_as_a_slave() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = make_pki(dir.path());
+    let master = format!(
+        "brokerId=0\nbrokerRole=ASYNC_MASTER\ntls.server.certPath={}\ntls.server.keyPath={}\n\
+         tls.server.trustCertPath={}\ntls.peer.need.client.auth=require\n",
+        s(&pki.server_cert),
+        s(&pki.server_key),
+        s(&pki.ca)
+    );
+    // TLS without a certificate, and plaintext: both turned away.
+    let no_cert = "brokerId=1\nbrokerRole=SLAVE\ntls.peer.enable=true\n";
+    let plaintext = "brokerId=2\nbrokerRole=SLAVE\n";
+    let group = BrokerGroup::start(&[&master, no_cert, plaintext]);
+    assert_eq!(
+        connected_slaves(&group, "1", std::time::Duration::from_secs(8)).await,
+        "0",
+        "no slave without a certificate may replicate"
+    );
+    assert!(
+        group
+            .logs()
+            .contains("HA connection closed before replication"),
+        "the master says why it turned them away"
+    );
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use meridian_remoting::tls::{Connector, NetStream};
 use openraft::error::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
@@ -40,7 +41,6 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{EmptyNode, OptionalSend, RPCTypes};
-use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Framed;
 
@@ -51,13 +51,14 @@ use crate::types::{MqRaft, Vote};
 /// A snapshot as openraft hands it to the network.
 pub type Snapshot = openraft::alias::SnapshotOf<MqRaft, CommitLogSnapshot>;
 
-type Conn = Framed<TcpStream, RaftCodec>;
+type Conn = Framed<NetStream, RaftCodec>;
 
 /// openraft's network factory: clients for the members of `dLegerPeers`.
 #[derive(Debug, Clone)]
 pub struct Network {
     peers: Arc<Peers>,
     segment_size: u64,
+    connector: Connector,
 }
 
 impl Network {
@@ -67,7 +68,14 @@ impl Network {
         Network {
             peers,
             segment_size,
+            connector: Connector::default(),
         }
+    }
+
+    /// Connect to members with `connector` (TLS when it is one).
+    pub fn with_connector(mut self, connector: Connector) -> Network {
+        self.connector = connector;
+        self
     }
 
     fn client(&self, target: u64, purpose: &'static str) -> PeerClient {
@@ -81,6 +89,7 @@ impl Network {
             peers: Arc::clone(&self.peers),
             target,
             segment_size: self.segment_size,
+            connector: self.connector.clone(),
             purpose,
             conn: None,
             next_id: 1,
@@ -110,6 +119,7 @@ pub struct PeerClient {
     peers: Arc<Peers>,
     target: u64,
     segment_size: u64,
+    connector: Connector,
     /// Which of openraft's clients this is (for logs).
     purpose: &'static str,
     conn: Option<Conn>,
@@ -227,7 +237,7 @@ impl PeerClient {
             target,
             self.segment_size,
         );
-        let result = match timeout_at(deadline, handshake(&addr, hello)).await {
+        let result = match timeout_at(deadline, handshake(&self.connector, &addr, hello)).await {
             Ok(result) => result,
             Err(_) => Err(HandshakeError::Failed(
                 "no connection within the RPC timeout".to_string(),
@@ -289,15 +299,17 @@ enum HandshakeError {
 }
 
 /// Connect to `addr` and get `hello` acknowledged.
-async fn handshake(addr: &str, hello: Hello) -> Result<Conn, HandshakeError> {
+async fn handshake(
+    connector: &Connector,
+    addr: &str,
+    hello: Hello,
+) -> Result<Conn, HandshakeError> {
     let failed =
         |what: &str, e: &dyn std::fmt::Display| HandshakeError::Failed(format!("{what}: {e}"));
-    let stream = TcpStream::connect(addr)
+    let stream = connector
+        .connect(addr, Duration::from_secs(10))
         .await
         .map_err(|e| failed("connect", &e))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| failed("TCP_NODELAY", &e))?;
     let mut conn = Framed::new(stream, RaftCodec::new());
     conn.send(Frame {
         id: 0,

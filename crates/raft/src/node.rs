@@ -51,6 +51,11 @@ pub struct RaftOptions {
     /// `preferredLeaderId`: the leader hands over to this member once it
     /// holds the whole log (checked every second).
     pub preferred_leader: Option<u64>,
+    /// The Raft port: plaintext or TLS, and whether members must show a
+    /// certificate (`tls.*`, `tls.peer.need.client.auth`).
+    pub acceptor: meridian_remoting::tls::Acceptor,
+    /// How this member connects to the others.
+    pub connector: meridian_remoting::tls::Connector,
 }
 
 impl RaftOptions {
@@ -68,6 +73,8 @@ impl RaftOptions {
             commit_timeout: Duration::from_secs(5),
             segment_size,
             preferred_leader: None,
+            acceptor: Default::default(),
+            connector: Default::default(),
         }
     }
 }
@@ -245,7 +252,8 @@ impl RaftNode {
                 .validate()
                 .map_err(|e| format!("Raft settings: {e}"))?,
         );
-        let network = Network::new(Arc::clone(&peers), opts.segment_size);
+        let network = Network::new(Arc::clone(&peers), opts.segment_size)
+            .with_connector(opts.connector.clone());
         let listener = tokio::net::TcpListener::bind(peers.self_addr())
             .await
             .map_err(|e| format!("binding the Raft port {}: {e}", peers.self_addr()))?;
@@ -263,6 +271,7 @@ impl RaftNode {
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(crate::server::serve(
             listener,
+            opts.acceptor.clone(),
             raft.clone(),
             Arc::clone(&peers),
             opts.segment_size,

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use meridian_remoting::tls::{Acceptor, NetStream};
 use openraft::storage::RaftStateMachine;
 use openraft::Snapshot;
 use tokio::net::{TcpListener, TcpStream};
@@ -50,6 +51,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// snapshots are [`CommitLogSnapshot`]s (`crate::types::Raft`).
 pub async fn serve<SM>(
     listener: TcpListener,
+    acceptor: Acceptor,
     raft: openraft::Raft<MqRaft, SM>,
     peers: Arc<Peers>,
     segment_size: u64,
@@ -57,7 +59,7 @@ pub async fn serve<SM>(
 ) where
     SM: RaftStateMachine<MqRaft, SnapshotData = CommitLogSnapshot>,
 {
-    serve_with(listener, raft, peers, segment_size, shutdown).await
+    serve_tls(listener, acceptor, raft, peers, segment_size, shutdown).await
 }
 
 /// What answers the requests of a connection: the Raft node, or a fake in
@@ -108,9 +110,30 @@ where
     }
 }
 
-/// [`serve`] with any [`Handler`].
+/// [`serve`] with any [`Handler`], plaintext.
+#[cfg(test)]
 pub(crate) async fn serve_with<H: Handler>(
     listener: TcpListener,
+    handler: H,
+    peers: Arc<Peers>,
+    segment_size: u64,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_tls(
+        listener,
+        Acceptor::default(),
+        handler,
+        peers,
+        segment_size,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with any [`Handler`].
+pub(crate) async fn serve_tls<H: Handler>(
+    listener: TcpListener,
+    acceptor: Acceptor,
     handler: H,
     peers: Arc<Peers>,
     segment_size: u64,
@@ -130,6 +153,7 @@ pub(crate) async fn serve_with<H: Handler>(
                         continue;
                     }
                     tasks.spawn(connection(
+                        acceptor.clone(),
                         stream,
                         addr,
                         handler.clone(),
@@ -162,6 +186,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// One connection: the hello, then requests until the peer closes, a frame
 /// is bad, or shutdown.
 async fn connection<H: Handler>(
+    acceptor: Acceptor,
     stream: TcpStream,
     addr: SocketAddr,
     handler: H,
@@ -169,9 +194,16 @@ async fn connection<H: Handler>(
     segment_size: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(%addr, "Raft connection: TCP_NODELAY: {e}");
-    }
+    let stream = tokio::select! {
+        _ = stopped(&mut shutdown) => return,
+        s = acceptor.accept(stream) => match s {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "Raft connection refused");
+                return;
+            }
+        },
+    };
     let mut conn = Framed::new(stream, RaftCodec::with_max_frame(MAX_HELLO_FRAME));
 
     // The hello, small and soon.
@@ -259,7 +291,7 @@ async fn connection<H: Handler>(
 /// Log why a connection is being closed, tell the peer, and let the caller
 /// close it.
 async fn refuse(
-    conn: &mut Framed<TcpStream, RaftCodec>,
+    conn: &mut Framed<NetStream, RaftCodec>,
     addr: SocketAddr,
     id: u64,
     reason: String,

@@ -70,6 +70,14 @@ pub struct TlsSettings {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub client_trust: Option<PathBuf>,
+    /// Meridian's `tls.peer.need.client.auth`: client certificates on the
+    /// links between brokers (HA, Raft), which may differ from the client
+    /// port's; `None` is the same as the client port.
+    pub peer_need_client_auth: Option<ClientAuth>,
+    /// Meridian's `tls.peer.enable`: this broker's links to other brokers
+    /// (a slave to its master, Raft members to each other) use TLS; `None`
+    /// is the same as its other links.
+    pub peer_enable: Option<bool>,
 }
 
 impl Default for TlsSettings {
@@ -87,6 +95,8 @@ impl Default for TlsSettings {
             client_cert: None,
             client_key: None,
             client_trust: None,
+            peer_need_client_auth: None,
+            peer_enable: None,
         }
     }
 }
@@ -173,19 +183,21 @@ impl TlsSettings {
                 Some(s) => Err(invalid(k, s, "must be true or false")),
             }
         };
-        let need_client_auth = match need.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
-            None => ClientAuth::None,
-            Some(s) if s == "none" => ClientAuth::None,
-            Some(s) if s == "optional" => ClientAuth::Optional,
-            Some(s) if s == "require" => ClientAuth::Require,
-            Some(s) => {
-                return Err(invalid(
-                    "tls.server.need.client.auth",
-                    &s,
-                    "must be none, optional or require",
-                ))
+        let parse_auth = |key: &str, v: Option<String>| -> Result<Option<ClientAuth>, ConfError> {
+            match v.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+                None => Ok(None),
+                Some(s) if s == "none" => Ok(Some(ClientAuth::None)),
+                Some(s) if s == "optional" => Ok(Some(ClientAuth::Optional)),
+                Some(s) if s == "require" => Ok(Some(ClientAuth::Require)),
+                Some(s) => Err(invalid(key, &s, "must be none, optional or require")),
             }
         };
+        let need_client_auth =
+            parse_auth("tls.server.need.client.auth", need)?.unwrap_or(ClientAuth::None);
+        let peer_need_client_auth = parse_auth(
+            "tls.peer.need.client.auth",
+            conf.str("tls.peer.need.client.auth"),
+        )?;
         let client_enable = bool_of("tls.enable", conf.str("tls.enable"), false)?;
         let settings = TlsSettings {
             server_mode,
@@ -199,6 +211,11 @@ impl TlsSettings {
             client_cert,
             client_key,
             client_trust,
+            peer_need_client_auth,
+            peer_enable: match conf.str("tls.peer.enable") {
+                None => None,
+                v => Some(bool_of("tls.peer.enable", v, false)?),
+            },
         };
         if let Some(o) = &overlay {
             let unknown = o.unknown_keys();
@@ -269,6 +286,39 @@ impl TlsSettings {
             mode: self.server_mode,
             tls: Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
         })
+    }
+
+    /// The acceptor for links between brokers (HA, Raft): the client
+    /// port's, with `tls.peer.need.client.auth` when set. Requiring
+    /// certificates there also refuses plaintext, so a stranger can neither
+    /// join a Raft group nor pose as a slave.
+    pub fn peer_acceptor(&self) -> io::Result<Acceptor> {
+        match self.peer_need_client_auth {
+            None => self.acceptor(),
+            Some(need) => TlsSettings {
+                need_client_auth: need,
+                server_mode: if need == ClientAuth::Require {
+                    TlsMode::Enforcing
+                } else {
+                    self.server_mode
+                },
+                ..self.clone()
+            }
+            .acceptor(),
+        }
+    }
+
+    /// The connector for links to other brokers (`tls.peer.enable`).
+    pub fn peer_connector(&self) -> io::Result<Connector> {
+        match self.peer_enable {
+            None => self.connector(),
+            Some(false) => Ok(Connector { tls: None }),
+            Some(true) => TlsSettings {
+                client_enable: true,
+                ..self.clone()
+            }
+            .connector(),
+        }
     }
 
     /// The connector for this process's outgoing links.
@@ -431,6 +481,18 @@ impl ServerCertVerifier for AnyServer {
 pub struct Acceptor {
     mode: TlsMode,
     tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Acceptor({:?})", self.mode)
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connector(tls: {})", self.tls.is_some())
+    }
 }
 
 impl Default for Acceptor {

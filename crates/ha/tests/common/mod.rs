@@ -44,6 +44,7 @@ pub fn ha_config() -> HaConfig {
         heartbeat_interval: Duration::from_millis(200),
         housekeeping_interval: Duration::from_secs(2),
         max_gap_not_in_sync: 256 * 1024 * 1024,
+        ..Default::default()
     }
 }
 
