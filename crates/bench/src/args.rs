@@ -69,6 +69,53 @@ pub struct CommonArgs {
     /// Print only one JSON object on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Connect with TLS (any server certificate accepted, as RocketMQ's
+    /// clients by default).
+    #[arg(long)]
+    pub tls: bool,
+    /// Sign every request with this account (brokers with aclEnable=true).
+    #[arg(long = "accessKey")]
+    pub access_key: Option<String>,
+    #[arg(long = "secretKey", requires = "access_key")]
+    pub secret_key: Option<String>,
+}
+
+impl CommonArgs {
+    /// The connector and the credentials the tool's connections use.
+    pub fn security(
+        &self,
+    ) -> anyhow::Result<(
+        meridian_remoting::tls::Connector,
+        Option<meridian_remoting::acl::Credentials>,
+    )> {
+        let connector = if self.tls {
+            meridian_remoting::tls::client_connector(false, None, None, None)?
+        } else {
+            Default::default()
+        };
+        let credentials = match (&self.access_key, &self.secret_key) {
+            (Some(ak), Some(sk)) => Some(meridian_remoting::acl::Credentials::new(ak, sk)),
+            (Some(_), None) => anyhow::bail!("--accessKey needs --secretKey"),
+            _ => None,
+        };
+        Ok((connector, credentials))
+    }
+
+    /// An admin client with [`Self::security`].
+    pub fn admin(&self) -> anyhow::Result<meridian_client::Admin> {
+        let (connector, credentials) = self.security()?;
+        Ok(meridian_client::Admin::new(&self.namesrv).with_security(credentials, connector))
+    }
+
+    /// Connection pools with [`Self::security`].
+    pub fn pools(&self) -> anyhow::Result<crate::target::Pools> {
+        let (connector, credentials) = self.security()?;
+        Ok(crate::target::Pools::with_security(
+            self.connections,
+            connector,
+            credentials,
+        ))
+    }
 }
 
 /// A remoting header encoding.

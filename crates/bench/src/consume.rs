@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_client::consumer::{Pull, PullResult, PullStatus, BROKER_SUSPEND_MAX_TIME};
-use meridian_client::Admin;
 use meridian_protocol::SerializeType;
 use tokio::sync::watch;
 
@@ -207,9 +206,9 @@ pub fn spawn(
 /// `meridian bench consume`.
 pub async fn run(args: ConsumeArgs, stop_flag: Arc<AtomicBool>) -> anyhow::Result<Report> {
     let c = &args.common;
-    let admin = Admin::new(&c.namesrv);
+    let admin = c.admin()?;
     let queues = target::consume_queues(&admin, &c.topic).await?;
-    let pools = Pools::new(c.connections);
+    let pools = c.pools()?;
     pools.connect_all(&queues).await?;
     let ends = target::max_offsets(&pools, &c.topic, &queues).await?;
     let (starts, stop_at) = if args.from_start {

@@ -11,21 +11,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meridian_client::Admin;
 use tokio::sync::watch;
 
 use crate::args::{E2eArgs, Mode};
 use crate::stamp::Stamp;
 use crate::stats::{self, LatencyMs, Live, Phases, Progress, MIB};
-use crate::target::{self, Pools};
+use crate::target;
 use crate::{consume, produce, Report};
 
 pub async fn run(args: E2eArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Report> {
     let c = &args.common;
     let p = &args.producer;
-    let admin = Admin::new(&c.namesrv);
+    let admin = c.admin()?;
     let queues = Arc::new(target::produce_queues(&admin, &c.topic, p.queues, c.json).await?);
-    let pools = Pools::new(c.connections);
+    let pools = c.pools()?;
     pools.connect_all(&queues).await?;
     let starts = target::max_offsets(&pools, &c.topic, &queues).await?;
 

@@ -17,7 +17,6 @@ use anyhow::bail;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use meridian_client::producer::{batch_request, send_request, Message};
-use meridian_client::Admin;
 use meridian_protocol::codes::response_code;
 use meridian_protocol::{RemotingCommand, SerializeType};
 use meridian_remoting::{Connection, RemotingError};
@@ -333,9 +332,9 @@ pub async fn join(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
 pub async fn run(args: ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Report> {
     let c = &args.common;
     let p = &args.producer;
-    let admin = Admin::new(&c.namesrv);
+    let admin = c.admin()?;
     let queues = Arc::new(target::produce_queues(&admin, &c.topic, p.queues, c.json).await?);
-    let pools = Pools::new(c.connections);
+    let pools = c.pools()?;
     pools.connect_all(&queues).await?;
 
     let phases = Phases::new(c.warmup(), c.duration());

@@ -124,9 +124,24 @@ pub struct Pools {
 
 impl Pools {
     pub fn new(n: u32) -> Pools {
+        Pools::with_security(n, Default::default(), None)
+    }
+
+    /// Pools whose connections use `connector` and sign with `credentials`.
+    pub fn with_security(
+        n: u32,
+        connector: meridian_remoting::tls::Connector,
+        credentials: Option<meridian_remoting::acl::Credentials>,
+    ) -> Pools {
         Pools {
             clients: (0..n.max(1))
-                .map(|_| Arc::new(RemotingClient::new()))
+                .map(|_| {
+                    Arc::new(
+                        RemotingClient::new()
+                            .with_connector(connector.clone())
+                            .with_credentials(credentials.clone()),
+                    )
+                })
                 .collect(),
         }
     }

@@ -107,6 +107,15 @@ pub struct RelayConfig {
     /// consumer groups.
     pub group_topics: bool,
     pub tag_filter: TagSelector,
+    /// Accounts the relay signs with on each side (`srcAccessKey` /
+    /// `srcSecretKey`, `destAccessKey` / `destSecretKey`) for brokers with
+    /// `aclEnable=true`; relaying needs an admin account on the
+    /// destination (RELAY_APPEND) and SUB on the source topics.
+    pub src_credentials: Option<meridian_remoting::acl::Credentials>,
+    pub dest_credentials: Option<meridian_remoting::acl::Credentials>,
+    /// `tls.*`: TLS to both sides (`tls.enable`, `tls.client.*`) and on the
+    /// status port (`tls.server.*`).
+    pub tls: meridian_remoting::tls::TlsSettings,
 }
 
 impl RelayConfig {
@@ -140,7 +149,25 @@ impl RelayConfig {
             offset_sync_ms: 5_000,
             group_topics: true,
             tag_filter: TagSelector::default(),
+            src_credentials: None,
+            dest_credentials: None,
+            tls: Default::default(),
         };
+        let mut credentials = |side: &str| -> Result<_, ConfError> {
+            let (ak_key, sk_key) = (format!("{side}AccessKey"), format!("{side}SecretKey"));
+            match (conf.str(&ak_key), conf.str(&sk_key)) {
+                (Some(ak), Some(sk)) => Ok(Some(meridian_remoting::acl::Credentials::new(ak, sk))),
+                (None, None) => Ok(None),
+                _ => Err(ConfError::Invalid {
+                    key: ak_key,
+                    value: "(one of the pair)".into(),
+                    reason: format!("give both {side}AccessKey and {side}SecretKey"),
+                }),
+            }
+        };
+        c.src_credentials = credentials("src")?;
+        c.dest_credentials = credentials("dest")?;
+        c.tls = meridian_remoting::tls::TlsSettings::from_conf(conf)?;
         if let Some(v) = conf.str("tagFilter") {
             c.tag_filter = TagSelector::parse(&v);
         }

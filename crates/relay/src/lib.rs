@@ -106,22 +106,35 @@ impl Relay {
         config: RelayConfig,
         status_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Relay> {
+        let connector = config
+            .tls
+            .connector()
+            .map_err(|e| anyhow::anyhow!("relay TLS: {e}"))?;
+        let acceptor = config
+            .tls
+            .acceptor()
+            .map_err(|e| anyhow::anyhow!("relay TLS (status port): {e}"))?;
         let shared = Arc::new(Shared {
             limiter: Limiter::new(config.max_tps),
+            src: RemotingClient::new()
+                .with_connector(connector.clone())
+                .with_credentials(config.src_credentials.clone()),
+            dst: RemotingClient::new()
+                .with_connector(connector)
+                .with_credentials(config.dest_credentials.clone()),
             config,
-            src: RemotingClient::new(),
-            dst: RemotingClient::new(),
             stats: LinkStats::default(),
             relayed: Default::default(),
         });
         let status = match status_addr {
             Some(addr) => Some(
-                meridian_remoting::serve(
+                meridian_remoting::server::serve_with(
                     addr,
                     Arc::new(StatusHandler {
                         shared: shared.clone(),
                     }),
                     Default::default(),
+                    acceptor,
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("the relay cannot listen on {addr}: {e}"))?,

@@ -104,6 +104,9 @@ impl RemotingClient {
                 source,
             })?;
         let conn = connection::spawn(stream, peer, self.handler.clone(), self.limits);
+        if let Some(c) = &self.credentials {
+            conn.sign_with(c.clone());
+        }
         self.connections
             .lock()
             .insert(addr.to_string(), conn.clone());
@@ -126,13 +129,10 @@ impl RemotingClient {
     pub async fn invoke(
         &self,
         addr: &str,
-        mut request: RemotingCommand,
+        request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
         let conn = self.connection(addr).await?;
-        if let Some(c) = &self.credentials {
-            c.sign(&mut request);
-        }
         conn.invoke(request, timeout).await
     }
 
@@ -140,12 +140,9 @@ impl RemotingClient {
     pub async fn invoke_oneway(
         &self,
         addr: &str,
-        mut request: RemotingCommand,
+        request: RemotingCommand,
     ) -> Result<(), RemotingError> {
         let conn = self.connection(addr).await?;
-        if let Some(c) = &self.credentials {
-            c.sign(&mut request);
-        }
         conn.invoke_oneway(request).await
     }
 

@@ -82,6 +82,8 @@ pub struct Connection {
     close_signal: tokio::sync::Notify,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    /// Signs the requests this side sends (RocketMQ's ACL), if set.
+    signer: std::sync::OnceLock<crate::acl::Credentials>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -138,6 +140,9 @@ impl Connection {
         mut request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
+        if let Some(c) = self.signer.get() {
+            c.sign(&mut request);
+        }
         let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         request.opaque = opaque;
         let (tx, rx) = oneshot::channel();
@@ -197,9 +202,17 @@ impl Connection {
 
     /// Send a request that has no response.
     pub async fn invoke_oneway(&self, mut request: RemotingCommand) -> Result<(), RemotingError> {
+        if let Some(c) = self.signer.get() {
+            c.sign(&mut request);
+        }
         request.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         request.mark_oneway();
         self.send(request).await
+    }
+
+    /// Sign every request sent from now on with `credentials`.
+    pub fn sign_with(&self, credentials: crate::acl::Credentials) {
+        let _ = self.signer.set(credentials);
     }
 
     /// Wait until the connection has closed.
@@ -237,6 +250,7 @@ where
         close_signal: tokio::sync::Notify::new(),
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
         max_in_flight: limits.max_in_flight.max(1),
+        signer: std::sync::OnceLock::new(),
     });
     tokio::spawn(write_loop(writer, out_rx, conn.clone()));
     tokio::spawn(read_loop(reader, conn.clone(), handler, limits));
