@@ -159,7 +159,7 @@ async function waitFor(predicate, { timeout = 20_000, interval = 50, what = 'con
 // Minimal remoting client (JSON headers) used to check routes independently
 // of ali-ons.
 
-function remotingRequest(addr, code, extFields, { timeout = 3000, body } = {}) {
+function remotingRequest(addr, code, extFields, { timeout = 3000, body, tls = false } = {}) {
   const [ host, portStr ] = addr.split(':');
   const header = Buffer.from(JSON.stringify({
     code, language: 'JAVA', opaque: 1, flag: 0, version: 121, extFields,
@@ -172,7 +172,11 @@ function remotingRequest(addr, code, extFields, { timeout = 3000, body } = {}) {
   bodyBuf.copy(frame, 8 + header.length);
 
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port: Number(portStr) });
+    // `tls`: Node's own TLS client (the server's certificate is not
+    // verified: a test-mode server's is self-signed).
+    const sock = tls
+      ? require('node:tls').connect({ host, port: Number(portStr), rejectUnauthorized: false })
+      : net.connect({ host, port: Number(portStr) });
     let buf = Buffer.alloc(0);
     let done = false;
     const finish = (err, value) => {
@@ -184,7 +188,7 @@ function remotingRequest(addr, code, extFields, { timeout = 3000, body } = {}) {
       else resolve(value);
     };
     const timer = setTimeout(() => finish(new Error(`no response from ${addr} in ${timeout} ms`)), timeout);
-    sock.on('connect', () => sock.write(frame));
+    sock.on(tls ? 'secureConnect' : 'connect', () => sock.write(frame));
     sock.on('error', err => finish(err));
     sock.on('close', () => finish(new Error(`connection to ${addr} closed before a response`)));
     sock.on('data', chunk => {
