@@ -48,13 +48,13 @@ pub struct TlsArgs {
     /// Verify servers against this CA (PEM); without it any server
     /// certificate is accepted (RocketMQ's tls.client.authServer=false).
     #[arg(long = "tlsTrustCertPath", global = true, requires = "tls")]
-    pub trust: Option<std::path::PathBuf>,
+    pub tls_trust: Option<std::path::PathBuf>,
     /// Present this certificate (PEM) for servers that require one.
     #[arg(long = "tlsCertPath", global = true, requires = "tls")]
-    pub cert: Option<std::path::PathBuf>,
+    pub tls_cert: Option<std::path::PathBuf>,
     /// The key of --tlsCertPath (unencrypted PEM).
     #[arg(long = "tlsKeyPath", global = true, requires = "tls")]
-    pub key: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl TlsArgs {
@@ -63,10 +63,10 @@ impl TlsArgs {
             return Ok(Default::default());
         }
         Ok(meridian_remoting::tls::client_connector(
-            self.trust.is_some(),
-            self.trust.as_deref(),
-            self.cert.as_deref(),
-            self.key.as_deref(),
+            self.tls_trust.is_some(),
+            self.tls_trust.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
         )?)
     }
 }

@@ -25,6 +25,19 @@ fn warn_unknown(file: Option<&Path>, unknown: &[String]) {
     }
 }
 
+/// Name the keys that are accepted for RocketMQ compatibility but do
+/// nothing in Meridian, so nobody believes they are in force.
+fn warn_ignored(file: Option<&Path>, conf: &Conf) {
+    let ignored = conf.ignored_keys();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            file = %file.map(|p| p.display().to_string()).unwrap_or_default(),
+            keys = %ignored.join(", "),
+            "config keys accepted for RocketMQ compatibility have no effect in Meridian"
+        );
+    }
+}
+
 /// Wait for SIGTERM or Ctrl-C.
 pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
@@ -67,6 +80,7 @@ pub async fn namesrv(config: Option<PathBuf>) -> anyhow::Result<()> {
     let mut conf = load_conf(config.as_deref())?;
     let (cfg, unknown) = NamesrvConfig::from_conf(&mut conf)?;
     warn_unknown(config.as_deref(), &unknown);
+    warn_ignored(config.as_deref(), &conf);
     let ns = NameServer::start(cfg).await?;
     println!(
         "The Name Server boot success. listening on {}",
@@ -83,6 +97,7 @@ pub async fn relay(config: PathBuf) -> anyhow::Result<()> {
     let mut conf = load_conf(Some(&config))?;
     let (cfg, unknown) = meridian_relay::RelayConfig::from_conf(&mut conf)?;
     warn_unknown(Some(&config), &unknown);
+    warn_ignored(Some(&config), &conf);
     let status = cfg
         .listen_port
         .map(|p| std::net::SocketAddr::from(([0, 0, 0, 0], p)));
@@ -106,6 +121,7 @@ pub async fn broker(config: Option<PathBuf>, namesrv_addr: Option<String>) -> an
     }
     let (cfg, unknown) = BrokerConfig::from_conf(&mut conf)?;
     warn_unknown(config.as_deref(), &unknown);
+    warn_ignored(config.as_deref(), &conf);
     if cfg.namesrv_addrs.is_empty() {
         tracing::warn!(
             "no name server given (namesrvAddr or -n): clients will not find this broker"
@@ -158,6 +174,7 @@ pub async fn dev(
     conf.set("namesrvAddr", ns_addr.clone());
     let (cfg, unknown) = BrokerConfig::from_conf(&mut conf)?;
     warn_unknown(config.as_deref(), &unknown);
+    warn_ignored(config.as_deref(), &conf);
     let broker_addr = cfg.broker_addr();
     let flush = format!("{:?}", cfg.store.flush_disk_type);
     let broker = Broker::start(cfg).await?;

@@ -31,6 +31,7 @@ pub enum ConfError {
 pub struct Conf {
     values: BTreeMap<String, String>,
     used: std::collections::BTreeSet<String>,
+    ignored: std::collections::BTreeSet<String>,
 }
 
 impl Conf {
@@ -73,6 +74,7 @@ impl Conf {
         Conf {
             values,
             used: Default::default(),
+            ignored: Default::default(),
         }
     }
 
@@ -131,8 +133,6 @@ impl Conf {
         }
     }
 
-    /// Mark keys as known without reading them (accepted for compatibility
-    /// but without effect).
     /// A key Meridian does not implement, set to anything but `false`,
     /// stops the start with `reason`, rather than being ignored while the
     /// operator believes it is in force (security keys above all).
@@ -151,10 +151,21 @@ impl Conf {
         Ok(())
     }
 
+    /// Mark keys as known without reading them (accepted for compatibility
+    /// but without effect); those present are named by
+    /// [`Conf::ignored_keys`] for a start-up warning.
     pub fn accept(&mut self, keys: &[&str]) {
         for k in keys {
+            if self.values.contains_key(*k) && !self.used.contains(*k) {
+                self.ignored.insert((*k).to_string());
+            }
             self.used.insert((*k).to_string());
         }
+    }
+
+    /// Keys present in the file that are accepted but have no effect.
+    pub fn ignored_keys(&self) -> Vec<String> {
+        self.ignored.iter().cloned().collect()
     }
 
     /// Keys present in the file that nothing asked for.
