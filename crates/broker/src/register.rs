@@ -57,9 +57,15 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         body_crc32: Some(0),
         zone_name: Some(c.region_id.clone()),
     };
+    // A Raft member says its term, so a name server never lists a stale
+    // leader as master over a newer one.
+    let raft_term = inner.raft.as_ref().map(|n| n.role().borrow().term);
     let calls = c.namesrv_addrs.iter().map(|addr| {
         let mut req = RemotingCommand::request(request_code::REGISTER_BROKER).with_body(body.clone());
         header.write(&mut req);
+        if let Some(term) = raft_term {
+            req.set_ext(meridian_protocol::header::namesrv::RAFT_TERM_EXT, term);
+        }
         async move {
             match inner.namesrv_client.invoke(addr, req, REGISTER_TIMEOUT).await {
                 Ok(r) if r.code == response_code::SUCCESS => {

@@ -92,6 +92,9 @@ impl NamesrvProcessor {
                 .heartbeat_timeout_millis
                 .filter(|ms| *ms > 0)
                 .map(|ms| Duration::from_millis(ms as u64)),
+            raft_term: req
+                .ext(meridian_protocol::header::namesrv::RAFT_TERM_EXT)
+                .and_then(|t| t.parse().ok()),
         });
         let mut response = req.response_to(resp::SUCCESS, None);
         RegisterBrokerResponseHeader {

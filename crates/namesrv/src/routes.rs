@@ -34,6 +34,9 @@ struct Tables {
     brokers: BTreeMap<String, BrokerData>,
     /// cluster → broker names
     clusters: BTreeMap<String, BTreeSet<String>>,
+    /// brokerName → (Raft term, address) of its listed master, for Raft
+    /// groups (registrations that carry a term).
+    master_terms: HashMap<String, (u64, String)>,
     /// broker address → liveness
     live: HashMap<String, LiveBroker>,
 }
@@ -50,6 +53,8 @@ pub struct Registration<'a> {
     pub topics: &'a HashMap<String, TopicConfig>,
     pub connection_id: Option<u64>,
     pub expiry: Option<Duration>,
+    /// A Raft member's term (Meridian's `meridianRaftTerm`).
+    pub raft_term: Option<u64>,
 }
 
 /// What the broker is told back: the group's master and its HA address.
@@ -67,6 +72,36 @@ impl RouteTable {
     /// Register a broker or refresh its registration.
     pub fn register(&self, reg: Registration<'_>) -> RegisterResult {
         let mut t = self.tables.lock();
+        if reg.broker_id == 0 {
+            if let Some(term) = reg.raft_term {
+                match t.master_terms.get(reg.broker_name) {
+                    Some((newer, addr)) if *newer > term && addr != reg.broker_addr => {
+                        // A leader of an older term (cut off from its group,
+                        // not yet aware of the election): not listed.
+                        tracing::warn!(
+                            broker = reg.broker_name,
+                            addr = reg.broker_addr,
+                            term,
+                            master = %addr,
+                            master_term = newer,
+                            "registration as master from an older Raft term ignored"
+                        );
+                        let master_addr = Some(addr.clone());
+                        let ha_server_addr = t.live.get(addr).map(|l| l.ha_server_addr.clone());
+                        return RegisterResult {
+                            master_addr,
+                            ha_server_addr,
+                        };
+                    }
+                    _ => {
+                        t.master_terms.insert(
+                            reg.broker_name.to_string(),
+                            (term, reg.broker_addr.to_string()),
+                        );
+                    }
+                }
+            }
+        }
         t.clusters
             .entry(reg.cluster.to_string())
             .or_default()
@@ -288,6 +323,14 @@ fn remove_broker(t: &mut Tables, broker_addr: &str, reason: &str) {
         return;
     };
     tracing::info!(addr = broker_addr, broker = %live.broker_name, reason, "broker removed from routes");
+    // The term of a master that is gone no longer bars anyone (a group
+    // rebuilt from empty stores starts again at term 1).
+    if t.master_terms
+        .get(&live.broker_name)
+        .is_some_and(|(_, a)| a == broker_addr)
+    {
+        t.master_terms.remove(&live.broker_name);
+    }
     let mut group_empty = false;
     if let Some(b) = t.brokers.get_mut(&live.broker_name) {
         b.broker_addrs
@@ -347,7 +390,45 @@ mod tests {
             topics,
             connection_id: Some(conn),
             expiry: None,
+            raft_term: None,
         }
+    }
+
+    #[test]
+    fn a_leader_of_an_older_raft_term_is_not_listed_over_the_new_one() {
+        let table = RouteTable::default();
+        let t = topics(&["orders"]);
+        let master = |table: &RouteTable| {
+            table.route("orders").unwrap().broker_datas[0]
+                .broker_addrs
+                .get(&0)
+                .cloned()
+        };
+        table.register(Registration {
+            raft_term: Some(3),
+            ..reg("10.0.0.1:10911", 0, &t, 1)
+        });
+        // The new leader (term 4) takes the master slot...
+        let r = table.register(Registration {
+            raft_term: Some(4),
+            ..reg("10.0.0.2:10911", 0, &t, 2)
+        });
+        assert_eq!(r.master_addr.as_deref(), Some("10.0.0.2:10911"));
+        // ...and the old one, still believing it leads, cannot take it back;
+        // it is told who the master is.
+        let r = table.register(Registration {
+            raft_term: Some(3),
+            ..reg("10.0.0.1:10911", 0, &t, 1)
+        });
+        assert_eq!(r.master_addr.as_deref(), Some("10.0.0.2:10911"));
+        assert_eq!(master(&table).as_deref(), Some("10.0.0.2:10911"));
+        // Once the new master is gone, its term bars nobody.
+        table.unregister("10.0.0.2:10911", "test");
+        table.register(Registration {
+            raft_term: Some(1),
+            ..reg("10.0.0.3:10911", 0, &t, 3)
+        });
+        assert_eq!(master(&table).as_deref(), Some("10.0.0.3:10911"));
     }
 
     #[test]

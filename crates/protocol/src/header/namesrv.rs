@@ -10,6 +10,12 @@
 
 use crate::header::header;
 
+/// Ext field of a Meridian broker's REGISTER_BROKER in Raft mode: its Raft
+/// term. A name server lists a group's master only from the highest term it
+/// has seen, so a leader cut off from its group (whose term stays old) is
+/// never listed over the new one. RocketMQ's brokers do not send it.
+pub const RAFT_TERM_EXT: &str = "meridianRaftTerm";
+
 header! {
     /// REGISTER_BROKER: a broker announces itself and its topics (body:
     /// `RegisterBrokerBody`). Sent every 30 s; it doubles as the heartbeat.
