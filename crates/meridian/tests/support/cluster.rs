@@ -560,6 +560,10 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Commit-log segment size of every group test broker (unless its extra
+/// lines say otherwise): a run with many brokers fits a few GB of disk.
+const TEST_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+
 /// A name server and the brokers of one group (`broker-a`), each broker a
 /// process of its own with its own `broker.conf`: a master and slaves, or
 /// the members of a Raft group.
@@ -603,7 +607,8 @@ impl BrokerGroup {
             let text = format!(
                 "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nlistenPort={port}\n\
                  haListenPort={ha_port}\nstorePathRootDir={}\nbrokerIP1=127.0.0.1\n\
-                 namesrvAddr=127.0.0.1:{namesrv_port}\n{extra}\n",
+                 namesrvAddr=127.0.0.1:{namesrv_port}\n\
+                 mappedFileSizeCommitLog={TEST_SEGMENT_SIZE}\n{extra}\n",
                 path_arg(&store)
             );
             let conf = group.write(&format!("broker-{i}.conf"), &text);
