@@ -154,12 +154,18 @@ impl ConsumeQueue {
         // the middle); the queue starts at its first written entry.
         let first = &files[0];
         let first_q = first.start() / CQ_ENTRY_SIZE as i64;
+        // A file with no written slot at all (made just before a crash,
+        // its first entry never written) holds an empty queue that starts
+        // where the file starts: recovery writes the lost entries back.
         let mut min = first_q + per_file;
         for i in 0..per_file {
             if read_slot(first, i as usize).is_valid() {
                 min = first_q + i;
                 break;
             }
+        }
+        if files.len() == 1 && min == first_q + per_file {
+            min = first_q;
         }
         // Every file but the last was full when the queue rolled past it.
         // Entries are written in order, so the last file holds a prefix of

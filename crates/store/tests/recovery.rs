@@ -270,6 +270,34 @@ fn deleted_consume_queues_are_rebuilt() {
 }
 
 #[test]
+fn a_queue_file_made_but_never_written_before_a_crash_is_refilled() {
+    // A crash between making a queue's first file and writing its first
+    // entry leaves a file of zeros: an empty queue, which recovery fills
+    // from the commit log (not a queue that seems to end a file later and
+    // hides what was written).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(config(dir.path()));
+    fill(&store, 3);
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    drop(store);
+    let f = crashed
+        .path()
+        .join("consumequeue")
+        .join("R")
+        .join("2")
+        .join(format!("{:020}", 0));
+    let len = fs::metadata(&f).unwrap().len() as usize;
+    fs::write(&f, vec![0u8; len]).unwrap();
+    let (store, report) = MessageStore::open(config(crashed.path())).unwrap();
+    expect_prefix(&store, 3);
+    assert_eq!(store.min_offset_in_queue("R", 2), 0, "{report}");
+    // And the queue goes on from there.
+    let next = fill(&store, 3);
+    assert_eq!(next[2].queue_offset, 1);
+}
+
+#[test]
 fn corrupt_queue_entries_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path());

@@ -319,10 +319,21 @@ pub fn assert_exactly_once(
         .filter(|(_, n)| **n > 1)
         .map(|(b, n)| (*b, *n))
         .collect();
-    assert!(
-        duplicated.is_empty(),
-        "delivered more than once: {duplicated:?}"
-    );
+    if !duplicated.is_empty() {
+        // Where each copy came from tells a second stored message (two
+        // queue offsets) from a redelivery of one (the same offset twice).
+        let copies: Vec<String> = received
+            .iter()
+            .filter(|r| duplicated.iter().any(|(b, _)| *b == r.body))
+            .map(|r| {
+                format!(
+                    "{} queue {} offset {} msgId {} reconsumed {}",
+                    r.body, r.queue_id, r.queue_offset, r.msg_id, r.reconsume_times
+                )
+            })
+            .collect();
+        panic!("delivered more than once: {duplicated:?}; copies: {copies:#?}");
+    }
     let wanted: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
     let strays: Vec<&str> = counts
         .keys()
