@@ -7,9 +7,11 @@
 //! ```
 //!
 //! The body is the `postcard` encoding of the frame's message; for Raft
-//! RPCs that is openraft's own request or response type. The client sends
-//! one request at a time and the server answers each with the same request
-//! id: the matching response kind, or an [`Message::Error`] carrying text.
+//! RPCs that is openraft's own request or response type. The server
+//! answers each request with the same request id: the matching response
+//! kind, or an [`Message::Error`] carrying text. Unary requests go one at a
+//! time; a replication stream ([`Message::AppendStream`]) sends appends
+//! without waiting and gets their answers in the order sent.
 //!
 //! The first frame of a connection is the client's [`Hello`]; the server
 //! answers [`Message::HelloAck`], or an error frame and closes when the
@@ -26,8 +28,8 @@ use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{EmptyNode, EntryPayload, Membership};
 use serde::{Deserialize, Serialize};
@@ -38,8 +40,9 @@ use crate::types::{MqRaft, Vote};
 /// First bytes of every [`Hello`].
 pub const MAGIC: [u8; 4] = *b"MRFT";
 
-/// Protocol version in [`Hello`]; a server refuses any other.
-pub const VERSION: u16 = 1;
+/// Protocol version in [`Hello`]; a server refuses any other. Version 2
+/// added replication streams.
+pub const VERSION: u16 = 2;
 
 /// Largest frame, counted after the length field.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -164,10 +167,12 @@ pub enum Kind {
     TransferLeader = 11,
     TransferLeaderResponse = 12,
     Error = 13,
+    AppendStream = 14,
+    AppendStreamResponse = 15,
 }
 
 impl Kind {
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 15] = [
         Kind::Hello,
         Kind::HelloAck,
         Kind::AppendEntries,
@@ -181,6 +186,8 @@ impl Kind {
         Kind::TransferLeader,
         Kind::TransferLeaderResponse,
         Kind::Error,
+        Kind::AppendStream,
+        Kind::AppendStreamResponse,
     ];
 
     pub fn from_u8(b: u8) -> Option<Kind> {
@@ -197,6 +204,7 @@ impl Kind {
             Kind::PreVote => Some(Kind::PreVoteResponse),
             Kind::FullSnapshot => Some(Kind::FullSnapshotResponse),
             Kind::TransferLeader => Some(Kind::TransferLeaderResponse),
+            Kind::AppendStream => Some(Kind::AppendStreamResponse),
             _ => None,
         }
     }
@@ -225,6 +233,13 @@ pub enum Message {
     TransferLeaderResponse(TransferLeaderResponse<MqRaft>),
     /// The request failed on the server, or the connection is refused.
     Error(String),
+    /// One append of a replication stream: the server hands it to the Raft
+    /// node without waiting for the answers to earlier ones, and answers
+    /// in order. Once a connection carries one, it carries only these.
+    AppendStream(AppendEntriesRequest<MqRaft>),
+    /// The answer to one [`Message::AppendStream`]: the log id matched, or
+    /// why the stream ends (a conflict or a higher vote).
+    AppendStreamResponse(StreamAppendResult<MqRaft>),
 }
 
 impl Message {
@@ -243,6 +258,8 @@ impl Message {
             Message::TransferLeader(_) => Kind::TransferLeader,
             Message::TransferLeaderResponse(_) => Kind::TransferLeaderResponse,
             Message::Error(_) => Kind::Error,
+            Message::AppendStream(_) => Kind::AppendStream,
+            Message::AppendStreamResponse(_) => Kind::AppendStreamResponse,
         }
     }
 
@@ -251,7 +268,7 @@ impl Message {
         match self {
             Message::Hello(m) => postcard::to_extend(m, out),
             Message::HelloAck => Ok(out),
-            Message::AppendEntries(m) => postcard::to_extend(m, out),
+            Message::AppendEntries(m) | Message::AppendStream(m) => postcard::to_extend(m, out),
             Message::AppendEntriesResponse(m) => postcard::to_extend(m, out),
             Message::Vote(m) | Message::PreVote(m) => postcard::to_extend(m, out),
             Message::VoteResponse(m) | Message::PreVoteResponse(m) => postcard::to_extend(m, out),
@@ -260,6 +277,7 @@ impl Message {
             Message::TransferLeader(m) => postcard::to_extend(m, out),
             Message::TransferLeaderResponse(m) => postcard::to_extend(m, out),
             Message::Error(m) => postcard::to_extend(m, out),
+            Message::AppendStreamResponse(m) => postcard::to_extend(m, out),
         }
     }
 
@@ -276,14 +294,18 @@ impl Message {
                 }
                 Message::HelloAck
             }
-            Kind::AppendEntries => {
+            Kind::AppendEntries | Kind::AppendStream => {
                 let req: AppendEntriesRequest<MqRaft> = body_of(kind, body)?;
                 for entry in &req.entries {
                     if let EntryPayload::Membership(m) = &entry.payload {
                         check_membership(m).map_err(|e| CodecError::Invalid { kind, reason: e })?;
                     }
                 }
-                Message::AppendEntries(req)
+                if kind == Kind::AppendStream {
+                    Message::AppendStream(req)
+                } else {
+                    Message::AppendEntries(req)
+                }
             }
             Kind::AppendEntriesResponse => Message::AppendEntriesResponse(body_of(kind, body)?),
             Kind::Vote => Message::Vote(body_of(kind, body)?),
@@ -300,6 +322,7 @@ impl Message {
             Kind::TransferLeader => Message::TransferLeader(body_of(kind, body)?),
             Kind::TransferLeaderResponse => Message::TransferLeaderResponse(body_of(kind, body)?),
             Kind::Error => Message::Error(body_of(kind, body)?),
+            Kind::AppendStreamResponse => Message::AppendStreamResponse(body_of(kind, body)?),
         };
         Ok(msg)
     }
@@ -458,7 +481,7 @@ pub fn encode_frame(frame: Frame) -> Result<BytesMut, CodecError> {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use openraft::raft::TransferLeaderError;
+    use openraft::raft::{StreamAppendError, TransferLeaderError};
     use openraft::{LogId, StoredMembership};
     use proptest::prelude::*;
 
@@ -623,6 +646,20 @@ mod tests {
             assert_eq!(back, resp);
         }
 
+        for resp in [
+            Ok(Some(log_id(3, 11))),
+            Ok(None),
+            Err(StreamAppendError::Conflict(log_id(2, 9))),
+            Err(StreamAppendError::HigherVote(Vote::new(5, 2))),
+        ] {
+            let Message::AppendStreamResponse(back) =
+                round_trip(Message::AppendStreamResponse(resp.clone()))
+            else {
+                panic!("wrong kind");
+            };
+            assert_eq!(back, resp);
+        }
+
         let Message::Error(text) = round_trip(Message::Error("raft stopped".to_string())) else {
             panic!("wrong kind");
         };
@@ -682,11 +719,11 @@ mod tests {
         bad.magic = *b"HTTP";
         assert!(bad.check("broker-a", 1, seg).unwrap_err().contains("magic"));
         let mut bad = ok.clone();
-        bad.version = 2;
+        bad.version = 1;
         assert!(bad
             .check("broker-a", 1, seg)
             .unwrap_err()
-            .contains("version 2"));
+            .contains("version 1"));
     }
 
     #[test]
@@ -748,7 +785,7 @@ mod tests {
         let mut b = BytesMut::from(&[0u8, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8][..]);
         assert!(matches!(codec.decode(&mut b), Err(CodecError::TooShort(8))));
         // unknown kinds
-        for k in [0u8, 14, 200, 255] {
+        for k in [0u8, 16, 200, 255] {
             let mut b = raw(k, 1, b"");
             assert!(matches!(codec.decode(&mut b), Err(CodecError::UnknownKind(x)) if x == k));
         }

@@ -6,7 +6,11 @@
 //! member accepts (same group, addressed to this member, same protocol
 //! version and commit-log segment size); anything else is answered with an
 //! error frame and the connection is closed. After that, requests are
-//! answered one at a time, in order, with the request's id. A request the
+//! answered one at a time, in order, with the request's id — except on a
+//! replication stream: a connection whose first request is an
+//! [`Message::AppendStream`] carries only those from then on, each handed
+//! to the Raft node as soon as it arrives (openraft's `stream_append`),
+//! their answers sent back in order as they come. A request the
 //! Raft node fails (it is shutting down, say) is answered with an error
 //! frame carrying the error's text and the connection stays open; a frame
 //! that cannot be decoded, or is not a request, closes it.
@@ -19,8 +23,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use meridian_remoting::tls::{Acceptor, NetStream};
+use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use openraft::storage::RaftStateMachine;
 use openraft::Snapshot;
 use tokio::net::{TcpListener, TcpStream};
@@ -69,6 +75,32 @@ pub(crate) trait Handler: Clone + Send + Sync + 'static {
     /// request): the connection closes. A request the node fails is
     /// answered with [`Message::Error`].
     fn handle(&self, msg: Message) -> impl Future<Output = Result<Message, String>> + Send;
+
+    /// Run a replication stream: each append as it arrives, the answers in
+    /// the order of the appends. The stream ends after an answer that ends
+    /// it (a conflict, a higher vote) or an `Err` (the node failed).
+    ///
+    /// By default each append runs through [`Handler::handle`] in turn.
+    fn stream_append(
+        &self,
+        input: BoxStream<'static, AppendEntriesRequest<MqRaft>>,
+    ) -> BoxStream<'static, Result<StreamAppendResult<MqRaft>, String>> {
+        let this = self.clone();
+        input
+            .then(move |req| {
+                let this = this.clone();
+                async move {
+                    let prev = req.prev_log_id;
+                    let last = req.entries.last().map(|e| e.log_id).or(prev);
+                    match this.handle(Message::AppendEntries(req)).await? {
+                        Message::AppendEntriesResponse(r) => Ok(r.into_stream_result(prev, last)),
+                        Message::Error(e) => Err(e),
+                        other => Err(format!("answered an append with {}", other.kind())),
+                    }
+                }
+            })
+            .boxed()
+    }
 }
 
 impl<SM> Handler for openraft::Raft<MqRaft, SM>
@@ -107,6 +139,15 @@ where
             other => return Err(format!("{} is not a request", other.kind())),
         };
         Ok(reply)
+    }
+
+    fn stream_append(
+        &self,
+        input: BoxStream<'static, AppendEntriesRequest<MqRaft>>,
+    ) -> BoxStream<'static, Result<StreamAppendResult<MqRaft>, String>> {
+        openraft::Raft::stream_append(self, input)
+            .map(|r| r.map_err(|fatal| fatal.to_string()))
+            .boxed()
     }
 }
 
@@ -269,6 +310,10 @@ async fn connection<H: Handler>(
             }
         };
         let id = frame.id;
+        if let Message::AppendStream(first) = frame.msg {
+            serve_stream(conn, id, first, handler, addr, from, shutdown).await;
+            return;
+        }
         let answer = tokio::select! {
             _ = stopped(&mut shutdown) => break,
             answer = handler.handle(frame.msg) => answer,
@@ -286,6 +331,85 @@ async fn connection<H: Handler>(
         }
     }
     tracing::debug!(%addr, from, "Raft connection from n{from} closed at shutdown");
+}
+
+/// Appends a replication stream may have read but not yet answered. The
+/// leader keeps fewer in flight (see `network`); this bounds what a
+/// misbehaving one can make this member hold.
+const STREAM_BACKLOG: usize = 256;
+
+/// A replication stream, from its first append on: appends go to the Raft
+/// node as they arrive, answers go back in order with the appends' ids.
+/// Any other request on the connection closes it, as does an answer that
+/// ends the stream, a node failure, the peer closing, or shutdown.
+async fn serve_stream<H: Handler>(
+    conn: Framed<NetStream, RaftCodec>,
+    first_id: u64,
+    first: AppendEntriesRequest<MqRaft>,
+    handler: H,
+    addr: SocketAddr,
+    from: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut sink, mut frames) = conn.split();
+    let (req_tx, mut req_rx) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
+    let (id_tx, mut id_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut answers =
+        handler.stream_append(futures::stream::poll_fn(move |cx| req_rx.poll_recv(cx)).boxed());
+    let _ = id_tx.send(first_id);
+    let _ = req_tx.send(first).await;
+    let read = async {
+        loop {
+            match frames.next().await {
+                Some(Ok(Frame {
+                    id,
+                    msg: Message::AppendStream(req),
+                })) => {
+                    // Backpressure: a full backlog stops reading.
+                    let _ = id_tx.send(id);
+                    if req_tx.send(req).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(Ok(frame)) => {
+                    return Some(format!("{} on a replication stream", frame.msg.kind()))
+                }
+                Some(Err(e)) => return Some(format!("bad frame: {e}")),
+                None => return None,
+            }
+        }
+    };
+    let write = async {
+        while let Some(answer) = answers.next().await {
+            let Some(id) = id_rx.recv().await else {
+                return;
+            };
+            let (msg, last) = match answer {
+                Ok(r) => {
+                    let last = r.is_err();
+                    (Message::AppendStreamResponse(r), last)
+                }
+                Err(e) => (Message::Error(e), true),
+            };
+            if let Err(e) = sink.send(Frame { id, msg }).await {
+                tracing::debug!(%addr, from, "Raft stream from n{from}: send: {e}");
+                return;
+            }
+            if last {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = stopped(&mut shutdown) => {}
+        problem = read => {
+            if let Some(reason) = problem {
+                tracing::warn!(%addr, "Raft stream from n{from} closed: {reason}");
+            }
+        }
+        () = write => {}
+    }
+    tracing::debug!(%addr, from, "Raft stream from n{from} ended");
 }
 
 /// Log why a connection is being closed, tell the peer, and let the caller
