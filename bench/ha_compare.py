@@ -442,6 +442,9 @@ def run_deployment(kind, workdir, opts, results, infos):
 
         case("closed", produce_args(opts, opts.threads))
         case("rate", produce_args(opts, opts.rate_threads, ["--rate", f"{opts.rate:g}"]))
+        if opts.async_threads > 0:
+            case("async", produce_args(opts, opts.async_threads,
+                                       ["--mode", "async", "--inflight", str(opts.async_inflight)]))
     finally:
         dep.stop()
 
@@ -531,6 +534,9 @@ def render(run):
         f"flight per producer task), one connection.")
     add("")
     add(f"- **closed loop**: {opts.threads} producer tasks sending as fast as the answers come.")
+    if opts.async_threads > 0:
+        add(f"- **async**: {opts.async_threads} producer tasks with up to {opts.async_inflight} "
+            f"sends each in flight on the connection (`--mode async`), as fast as the answers come.")
     add(f"- **fixed rate**: {fmt_num(opts.rate)} msg/s over {opts.rate_threads} tasks, open loop "
         f"(latency counts from each send's intended time). The rate is one every deployment "
         f"should sustain, so the p99s compare; the tasks are enough that a send taking "
@@ -547,10 +553,13 @@ def render(run):
     s_p99c, _ = metric(results, S, "closed", "latency_ms.p99")
     s_p99r, _ = metric(results, S, "rate", "latency_ms.p99")
     s_p50r, _ = metric(results, S, "rate", "latency_ms.p50")
+    has_async = any("async" in results.get(k, {}) for k in kinds)
+    async_head = (f" msg/s, async ({opts.async_threads} × {opts.async_inflight} in flight) | "
+                  f"p99 ms, async |") if has_async else ""
     add(f"| deployment | replication link | msg/s, {opts.threads} producers | × single | p50 ms | "
         f"p99 ms | p50 ms at {fmt_num(opts.rate)} msg/s | p99 ms at {fmt_num(opts.rate)} msg/s | "
-        f"p99 × single | sustained |")
-    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        f"p99 × single | sustained |{async_head}")
+    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|---:|" if has_async else ""))
     for k in kinds:
         if k not in results:
             continue
@@ -568,9 +577,14 @@ def render(run):
         link = "loopback" if not k.endswith("ms") else f"+{d} ms each way"
         if k == S:
             link = "–"
+        async_cells = ""
+        if has_async:
+            arate, _ = metric(results, k, "async", "msgs_per_sec")
+            ap99, _ = metric(results, k, "async", "latency_ms.p99")
+            async_cells = f" {fmt_num(arate)} | {fmt_num(ap99, 3)} |"
         add(f"| {label(k, d)} ({DESCRIPTION[k]}) | {link} | {fmt_num(rate)} | {times(rate, s_rate)} | "
             f"{fmt_num(p50c, 3)} | {fmt_num(p99c, 3)} | {fmt_num(p50r, 3)} | {fmt_num(p99r, 3)} | "
-            f"{times(p99r, s_p99r)} | {sustained}{f', {errs} errors' if errs else ''} |")
+            f"{times(p99r, s_p99r)} | {sustained}{f', {errs} errors' if errs else ''} |{async_cells}")
     add("")
     add("CPU during each case (cores, warm-up included; the machine has "
         f"{mach['nproc']}): the master / leader, the other brokers, the proxies, the client.")
@@ -578,7 +592,7 @@ def render(run):
     add("| deployment | case | master / leader | others | proxies | client |")
     add("|---|---|---:|---:|---:|---:|")
     for k in kinds:
-        for case in ("closed", "rate"):
+        for case in ("closed", "rate", "async"):
             if case not in results.get(k, {}):
                 continue
             vals = [fmt_num(metric(results, k, case, f"cpu_{g}_cores")[0], 2)
@@ -670,6 +684,10 @@ def main():
     ap.add_argument("--duration", type=float, default=10, help="seconds measured per case")
     ap.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per case")
     ap.add_argument("--threads", type=int, default=64, help="producer tasks, closed loop")
+    ap.add_argument("--async-threads", type=int, default=64,
+                    help="producer tasks of the async closed-loop case (0: no such case)")
+    ap.add_argument("--async-inflight", type=int, default=64,
+                    help="requests in flight per task in the async case")
     ap.add_argument("--rate", type=float, default=2000, help="msg/s of the fixed-rate case")
     ap.add_argument("--rate-threads", type=int, default=512, help="producer tasks, fixed rate")
     ap.add_argument("--delay-ms", type=int, default=35, help="one-way delay on the delayed links")

@@ -26,6 +26,7 @@ pub mod lock;
 pub mod long_poll;
 pub mod offsets;
 pub mod processor;
+pub mod raft_state;
 pub mod register;
 pub mod slave_sync;
 pub mod timer;
@@ -121,6 +122,8 @@ pub struct BrokerInner {
     pub timers: timer::TimerService,
     /// Access control, when `aclEnable=true`.
     pub acl: Option<Arc<acl::Acl>>,
+    /// Raft mode: topic configs and consumer offsets through the Raft log.
+    pub raft_state: Option<Arc<raft_state::RaftState>>,
 }
 
 /// What relays did to this broker's copy queues since it started.
@@ -167,6 +170,18 @@ impl BrokerInner {
                 false
             }
         });
+    }
+
+    /// Write consumer offsets and delay cursors; in Raft mode then where
+    /// applying state records stopped (read first: the files then hold at
+    /// least what it says).
+    pub fn persist_tables(&self) {
+        let cursor = self.raft_state.as_ref().map(|s| s.cursor());
+        self.offsets.persist();
+        self.delay.persist();
+        if let (Some(state), Some(cursor)) = (&self.raft_state, cursor) {
+            state.persist(cursor);
+        }
     }
 
     /// A slave, or a Raft member that does not lead: it refuses writes.
@@ -272,6 +287,13 @@ impl Broker {
                     )
                 })?
         };
+        let raft_state = match &config.raft {
+            None => None,
+            Some(_) => Some(Arc::new(
+                raft_state::RaftState::open(&config.store.root_dir)
+                    .map_err(|e| anyhow::anyhow!("cannot read the Raft state cursor: {e}"))?,
+            )),
+        };
         let raft = match &config.raft {
             None => None,
             Some(r) => {
@@ -326,6 +348,7 @@ impl Broker {
             selectors: filter::SelectorCache::default(),
             timers: timer::TimerService::default(),
             acl,
+            raft_state,
         });
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
@@ -348,6 +371,7 @@ impl Broker {
             tasks.push(tokio::spawn(delay::run(inner.clone())));
             tasks.push(tokio::spawn(transaction::run(inner.clone())));
             tasks.push(tokio::spawn(follow_raft_role(inner.clone(), node.role())));
+            tasks.push(tokio::spawn(raft_state::run(inner.clone())));
         } else if inner.is_slave() {
             tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
             tasks.push(tokio::spawn(follow_master(inner.clone())));
@@ -395,8 +419,7 @@ impl Broker {
         if let Some(node) = &self.inner.raft {
             node.shutdown().await;
         }
-        self.inner.offsets.persist();
-        self.inner.delay.persist();
+        self.inner.persist_tables();
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         tracing::info!("broker stopped");
@@ -428,10 +451,9 @@ async fn follow_raft_role(
                 );
             }
             if now.leader && !was.leader {
-                // Offsets and delay cursors copied from the old leader are
-                // the best there is; keep them.
-                inner.offsets.persist();
-                inner.delay.persist();
+                // Delay cursors copied from the old leader are the best
+                // there is; keep them (offsets came through the log).
+                inner.persist_tables();
             }
             was = now;
             inner.register_soon();
@@ -463,11 +485,7 @@ async fn housekeeping(inner: Arc<BrokerInner>) {
     loop {
         tick.tick().await;
         let i = inner.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            i.offsets.persist();
-            i.delay.persist();
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || i.persist_tables()).await;
         for group in inner.clients.expire() {
             inner.clients.notify_ids_changed(&group);
         }

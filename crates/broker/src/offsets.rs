@@ -29,6 +29,19 @@ pub struct ConsumerOffsetManager {
     /// `topic@group` → queue id → commit time (ms).
     times: RwLock<HashMap<String, BTreeMap<i32, i64>>>,
     dirty: std::sync::atomic::AtomicBool,
+    /// Raft mode: commits made here since the Raft state log last took
+    /// them (see `raft_state`), the latest per queue.
+    journal: parking_lot::Mutex<Option<BTreeMap<(String, i32), Journaled>>>,
+}
+
+/// One commit waiting for the Raft state log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Journaled {
+    pub offset: i64,
+    /// Commit time (ms).
+    pub time: i64,
+    /// Carried in from another region: taken only over an older commit.
+    pub carried: bool,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -55,7 +68,70 @@ impl ConsumerOffsetManager {
             table: RwLock::new(table),
             times: RwLock::new(times),
             dirty: false.into(),
+            journal: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Raft mode: from now on every commit is also noted for the Raft
+    /// state log, which takes them with [`Self::take_journal`].
+    pub fn keep_journal(&self) {
+        self.journal.lock().get_or_insert_with(BTreeMap::new);
+    }
+
+    /// The commits noted since the last call: `(topic@group, queue id)` →
+    /// the latest.
+    pub fn take_journal(&self) -> BTreeMap<(String, i32), Journaled> {
+        self.journal
+            .lock()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Put back commits a failed write did not carry, unless newer ones
+    /// of the same queues were noted meanwhile.
+    pub fn return_journal(&self, back: BTreeMap<(String, i32), Journaled>) {
+        if let Some(j) = self.journal.lock().as_mut() {
+            for (k, v) in back {
+                j.entry(k).or_insert(v);
+            }
+        }
+    }
+
+    fn note(&self, k: &str, queue_id: i32, entry: Journaled) {
+        if let Some(j) = self.journal.lock().as_mut() {
+            j.insert((k.to_string(), queue_id), entry);
+        }
+    }
+
+    /// Apply a commit read from the Raft state log (`key` is
+    /// `topic@group`): not noted again.
+    pub fn apply_logged(&self, key: &str, queue_id: i32, entry: Journaled) {
+        let Some((topic, group)) = key.split_once('@') else {
+            return;
+        };
+        if entry.carried {
+            self.take_carried(group, topic, queue_id, entry.offset, entry.time);
+        } else {
+            self.set(key, queue_id, entry.offset, entry.time);
+        }
+    }
+
+    fn set(&self, k: &str, queue_id: i32, offset: i64, time: i64) {
+        if offset < 0 {
+            return;
+        }
+        let mut t = self.table.write();
+        let queues = t.entry(k.to_string()).or_default();
+        if queues.get(&queue_id) != Some(&offset) {
+            queues.insert(queue_id, offset);
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.times
+            .write()
+            .entry(k.to_string())
+            .or_default()
+            .insert(queue_id, time);
     }
 
     /// The committed offset, or `None` when the group never committed one.
@@ -71,23 +147,46 @@ impl ConsumerOffsetManager {
             return;
         }
         let k = key(topic, group);
-        let mut t = self.table.write();
-        let queues = t.entry(k.clone()).or_default();
-        if queues.get(&queue_id) != Some(&offset) {
-            queues.insert(queue_id, offset);
-            self.dirty.store(true, std::sync::atomic::Ordering::Release);
-        }
-        self.times
-            .write()
-            .entry(k)
-            .or_default()
-            .insert(queue_id, crate::now_ms());
+        let time = crate::now_ms();
+        self.set(&k, queue_id, offset, time);
+        self.note(
+            &k,
+            queue_id,
+            Journaled {
+                offset,
+                time,
+                carried: false,
+            },
+        );
     }
 
     /// An offset carried in from another region, committed there at
     /// `commit_time`: taken only if no offset of this queue was committed
     /// here later. Returns whether it was taken.
     pub fn commit_carried(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        commit_time: i64,
+    ) -> bool {
+        let taken = self.take_carried(group, topic, queue_id, offset, commit_time);
+        if taken {
+            self.note(
+                &key(topic, group),
+                queue_id,
+                Journaled {
+                    offset,
+                    time: commit_time,
+                    carried: true,
+                },
+            );
+        }
+        taken
+    }
+
+    fn take_carried(
         &self,
         group: &str,
         topic: &str,

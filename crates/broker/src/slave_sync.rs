@@ -58,8 +58,19 @@ async fn fetch(inner: &BrokerInner, addr: &str, code: i32) -> Result<bytes::Byte
     Ok(r.body)
 }
 
-/// Copy the master's topics, consumer offsets and delay cursors.
+/// Copy the master's topics, consumer offsets and delay cursors (in Raft
+/// mode only the delay cursors: topics and offsets come through the log,
+/// see `raft_state`).
 pub async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String> {
+    if inner.raft_state.is_none() {
+        copy_topics_and_offsets(inner, master).await?;
+    }
+    let delay = fetch(inner, master, request_code::GET_ALL_DELAY_OFFSET).await?;
+    inner.delay.replace_from_json(&delay)?;
+    Ok(())
+}
+
+async fn copy_topics_and_offsets(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String> {
     let topics = fetch(inner, master, request_code::GET_ALL_TOPIC_CONFIG).await?;
     let wrapper: TopicConfigSerializeWrapper =
         meridian_protocol::body::decode_body(&topics).map_err(|e| e.to_string())?;
@@ -71,7 +82,5 @@ pub async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), Str
     inner
         .offsets
         .replace_all(ConsumerOffsetManager::parse_json(&offsets)?);
-    let delay = fetch(inner, master, request_code::GET_ALL_DELAY_OFFSET).await?;
-    inner.delay.replace_from_json(&delay)?;
     Ok(())
 }

@@ -159,6 +159,11 @@ impl TopicConfigManager {
             perm::PERM_READ | perm::PERM_WRITE,
         );
         add(
+            crate::raft_state::STATE_TOPIC,
+            1,
+            perm::PERM_READ | perm::PERM_WRITE,
+        );
+        add(
             &config.broker_cluster_name,
             16,
             perm::PERM_READ | perm::PERM_WRITE,
@@ -201,6 +206,43 @@ impl TopicConfigManager {
             topic_config_table: t.topics.clone(),
             data_version: t.version.clone(),
         }
+    }
+
+    /// Counts changes to the table.
+    pub fn version_counter(&self) -> i64 {
+        self.table.read().version.counter
+    }
+
+    /// The whole table and its change count, read together.
+    pub fn snapshot(&self) -> (HashMap<String, TopicConfig>, i64) {
+        let t = self.table.read();
+        (t.topics.clone(), t.version.counter)
+    }
+
+    /// Apply changes read from the Raft state log. Returns true when
+    /// something changed.
+    pub fn apply_logged(&self, upserts: Vec<TopicConfig>, deletes: &[String]) -> bool {
+        let changed = {
+            let mut t = self.table.write();
+            let mut changed = false;
+            for cfg in upserts {
+                if t.topics.get(&cfg.topic_name) != Some(&cfg) {
+                    t.topics.insert(cfg.topic_name.clone(), cfg);
+                    changed = true;
+                }
+            }
+            for name in deletes {
+                changed |= t.topics.remove(name).is_some();
+            }
+            if changed {
+                bump(&mut t.version);
+            }
+            changed
+        };
+        if changed {
+            self.persist();
+        }
+        changed
     }
 
     /// Create or replace a topic (admin `updateTopic`). Returns true when

@@ -344,6 +344,58 @@ impl Admin {
         Ok(decode_records(&r.body))
     }
 
+    /// Commit `group`'s consumer offset of one queue (UPDATE_CONSUMER_OFFSET,
+    /// as a consumer's offset store sends it).
+    pub async fn update_consumer_offset(
+        &self,
+        addr: &str,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+    ) -> Result<()> {
+        let mut req = RemotingCommand::request(rc::UPDATE_CONSUMER_OFFSET);
+        meridian_protocol::header::offset::UpdateConsumerOffsetRequestHeader {
+            consumer_group: group.to_string(),
+            topic: topic.to_string(),
+            queue_id,
+            commit_offset: offset,
+        }
+        .write(&mut req);
+        Self::expect_ok("updateConsumerOffset", self.call(addr, req).await?)?;
+        Ok(())
+    }
+
+    /// `group`'s committed offset of one queue; `None` if it has none.
+    pub async fn query_consumer_offset(
+        &self,
+        addr: &str,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Option<i64>> {
+        let mut req = RemotingCommand::request(rc::QUERY_CONSUMER_OFFSET);
+        meridian_protocol::header::offset::QueryConsumerOffsetRequestHeader {
+            consumer_group: group.to_string(),
+            topic: topic.to_string(),
+            queue_id,
+            set_zero_if_not_found: Some(false),
+        }
+        .write(&mut req);
+        let r = self.call(addr, req).await?;
+        if r.code == response_code::QUERY_NOT_FOUND {
+            return Ok(None);
+        }
+        let r = Self::expect_ok("queryConsumerOffset", r)?;
+        r.ext("offset")
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| ClientError::Decode {
+                what: "queryConsumerOffset".into(),
+                detail: "no offset in the answer".into(),
+            })
+    }
+
     /// Reset `group`'s offsets on `topic` to the first message stored at or
     /// after `timestamp` (ms); returns the new offsets.
     pub async fn reset_offset(

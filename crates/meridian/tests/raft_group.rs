@@ -408,3 +408,105 @@ async fn leader_cut_off_from_the_majority_acknowledges_nothing_and_loses_its_tai
     );
     let _ = &mut group;
 }
+
+/// Consumer offsets travel through the Raft log: a commit that was
+/// answered is on a majority, so after any number of leader kills a group
+/// that resumes from its committed offsets on the new leader reads every
+/// message once — nothing again, nothing skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_offsets_are_exact_across_leader_kills() {
+    let mut group = raft_group("");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let producer = Producer::new(&ns, "offset-producer");
+    let consumer_group = "exact-offsets";
+    let (mut acked, mut ambiguous) = (Vec::new(), Vec::new());
+    let mut received: HashMap<String, usize> = HashMap::new();
+    for trial in 0..trials() {
+        let l = leader(&group, &admin).await;
+        let addr = group.broker_addr(l);
+        for n in 0..40 {
+            let key = format!("o{trial}-{n}");
+            let msg = Message {
+                topic: TOPIC.to_string(),
+                body: Bytes::from(format!("payload {key}")),
+                keys: vec![key.clone()],
+                ..Default::default()
+            };
+            match producer.send(&msg).await {
+                Ok(r) if r.status == "SEND_OK" => acked.push(key),
+                _ => ambiguous.push(key),
+            }
+        }
+        // Everything there is, from the committed offsets, committing
+        // after each pull as a consumer does.
+        let mut pulled = 0;
+        for q in 0..QUEUES {
+            let mut offset = admin
+                .query_consumer_offset(&addr, consumer_group, TOPIC, q)
+                .await
+                .unwrap()
+                .unwrap_or(0);
+            loop {
+                let (_, next, msgs) = admin
+                    .pull(&addr, consumer_group, TOPIC, q, offset, 32)
+                    .await
+                    .unwrap();
+                if msgs.is_empty() {
+                    break;
+                }
+                for m in &msgs {
+                    let key = m.keys().next().unwrap_or_default().to_string();
+                    *received.entry(key).or_insert(0) += 1;
+                }
+                pulled += msgs.len();
+                offset = next;
+                admin
+                    .update_consumer_offset(&addr, consumer_group, TOPIC, q, offset)
+                    .await
+                    .unwrap();
+            }
+        }
+        eprintln!("trial {trial}: leader n{l}, {pulled} pulled and committed; killing it");
+        tokio::task::block_in_place(|| group.kill9(l));
+        let next = leader(&group, &admin).await;
+        assert_ne!(next, l);
+        tokio::task::block_in_place(|| group.start_broker(l));
+    }
+    // What the last kill left: read from the last leader's offsets.
+    let l = leader(&group, &admin).await;
+    let addr = group.broker_addr(l);
+    for q in 0..QUEUES {
+        let offset = admin
+            .query_consumer_offset(&addr, consumer_group, TOPIC, q)
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        let (_, _, msgs) = admin
+            .pull(&addr, consumer_group, TOPIC, q, offset, 32)
+            .await
+            .unwrap();
+        for m in &msgs {
+            let key = m.keys().next().unwrap_or_default().to_string();
+            *received.entry(key).or_insert(0) += 1;
+        }
+    }
+    let again: Vec<(&String, &usize)> = received.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        again.is_empty(),
+        "{} messages read again after a leader change, e.g. {:?}",
+        again.len(),
+        &again[..again.len().min(5)]
+    );
+    let skipped: Vec<&String> = acked
+        .iter()
+        .filter(|k| !received.contains_key(*k))
+        .collect();
+    assert!(skipped.is_empty(), "never read: {skipped:?}");
+    let strays: Vec<&String> = received
+        .keys()
+        .filter(|k| !acked.contains(k) && !ambiguous.contains(k))
+        .collect();
+    assert!(strays.is_empty(), "read but never sent: {strays:?}");
+}

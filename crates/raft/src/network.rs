@@ -179,7 +179,7 @@ pub const MIN_RPC_TIME: Duration = Duration::from_millis(1000);
 /// answer. With entries batched per append this is far more than a
 /// 70 ms round trip needs at full bandwidth; it bounds what a slow member
 /// is sent ahead.
-pub const MAX_INFLIGHT_APPENDS: usize = 32;
+pub const MAX_INFLIGHT_APPENDS: usize = 128;
 
 impl PeerClient {
     /// Send `msg` and return the peer's answer of the matching response

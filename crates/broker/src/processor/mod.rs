@@ -68,15 +68,15 @@ impl Handler for BrokerProcessor {
             rc::LOCK_BATCH_MQ => now(client::lock_batch(b, &req)),
             rc::UNLOCK_BATCH_MQ => now(client::unlock_batch(b, &req)),
             rc::QUERY_CONSUMER_OFFSET => now(offset::query_consumer_offset(b, &req)),
-            rc::UPDATE_CONSUMER_OFFSET => now(offset::update_consumer_offset(b, &req)),
+            rc::UPDATE_CONSUMER_OFFSET => synced(b, offset::update_consumer_offset(b, &req)),
             rc::GET_MAX_OFFSET => now(offset::max_offset(b, &req)),
             rc::GET_MIN_OFFSET => now(offset::min_offset(b, &req)),
             rc::SEARCH_OFFSET_BY_TIMESTAMP => now(offset::search_offset(b, &req)),
             rc::GET_EARLIEST_MSG_STORETIME => now(offset::earliest_store_time(b, &req)),
             rc::VIEW_MESSAGE_BY_ID => now(query::view_by_id(b, &req)),
             rc::QUERY_MESSAGE => now(query::query_by_key(b, &req)),
-            rc::UPDATE_AND_CREATE_TOPIC => now(admin::update_topic(b, &req)),
-            rc::DELETE_TOPIC_IN_BROKER => now(admin::delete_topic(b, &req)),
+            rc::UPDATE_AND_CREATE_TOPIC => synced(b, admin::update_topic(b, &req)),
+            rc::DELETE_TOPIC_IN_BROKER => synced(b, admin::delete_topic(b, &req)),
             rc::GET_ALL_TOPIC_CONFIG => now(admin::all_topic_config(b, &req)),
             rc::GET_ALL_CONSUMER_OFFSET => {
                 Reply::Now(Some(ok(&req).with_body(b.offsets.to_json())))
@@ -87,7 +87,7 @@ impl Handler for BrokerProcessor {
             rc::GET_CONSUME_STATS => now(admin::consume_stats(b, &req)),
             rc::QUERY_TOPIC_CONSUME_BY_WHO => now(admin::consumed_by_who(b, &req)),
             rc::GET_CONSUMER_CONNECTION_LIST => now(admin::consumer_connections(b, &req)),
-            rc::INVOKE_BROKER_TO_RESET_OFFSET => now(admin::reset_offset(b, &req)),
+            rc::INVOKE_BROKER_TO_RESET_OFFSET => synced(b, admin::reset_offset(b, &req)),
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::RAFT_TRANSFER_LEADER => raft::transfer_leader(b, req),
             rc::RELAY_APPEND => relay::append(b, req),
@@ -169,6 +169,36 @@ pub fn write_failed(req: &RemotingCommand, e: crate::WriteError) -> RemotingComm
             )
         }
     }
+}
+
+/// Answer `outcome`; on a Raft leader only once the topic and offset
+/// changes it made are committed through the Raft log (see
+/// `raft_state`), so an answered change survives a change of leader.
+fn synced(b: &Arc<BrokerInner>, outcome: Result<RemotingCommand, RemotingCommand>) -> Reply {
+    let resp = match outcome {
+        Ok(resp) => resp,
+        Err(e) => return Reply::Now(Some(e)),
+    };
+    let Some(state) = b.raft_state.clone() else {
+        return Reply::Now(Some(resp));
+    };
+    if b.is_slave() {
+        return Reply::Now(Some(resp));
+    }
+    let b = b.clone();
+    reply_when_done(async move {
+        match state.sync(&b).await {
+            Ok(()) => resp,
+            Err(why) => {
+                let mut resp = resp;
+                resp.code = response_code::SYSTEM_ERROR;
+                resp.remark = Some(format!(
+                    "changed on this broker but not committed through the Raft group: {why}"
+                ));
+                resp
+            }
+        }
+    })
 }
 
 /// Answer with `fut`: at once if it is already done (a write that needed no

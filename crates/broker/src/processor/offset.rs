@@ -21,6 +21,10 @@ fn with_offset(req: &RemotingCommand, offset: i64) -> RemotingCommand {
 
 pub fn query_consumer_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = QueryConsumerOffsetRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    if let Some(state) = &b.raft_state {
+        // A new leader answers with every commit made before its term.
+        state.catch_up(b);
+    }
     match b.offsets.query(&h.consumer_group, &h.topic, h.queue_id) {
         Some(offset) => Ok(with_offset(req, offset)),
         None if h.set_zero_if_not_found == Some(true) => Ok(with_offset(req, 0)),

@@ -70,6 +70,9 @@ pub fn process(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
     if h.sys_flag & FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
         b.offsets
             .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        if let Some(state) = &b.raft_state {
+            state.changed();
+        }
     }
     let first = pull_once(b, &req, &h, &filter);
     let wants_wait = h.sys_flag & FLAG_SUSPEND != 0 && h.suspend_timeout_millis > 0;

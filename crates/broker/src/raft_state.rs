@@ -1,0 +1,465 @@
+//! Raft mode: topic configs and consumer offsets travel through the Raft
+//! log, so a new leader has every change that was acknowledged before it.
+//!
+//! The leader writes what changed as *state records*, JSON bodies in the
+//! system topic [`STATE_TOPIC`] (queue 0), through the normal Raft write
+//! path: a record is committed on a majority like any message. Every
+//! member reads the records in log order as they become visible and
+//! applies them to its tables (`topics.json`, `consumerOffset.json`).
+//!
+//! - Offsets: every commit on the leader (UPDATE_CONSUMER_OFFSET, a pull's
+//!   commit flag, a reset, an offset carried in by a relay) is noted in the
+//!   offset manager's journal; the writer takes the journal — the latest
+//!   offset per queue — and writes one record. UPDATE_CONSUMER_OFFSET and
+//!   the admin changes wait for the record that carries their change to be
+//!   committed before they answer ([`RaftState::sync`]), so an answered
+//!   commit survives any number of leader changes. Commits carried by pulls
+//!   do not wait; they follow within one write.
+//! - Topics: the writer compares the topic table with what it last wrote
+//!   whenever the table's change counter moved, and writes the configs that
+//!   changed and the names that went.
+//!
+//! The leader's own tables are where its changes are made, so it skips the
+//! records it wrote in its current term; records of earlier terms it
+//! applies like everyone else. A member that becomes leader first applies
+//! every record visible to it (all of them committed before its term), and
+//! offset queries catch up the same way before they answer.
+//!
+//! Where reading stopped is kept in `config/raftState.json`, written after
+//! the tables; after a restart the records from there on are applied again
+//! (each sets a value, so applying one twice changes nothing in the end).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_protocol::body::TopicConfig;
+use meridian_protocol::message::{decode_record, encode_properties, property};
+use meridian_store::PutMessage;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::offsets::Journaled;
+use crate::BrokerInner;
+
+/// Where state records are written (Meridian's system topic).
+pub const STATE_TOPIC: &str = "rmq_sys_raft_state";
+
+/// How often the leader looks for topic changes nobody asked to wait for.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Offsets or topics per record at most; more go in the next record.
+const MAX_CHANGES_PER_RECORD: usize = 2_000;
+
+/// One state record's body.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StateRecord {
+    /// The term and member that wrote it.
+    term: u64,
+    leader: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    offsets: Vec<OffsetChange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    topics: Vec<TopicConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deleted_topics: Vec<String>,
+    /// `topics` is the whole table: topics not in it are gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    all_topics: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OffsetChange {
+    /// `topic@group`.
+    key: String,
+    queue_id: i32,
+    offset: i64,
+    time: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    carried: bool,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CursorFile {
+    /// The next queue offset of the state topic to apply.
+    next: i64,
+}
+
+/// What the writer knows of the table it last wrote (leader only).
+struct Written {
+    term: u64,
+    topics: HashMap<String, TopicConfig>,
+    version: i64,
+    /// The whole table is still to be written (the first record of a
+    /// term: whatever this member holds is the group's from now on).
+    all: bool,
+}
+
+pub struct RaftState {
+    path: PathBuf,
+    /// The next state record to apply; held while applying.
+    next: Mutex<i64>,
+    /// Callers of [`RaftState::sync`] waiting for the next write.
+    waiters: Mutex<Vec<tokio::sync::oneshot::Sender<Result<(), String>>>>,
+    wake: tokio::sync::Notify,
+    written: tokio::sync::Mutex<Option<Written>>,
+}
+
+impl RaftState {
+    pub fn open(root: &std::path::Path) -> std::io::Result<RaftState> {
+        let path = root.join("config").join("raftState.json");
+        let mut cursor = CursorFile::default();
+        if let Some(bytes) = meridian_store::config_file::load(&path)? {
+            cursor = serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not valid Raft state JSON: {e}", path.display()),
+                )
+            })?;
+        }
+        Ok(RaftState {
+            path,
+            next: Mutex::new(cursor.next),
+            waiters: Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            written: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Apply every state record visible here that is not applied yet.
+    pub fn catch_up(&self, b: &BrokerInner) {
+        let Some(node) = &b.raft else {
+            return;
+        };
+        let end = b.store.max_offset_in_queue(STATE_TOPIC, 0);
+        let mut next = self.next.lock();
+        if *next >= end {
+            return;
+        }
+        let role = *node.role().borrow();
+        let own_term = role.leader.then_some(role.term);
+        let self_id = node.peers().self_id;
+        let min = b.store.min_offset_in_queue(STATE_TOPIC, 0);
+        if *next < min {
+            tracing::warn!(
+                from = *next,
+                oldest = min,
+                "Raft state records before the oldest kept were never applied here"
+            );
+            *next = min;
+        }
+        let mut registered = false;
+        while *next < end {
+            let got = b
+                .store
+                .get_messages(STATE_TOPIC, 0, *next, 64, 4 * 1024 * 1024, &|_| true);
+            if got.messages.is_empty() {
+                break;
+            }
+            for bytes in &got.messages {
+                let Ok((m, _)) = decode_record(bytes) else {
+                    *next += 1;
+                    continue;
+                };
+                *next = m.queue_offset + 1;
+                let record: StateRecord = match serde_json::from_slice(&m.body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(queue_offset = m.queue_offset, error = %e, "unreadable Raft state record skipped");
+                        continue;
+                    }
+                };
+                if own_term == Some(record.term) && record.leader == self_id {
+                    continue;
+                }
+                for o in record.offsets {
+                    b.offsets.apply_logged(
+                        &o.key,
+                        o.queue_id,
+                        Journaled {
+                            offset: o.offset,
+                            time: o.time,
+                            carried: o.carried,
+                        },
+                    );
+                }
+                let mut deleted = record.deleted_topics;
+                if record.all_topics {
+                    let listed: std::collections::HashSet<&str> = record
+                        .topics
+                        .iter()
+                        .map(|t| t.topic_name.as_str())
+                        .collect();
+                    deleted.extend(
+                        b.topics
+                            .names()
+                            .into_iter()
+                            .filter(|n| !listed.contains(n.as_str())),
+                    );
+                }
+                for t in &deleted {
+                    b.offsets.delete_topic(t);
+                }
+                if b.topics.apply_logged(record.topics, &deleted) {
+                    registered = true;
+                }
+            }
+        }
+        drop(next);
+        if registered {
+            b.register_soon();
+        }
+    }
+
+    /// Wait until every change made here before the call is committed
+    /// through the Raft log. Only a leader can; elsewhere, or when the
+    /// write fails, the error says why.
+    pub async fn sync(&self, b: &BrokerInner) -> Result<(), String> {
+        if b.raft.is_none() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiters.lock().push(tx);
+        self.wake.notify_one();
+        rx.await
+            .unwrap_or_else(|_| Err("the broker is stopping".to_string()))
+    }
+
+    /// Wake the writer: offsets were committed.
+    pub fn changed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Where applying stands: read before the tables are written, and
+    /// given to [`RaftState::persist`] after.
+    pub fn cursor(&self) -> i64 {
+        *self.next.lock()
+    }
+
+    /// Remember that records before `next` are applied; call once the
+    /// tables holding them are written.
+    pub fn persist(&self, next: i64) {
+        let cursor = CursorFile { next };
+        let result = serde_json::to_vec_pretty(&cursor)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| meridian_store::config_file::persist(&self.path, &bytes));
+        if let Err(e) = result {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot persist the Raft state cursor");
+        }
+    }
+
+    /// One round of the writer: apply what arrived, and on the leader
+    /// write what changed.
+    async fn round(&self, b: &Arc<BrokerInner>) {
+        let Some(node) = &b.raft else {
+            return;
+        };
+        self.catch_up(b);
+        let role = *node.role().borrow();
+        let waiters = std::mem::take(&mut *self.waiters.lock());
+        let mut written = self.written.lock().await;
+        if !role.leader {
+            *written = None;
+            // A follower's own commits (a client that could not reach the
+            // leader) are not the group's; they are not kept for later.
+            b.offsets.take_journal();
+            for w in waiters {
+                let _ = w.send(Err(format!(
+                    "the broker[{}] is not the Raft leader",
+                    b.config.broker_addr()
+                )));
+            }
+            return;
+        }
+        if written.as_ref().is_none_or(|w| w.term != role.term) {
+            // Newly leading: everything earlier is applied (above); from
+            // here on this member's tables are the group's, the whole topic
+            // table first.
+            *written = Some(Written {
+                term: role.term,
+                topics: HashMap::new(),
+                version: -1,
+                all: true,
+            });
+        }
+        let Some(w) = written.as_mut() else {
+            return;
+        };
+        let offsets = b.offsets.take_journal();
+        let (mut upserts, mut deletes, mut now) = (Vec::new(), Vec::new(), None);
+        if w.all || b.topics.version_counter() != w.version {
+            let (topics, version) = b.topics.snapshot();
+            for (name, cfg) in &topics {
+                if w.all || w.topics.get(name) != Some(cfg) {
+                    upserts.push(cfg.clone());
+                }
+            }
+            for name in w.topics.keys() {
+                if !topics.contains_key(name) {
+                    deletes.push(name.clone());
+                }
+            }
+            now = Some((topics, version));
+        }
+        let changes = Changes {
+            offsets: &offsets,
+            topics: upserts,
+            deleted_topics: deletes,
+            all_topics: w.all,
+        };
+        let result = if changes.is_empty() {
+            Ok(())
+        } else {
+            self.write(b, role.term, node.peers().self_id, changes)
+                .await
+        };
+        match &result {
+            Ok(()) => {
+                if let Some((topics, version)) = now {
+                    w.topics = topics;
+                    w.version = version;
+                    w.all = false;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write a Raft state record; will retry");
+                b.offsets.return_journal(offsets);
+            }
+        }
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    /// Write the changes as records and wait for them to be committed.
+    async fn write(
+        &self,
+        b: &Arc<BrokerInner>,
+        term: u64,
+        leader: u64,
+        changes: Changes<'_>,
+    ) -> Result<(), String> {
+        let Changes {
+            offsets,
+            topics,
+            deleted_topics,
+            all_topics,
+        } = changes;
+        let mut records = Vec::new();
+        let offsets: Vec<OffsetChange> = offsets
+            .iter()
+            .map(|((key, queue_id), j)| OffsetChange {
+                key: key.clone(),
+                queue_id: *queue_id,
+                offset: j.offset,
+                time: j.time,
+                carried: j.carried,
+            })
+            .collect();
+        // The whole topic table goes in the first record, in one piece.
+        let mut offsets = offsets.into_iter().peekable();
+        let mut first = Some((topics, deleted_topics));
+        while offsets.peek().is_some() || first.is_some() {
+            let (topics, deleted_topics) = first.take().unwrap_or_default();
+            records.push(StateRecord {
+                term,
+                leader,
+                offsets: offsets.by_ref().take(MAX_CHANGES_PER_RECORD).collect(),
+                topics,
+                deleted_topics,
+                all_topics: all_topics && records.is_empty(),
+            });
+        }
+        let mut msgs = Vec::with_capacity(records.len());
+        for r in &records {
+            let body = serde_json::to_vec(r).map_err(|e| e.to_string())?;
+            msgs.push(PutMessage {
+                topic: STATE_TOPIC.to_string(),
+                queue_id: 0,
+                flag: 0,
+                body: bytes::Bytes::from(body),
+                properties: encode_properties(&[(
+                    property::WAIT_STORE_MSG_OK.to_string(),
+                    "true".to_string(),
+                )]),
+                sys_flag: 0,
+                born_timestamp: crate::now_ms(),
+                born_host: b.store_host,
+                store_host: b.store_host,
+                reconsume_times: 0,
+                prepared_transaction_offset: 0,
+                at_queue_offset: None,
+            });
+        }
+        let stored = b.write(msgs).await.map_err(|e| format!("{e:?}"))?;
+        if let Some((_, why)) = stored.replicas.shortfall() {
+            return Err(why.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// What one write carries.
+struct Changes<'a> {
+    offsets: &'a BTreeMap<(String, i32), Journaled>,
+    topics: Vec<TopicConfig>,
+    deleted_topics: Vec<String>,
+    all_topics: bool,
+}
+
+impl Changes<'_> {
+    fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+            && self.topics.is_empty()
+            && self.deleted_topics.is_empty()
+            && !self.all_topics
+    }
+}
+
+/// The writer: on every Raft member; it writes only while leading.
+pub async fn run(inner: Arc<BrokerInner>) {
+    let Some(state) = inner.raft_state.clone() else {
+        return;
+    };
+    inner.offsets.keep_journal();
+    loop {
+        tokio::select! {
+            _ = state.wake.notified() => {}
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+        state.round(&inner).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_leave_out_what_is_empty() {
+        let r = StateRecord {
+            term: 3,
+            leader: 1,
+            offsets: vec![OffsetChange {
+                key: "T@g".into(),
+                queue_id: 2,
+                offset: 40,
+                time: 1_000,
+                carried: false,
+            }],
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            !json.contains("topics") && !json.contains("carried"),
+            "{json}"
+        );
+        let back: StateRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.term, back.leader, back.offsets.len()), (3, 1, 1));
+        assert_eq!(back.offsets[0].offset, 40);
+    }
+}
