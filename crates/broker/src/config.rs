@@ -111,6 +111,9 @@ pub struct RaftSettings {
     /// `preferredLeaderId`: the leader hands over to this member once it
     /// has caught up.
     pub preferred_leader_id: Option<u64>,
+    /// `raftZones` (Meridian): the zone (city, data centre) of each member,
+    /// `n0:cityA;n1:cityA;n2:cityB`, for `raftStatus`.
+    pub zones: std::collections::BTreeMap<u64, String>,
     /// `raftHeartbeatIntervalMs` (100).
     pub heartbeat_ms: u64,
     /// `raftElectionTimeoutMinMs` / `raftElectionTimeoutMaxMs` (400 / 800).
@@ -346,6 +349,7 @@ impl BrokerConfig {
                 "dLegerPeers",
                 "dLegerSelfId",
                 "preferredLeaderId",
+                "raftZones",
             ]);
         }
         // Accepted for compatibility; they tune the Java broker's thread
@@ -397,6 +401,50 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfError {
     }
 }
 
+/// `raftZones`: `n<id>:<zone>` entries separated by `;`, each naming a
+/// member of `dLegerPeers` once.
+fn parse_zones(
+    text: &str,
+    peers: &meridian_raft::peers::Peers,
+) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut zones = std::collections::BTreeMap::new();
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, zone) = entry
+            .split_once(':')
+            .ok_or_else(|| format!("entry '{entry}' is not n<id>:<zone>"))?;
+        let id = name
+            .trim()
+            .strip_prefix('n')
+            .and_then(|d| d.parse::<u64>().ok())
+            .filter(|id| peers.members.contains_key(id))
+            .ok_or_else(|| format!("'{}' is not a member of dLegerPeers", name.trim()))?;
+        let zone = zone.trim();
+        if zone.is_empty() {
+            return Err(format!("n{id} has an empty zone"));
+        }
+        if zones.insert(id, zone.to_string()).is_some() {
+            return Err(format!("n{id} is listed twice"));
+        }
+    }
+    Ok(zones)
+}
+
+/// For each zone of `zones`: whether the members outside it are still a
+/// majority of `members` (so the group keeps writing when the zone is
+/// lost). Members with no zone count as their own.
+pub fn zone_loss_keeps_majority(
+    zones: &std::collections::BTreeMap<u64, String>,
+    members: usize,
+) -> std::collections::BTreeMap<String, bool> {
+    let majority = members / 2 + 1;
+    let mut out = std::collections::BTreeMap::new();
+    for zone in zones.values() {
+        let inside = zones.values().filter(|z| *z == zone).count();
+        out.insert(zone.clone(), members - inside >= majority);
+    }
+    out
+}
+
 fn raft_settings(conf: &mut Conf, broker_name: &str) -> Result<RaftSettings, ConfError> {
     // RocketMQ's advice: the group is named after the broker.
     let group = conf
@@ -424,9 +472,13 @@ fn raft_settings(conf: &mut Conf, broker_name: &str) -> Result<RaftSettings, Con
         }
     };
     conf.accept(&["enableBatchPush"]);
+    let zones_text = conf.str("raftZones").unwrap_or_default();
+    let zones =
+        parse_zones(&zones_text, &peers).map_err(|e| invalid("raftZones", &zones_text, &e))?;
     let mut r = RaftSettings {
         peers,
         preferred_leader_id,
+        zones,
         heartbeat_ms: 100,
         election_timeout_min_ms: 400,
         election_timeout_max_ms: 800,
@@ -509,6 +561,38 @@ mod tests {
         assert_eq!(c.store.max_message_size, 1024);
         assert_eq!(c.broker_addr(), "127.0.0.1:10999");
         assert_eq!(unknown, vec!["somethingElse".to_string()]);
+    }
+
+    #[test]
+    fn zones_say_which_losses_keep_a_majority() {
+        let peers = (0..5)
+            .map(|i| format!("n{i}-127.0.0.1:{}", 40911 + i))
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut conf = Conf::parse(&format!(
+            "enableDLegerCommitLog=true\ndLegerPeers={peers}\ndLegerSelfId=n0\n\
+             raftZones=n0:cityA;n1:cityA;n2:cityB;n3:cityB;n4:cityC\n"
+        ));
+        let (c, unknown) = BrokerConfig::from_conf(&mut conf).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let r = c.raft.unwrap();
+        assert_eq!(r.zones.get(&4).map(String::as_str), Some("cityC"));
+        // 2 + 2 + 1 of 5: any one city may go.
+        let keeps = zone_loss_keeps_majority(&r.zones, 5);
+        assert_eq!(keeps.values().filter(|k| **k).count(), 3, "{keeps:?}");
+        // 3 + 2 of 5: losing the city of three stops the group.
+        let zones: std::collections::BTreeMap<u64, String> = (0..5)
+            .map(|i| (i, if i < 3 { "east" } else { "west" }.to_string()))
+            .collect();
+        let keeps = zone_loss_keeps_majority(&zones, 5);
+        assert_eq!(keeps.get("east"), Some(&false));
+        assert_eq!(keeps.get("west"), Some(&true));
+        // A zone naming a stranger is refused.
+        let mut conf = Conf::parse(&format!(
+            "enableDLegerCommitLog=true\ndLegerPeers={peers}\ndLegerSelfId=n0\nraftZones=n7:x\n"
+        ));
+        let err = BrokerConfig::from_conf(&mut conf).unwrap_err().to_string();
+        assert!(err.contains("raftZones") && err.contains("n7"), "{err}");
     }
 
     #[test]

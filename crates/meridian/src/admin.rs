@@ -707,6 +707,7 @@ async fn raft_status(
                 "reachable": m.runtime.is_some(),
                 "group": m.get("raftGroup"),
                 "selfId": m.get("raftSelfId"),
+                "zone": m.get("raftSelfId").and_then(|id| m.get(&format!("raftZone.{id}"))),
                 "role": m.get("raftRole").unwrap_or("Unreachable"),
                 "term": m.num("raftTerm"),
                 "leaderId": m.get("raftLeaderId").filter(|l| !l.is_empty()),
@@ -719,8 +720,42 @@ async fn raft_status(
             })
         })
         .collect();
+    // Per group, from any member that answered: each zone's members and
+    // whether the group keeps a majority without it (`raftZones`).
+    let mut zones: BTreeMap<&str, BTreeMap<String, (Vec<String>, bool)>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.runtime.is_some()) {
+        if zones.contains_key(m.group()) {
+            continue;
+        }
+        let rt = m.runtime.as_ref().expect("answered");
+        let mut per: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
+        for (k, zone) in rt {
+            if let Some(id) = k.strip_prefix("raftZone.") {
+                per.entry(zone.clone()).or_default().0.push(id.to_string());
+            }
+        }
+        if per.is_empty() {
+            continue;
+        }
+        for (zone, (_, keeps)) in per.iter_mut() {
+            *keeps = m.get(&format!("raftZoneLossKeepsMajority.{zone}")) == Some("true");
+        }
+        zones.insert(m.group(), per);
+    }
     if json {
-        println!("{}", json!({ "members": rows }));
+        let zones: BTreeMap<&str, serde_json::Value> = zones
+            .iter()
+            .map(|(g, per)| {
+                let v: BTreeMap<&String, serde_json::Value> = per
+                    .iter()
+                    .map(|(z, (ids, keeps))| {
+                        (z, json!({ "members": ids, "lossKeepsMajority": keeps }))
+                    })
+                    .collect();
+                (*g, json!(v))
+            })
+            .collect();
+        println!("{}", json!({ "members": rows, "zones": zones }));
         return Ok(());
     }
     let cell = |v: &serde_json::Value| match v {
@@ -733,6 +768,7 @@ async fn raft_status(
         ("#Broker Name", "brokerName"),
         ("#Group", "group"),
         ("#Self", "selfId"),
+        ("#Zone", "zone"),
         ("#Addr", "addr"),
         ("#BID", "brokerId"),
         ("#Role", "role"),
@@ -751,6 +787,20 @@ async fn raft_status(
             .map(|r| columns.iter().map(|(_, k)| cell(&r[*k])).collect())
             .collect(),
     );
+    for (group, per) in &zones {
+        let parts: Vec<String> = per
+            .iter()
+            .map(|(z, (ids, keeps))| {
+                let verdict = if *keeps {
+                    "keeps writing"
+                } else {
+                    "STOPS writes"
+                };
+                format!("{z} ({}): losing it {verdict}", ids.join(" "))
+            })
+            .collect();
+        println!("Raft group {group} zones: {}", parts.join("; "));
+    }
     Ok(())
 }
 

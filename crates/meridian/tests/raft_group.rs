@@ -17,7 +17,7 @@ use bytes::Bytes;
 use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use support::cluster::BrokerGroup;
-use support::raft::{leader, raft_group, raft_group_via_proxies, start_load};
+use support::raft::{leader, raft_cities, raft_group, raft_group_via_proxies, start_load};
 
 const TOPIC: &str = "raft-replicated";
 const QUEUES: i32 = 4;
@@ -37,7 +37,7 @@ async fn wait_in_step(group: &BrokerGroup, admin: &Admin) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut applied = Vec::new();
-        for i in (0..3).filter(|&i| group.is_running(i)) {
+        for i in (0..group.len()).filter(|&i| group.is_running(i)) {
             let rt = runtime(admin, &group.broker_addr(i)).await;
             let topic = admin
                 .topic_stats(&group.broker_addr(i), TOPIC)
@@ -84,7 +84,7 @@ async fn queues_of(group: &BrokerGroup, admin: &Admin, i: usize) -> Vec<Vec<Stri
 /// The counting rule, and equal queues on every running member.
 async fn check_members(group: &BrokerGroup, admin: &Admin, acked: &[String], ambiguous: &[String]) {
     wait_in_step(group, admin).await;
-    let running: Vec<usize> = (0..3).filter(|&i| group.is_running(i)).collect();
+    let running: Vec<usize> = (0..group.len()).filter(|&i| group.is_running(i)).collect();
     let reference = queues_of(group, admin, running[0]).await;
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for k in reference.iter().flatten() {
@@ -509,4 +509,146 @@ async fn committed_offsets_are_exact_across_leader_kills() {
         .filter(|k| !acked.contains(k) && !ambiguous.contains(k))
         .collect();
     assert!(strays.is_empty(), "read but never sent: {strays:?}");
+}
+
+/// Five members in three cities, two + two + one; links between cities
+/// carry 35 ms each way, as across a region.
+const CITIES: [usize; 5] = [0, 0, 1, 1, 2];
+const CITY_DELAY_MS: u64 = 35;
+
+fn city_members(city: usize) -> Vec<usize> {
+    (0..CITIES.len()).filter(|&i| CITIES[i] == city).collect()
+}
+
+/// The first SEND_OK of `load` answered after `since`; panics after 30 s.
+async fn first_ack_after(load: &support::raft::Load, since: Instant, what: &str) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = load
+            .tally
+            .lock()
+            .unwrap()
+            .acked
+            .iter()
+            .map(|a| a.1)
+            .find(|&t| t > since);
+        if let Some(t) = t {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "no SEND_OK {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_members_in_three_cities_keep_writing_without_a_whole_city() {
+    let (mut group, _links) = raft_cities(&CITIES, CITY_DELAY_MS, "");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let l = leader(&group, &admin).await;
+    // raftStatus: where each member is, and that any one city may go.
+    let rt = runtime(&admin, &group.broker_addr(l)).await.unwrap();
+    for (i, c) in CITIES.iter().enumerate() {
+        assert_eq!(rt.get(&format!("raftZone.n{i}")), Some(&format!("city{c}")));
+    }
+    for c in 0..3 {
+        assert_eq!(
+            rt.get(&format!("raftZoneLossKeepsMajority.city{c}"))
+                .map(String::as_str),
+            Some("true"),
+            "{rt:?}"
+        );
+    }
+    // The leader's city when it has two members: the hardest loss.
+    let city = if city_members(CITIES[l]).len() == 2 {
+        CITIES[l]
+    } else {
+        0
+    };
+    let load = start_load(&ns, TOPIC, 16, "city");
+    while load.acked_count() < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lost = Instant::now();
+    for i in city_members(city) {
+        tokio::task::block_in_place(|| group.kill9(i));
+    }
+    let resumed = first_ack_after(&load, lost, "after a city was lost").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = load.stop().await;
+    eprintln!(
+        "leader n{l}; city {city} ({:?}) lost; first SEND_OK after {:?}; {} acknowledged, failures {:?}",
+        city_members(city),
+        resumed - lost,
+        tally.acked.len(),
+        tally.failed
+    );
+    let acked: Vec<String> = tally.acked.into_iter().map(|a| a.0).collect();
+    check_members(&group, &admin, &acked, &tally.ambiguous).await;
+    // The city comes back and catches up.
+    for i in city_members(city) {
+        tokio::task::block_in_place(|| group.start_broker(i));
+    }
+    check_members(&group, &admin, &acked, &tally.ambiguous).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_city_and_a_cut_between_the_others_stop_writes_until_repaired() {
+    let (mut group, links) = raft_cities(&CITIES, CITY_DELAY_MS, "");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let load = start_load(&ns, TOPIC, 16, "cut");
+    while load.acked_count() < 200 {
+        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(20)));
+    }
+    // City 0 goes and cities 1 and 2 lose each other: no three members
+    // can reach each other, so nobody may acknowledge anything.
+    let cut = Instant::now();
+    for i in city_members(0) {
+        tokio::task::block_in_place(|| group.kill9(i));
+    }
+    let between = |f: &dyn Fn(&support::netproxy::NetProxy)| {
+        for i in city_members(1) {
+            for j in city_members(2) {
+                f(links[i][j].as_ref().unwrap());
+                f(links[j][i].as_ref().unwrap());
+            }
+        }
+    };
+    tokio::task::block_in_place(|| between(&|p| p.blackhole()));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let healed = Instant::now();
+    tokio::task::block_in_place(|| between(&|p| p.heal()));
+    let resumed = first_ack_after(&load, healed, "after the cut was repaired").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = load.stop().await;
+    // Sends already committed when the cut came may still be answered
+    // within the leader's lease (800 ms); nothing after that.
+    let lease_end = cut + Duration::from_secs(2);
+    let during: Vec<&String> = tally
+        .acked
+        .iter()
+        .filter(|a| a.1 > lease_end && a.1 < healed)
+        .map(|a| &a.0)
+        .collect();
+    eprintln!(
+        "cut at 0; last SEND_OK before repair at {:?}; first after repair {:?} later; {} acknowledged, failures {:?}",
+        tally.acked.iter().map(|a| a.1).filter(|&t| t < healed).max().map(|t| t.saturating_duration_since(cut)),
+        resumed - healed,
+        tally.acked.len(),
+        tally.failed
+    );
+    assert!(
+        during.is_empty(),
+        "{} sends acknowledged with no majority reachable, e.g. {:?}",
+        during.len(),
+        &during[..during.len().min(5)]
+    );
+    let acked: Vec<String> = tally.acked.into_iter().map(|a| a.0).collect();
+    for i in city_members(0) {
+        tokio::task::block_in_place(|| group.start_broker(i));
+    }
+    check_members(&group, &admin, &acked, &tally.ambiguous).await;
 }

@@ -166,6 +166,18 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         if let Some(ms) = r.millis_since_quorum_ack {
             put("raftMillisSinceQuorumAck", ms.to_string());
         }
+        if let Some(settings) = &b.config.raft {
+            for (id, zone) in &settings.zones {
+                put(&format!("raftZone.n{id}"), zone.clone());
+            }
+            let members = settings.peers.members.len();
+            for (zone, keeps) in crate::config::zone_loss_keeps_majority(&settings.zones, members) {
+                put(
+                    &format!("raftZoneLossKeepsMajority.{zone}"),
+                    keeps.to_string(),
+                );
+            }
+        }
         for (id, p) in &r.peers {
             put(&format!("raftPeer.n{id}.matchIndex"), opt(p.matched_index));
             put(&format!("raftPeer.n{id}.lagBytes"), p.lag_bytes.to_string());

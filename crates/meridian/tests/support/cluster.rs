@@ -658,6 +658,11 @@ impl BrokerGroup {
         self.members[i].process.is_some()
     }
 
+    /// How many brokers the group has (running or not).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
     /// `admin updateTopic -t <topic> -c DefaultCluster -r <queues> -w <queues>`.
     pub fn create_topic(&self, topic: &str, queues: u32) {
         update_topic(|args| self.admin(args), topic, queues);

@@ -24,12 +24,13 @@ pub fn raft_group(extra: &str) -> BrokerGroup {
     start_members(&addrs, extra)
 }
 
-/// Start three members; member `i` reaches member `j` at `addrs[i][j]`
-/// (`addrs[i][i]` is where it listens).
+/// Start one member per row of `addrs`; member `i` reaches member `j` at
+/// `addrs[i][j]` (`addrs[i][i]` is where it listens).
 pub fn start_members(addrs: &[Vec<String>], extra: &str) -> BrokerGroup {
-    let confs: Vec<String> = (0..3)
+    let n = addrs.len();
+    let confs: Vec<String> = (0..n)
         .map(|i| {
-            let peers = (0..3)
+            let peers = (0..n)
                 .map(|j| format!("n{j}-{}", addrs[i][j]))
                 .collect::<Vec<_>>()
                 .join(";");
@@ -68,6 +69,48 @@ pub fn raft_group_via_proxies(delay_ms: u64) -> (BrokerGroup, Vec<Vec<Option<Net
         })
         .collect();
     (start_members(&addrs, ""), links)
+}
+
+/// A group whose member `i` is in city `cities[i]`: links between members
+/// of different cities go through a `meridian netproxy` delaying
+/// `delay_ms` each way (`links[i][j]`, what `i` sends to `j`), links
+/// within a city are direct (`None`). Members are labelled `city<c>` in
+/// `raftZones`; `extra` is added to every conf.
+pub fn raft_cities(
+    cities: &[usize],
+    delay_ms: u64,
+    extra: &str,
+) -> (BrokerGroup, Vec<Vec<Option<NetProxy>>>) {
+    let n = cities.len();
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let links: Vec<Vec<Option<NetProxy>>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| {
+                    (cities[i] != cities[j])
+                        .then(|| NetProxy::start(&format!("127.0.0.1:{}", ports[j]), delay_ms))
+                })
+                .collect()
+        })
+        .collect();
+    let addrs: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| match &links[i][j] {
+                    Some(p) => p.addr().to_string(),
+                    None => format!("127.0.0.1:{}", ports[j]),
+                })
+                .collect()
+        })
+        .collect();
+    let zones = (0..n)
+        .map(|i| format!("n{i}:city{}", cities[i]))
+        .collect::<Vec<_>>()
+        .join(";");
+    (
+        start_members(&addrs, &format!("raftZones={zones}\n{extra}")),
+        links,
+    )
 }
 
 #[derive(Default)]
@@ -161,7 +204,7 @@ impl Load {
 pub async fn leader(group: &BrokerGroup, admin: &Admin) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        for i in (0..3).filter(|&i| group.is_running(i)) {
+        for i in (0..group.len()).filter(|&i| group.is_running(i)) {
             if let Ok(rt) = admin.runtime_info(&group.broker_addr(i)).await {
                 if rt.get("brokerRole").map(String::as_str) == Some("SyncMaster") {
                     return i;
