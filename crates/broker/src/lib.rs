@@ -184,6 +184,30 @@ impl BrokerInner {
         }
     }
 
+    /// A message the broker writes for itself (a transaction's op record,
+    /// a Raft state record): born and stored here, queue 0.
+    pub fn own_message(
+        &self,
+        topic: &str,
+        body: bytes::Bytes,
+        properties: String,
+    ) -> meridian_store::PutMessage {
+        meridian_store::PutMessage {
+            topic: topic.to_string(),
+            queue_id: 0,
+            flag: 0,
+            body,
+            properties,
+            sys_flag: 0,
+            born_timestamp: now_ms(),
+            born_host: self.store_host,
+            store_host: self.store_host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            at_queue_offset: None,
+        }
+    }
+
     /// A slave, or a Raft member that does not lead: it refuses writes.
     pub fn is_slave(&self) -> bool {
         match &self.raft {

@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use meridian_protocol::body::TopicConfig;
 use meridian_protocol::message::{decode_record, encode_properties, property};
-use meridian_store::PutMessage;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -377,23 +376,11 @@ impl RaftState {
         let mut msgs = Vec::with_capacity(records.len());
         for r in &records {
             let body = serde_json::to_vec(r).map_err(|e| e.to_string())?;
-            msgs.push(PutMessage {
-                topic: STATE_TOPIC.to_string(),
-                queue_id: 0,
-                flag: 0,
-                body: bytes::Bytes::from(body),
-                properties: encode_properties(&[(
-                    property::WAIT_STORE_MSG_OK.to_string(),
-                    "true".to_string(),
-                )]),
-                sys_flag: 0,
-                born_timestamp: crate::now_ms(),
-                born_host: b.store_host,
-                store_host: b.store_host,
-                reconsume_times: 0,
-                prepared_transaction_offset: 0,
-                at_queue_offset: None,
-            });
+            msgs.push(b.own_message(
+                STATE_TOPIC,
+                bytes::Bytes::from(body),
+                encode_properties(&[(property::WAIT_STORE_MSG_OK.to_string(), "true".to_string())]),
+            ));
         }
         let stored = b.write(msgs).await.map_err(|e| format!("{e:?}"))?;
         if let Some((_, why)) = stored.replicas.shortfall() {

@@ -382,20 +382,11 @@ fn discarded(b: &BrokerInner, half: &MessageExt) -> PutMessage {
 
 /// The op record that marks the half message at `half_offset` decided.
 fn op_record(b: &BrokerInner, half_offset: i64) -> PutMessage {
-    PutMessage {
-        topic: OP_TOPIC.to_string(),
-        queue_id: 0,
-        flag: 0,
-        body: bytes::Bytes::from(half_offset.to_string()),
-        properties: encode_properties(&[(property::TAGS.to_string(), OP_TAG.to_string())]),
-        sys_flag: 0,
-        born_timestamp: crate::now_ms(),
-        born_host: b.store_host,
-        store_host: b.store_host,
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        at_queue_offset: None,
-    }
+    b.own_message(
+        OP_TOPIC,
+        bytes::Bytes::from(half_offset.to_string()),
+        encode_properties(&[(property::TAGS.to_string(), OP_TAG.to_string())]),
+    )
 }
 
 /// Ask a producer of the half message's group what became of it (oneway;

@@ -185,25 +185,9 @@ async fn leader_killed_under_load_loses_nothing_acknowledged() {
         tokio::task::block_in_place(|| group.kill9(l));
         let killed = Instant::now();
         // Writes resume once a new leader is elected and registered.
-        let deadline = killed + Duration::from_secs(30);
-        let first_ok = loop {
-            let t = load
-                .tally
-                .lock()
-                .unwrap()
-                .acked
-                .iter()
-                .map(|a| a.1)
-                .find(|&t| t > killed);
-            if let Some(t) = t {
-                break t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "trial {trial}: no SEND_OK after the leader died"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let first_ok = load
+            .first_ack_after(killed, &format!("in trial {trial} after the leader died"))
+            .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let tally = load.stop().await;
         let recovery = first_ok - killed;
@@ -520,26 +504,6 @@ fn city_members(city: usize) -> Vec<usize> {
     (0..CITIES.len()).filter(|&i| CITIES[i] == city).collect()
 }
 
-/// The first SEND_OK of `load` answered after `since`; panics after 30 s.
-async fn first_ack_after(load: &support::raft::Load, since: Instant, what: &str) -> Instant {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = load
-            .tally
-            .lock()
-            .unwrap()
-            .acked
-            .iter()
-            .map(|a| a.1)
-            .find(|&t| t > since);
-        if let Some(t) = t {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "no SEND_OK {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_members_in_three_cities_keep_writing_without_a_whole_city() {
     let (mut group, _links) = raft_cities(&CITIES, CITY_DELAY_MS, "");
@@ -574,7 +538,7 @@ async fn five_members_in_three_cities_keep_writing_without_a_whole_city() {
     for i in city_members(city) {
         tokio::task::block_in_place(|| group.kill9(i));
     }
-    let resumed = first_ack_after(&load, lost, "after a city was lost").await;
+    let resumed = load.first_ack_after(lost, "after a city was lost").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tally = load.stop().await;
     eprintln!(
@@ -621,7 +585,9 @@ async fn a_lost_city_and_a_cut_between_the_others_stop_writes_until_repaired() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let healed = Instant::now();
     tokio::task::block_in_place(|| between(&|p| p.heal()));
-    let resumed = first_ack_after(&load, healed, "after the cut was repaired").await;
+    let resumed = load
+        .first_ack_after(healed, "after the cut was repaired")
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tally = load.stop().await;
     // Sends already committed when the cut came may still be answered

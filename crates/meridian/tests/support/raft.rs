@@ -190,6 +190,27 @@ impl Load {
         self.tally.lock().unwrap().acked.len()
     }
 
+    /// When the first SEND_OK after `since` came; panics after 30 s
+    /// without one, naming `what` was awaited.
+    pub async fn first_ack_after(&self, since: Instant, what: &str) -> Instant {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let t = self
+                .tally
+                .lock()
+                .unwrap()
+                .acked
+                .iter()
+                .map(|a| a.1)
+                .find(|&t| t > since);
+            if let Some(t) = t {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "no SEND_OK {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn stop(self) -> Tally {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
