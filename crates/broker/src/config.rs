@@ -121,6 +121,9 @@ pub struct RaftSettings {
     pub election_timeout_max_ms: u64,
     /// `raftMaxBytesPerAppend` (4 MiB).
     pub max_bytes_per_append: usize,
+    /// `raftJoinGroup` (Meridian): a member added to a running group; it
+    /// waits to be added rather than forming a group on first start.
+    pub join: bool,
     /// `raftMaxInflightSends` (20 000).
     pub max_inflight_sends: usize,
 }
@@ -350,6 +353,7 @@ impl BrokerConfig {
                 "dLegerSelfId",
                 "preferredLeaderId",
                 "raftZones",
+                "raftJoinGroup",
             ]);
         }
         // Accepted for compatibility; they tune the Java broker's thread
@@ -484,6 +488,7 @@ fn raft_settings(conf: &mut Conf, broker_name: &str) -> Result<RaftSettings, Con
         election_timeout_max_ms: 800,
         max_bytes_per_append: 4 * 1024 * 1024,
         max_inflight_sends: 20_000,
+        join: conf.bool("raftJoinGroup")?.unwrap_or(false),
     };
     if let Some(v) = conf.get::<u64>("raftHeartbeatIntervalMs")? {
         r.heartbeat_ms = v.max(10);

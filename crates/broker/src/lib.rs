@@ -332,6 +332,7 @@ impl Broker {
                 opts.max_bytes_per_append = r.max_bytes_per_append;
                 opts.max_inflight = r.max_inflight_sends;
                 opts.preferred_leader = r.preferred_leader_id;
+                opts.join = r.join;
                 opts.acceptor = peer_acceptor.clone();
                 opts.connector = peer_connector.clone();
                 opts.sync_flush =

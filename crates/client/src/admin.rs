@@ -512,6 +512,48 @@ impl Admin {
         }
     }
 
+    /// RAFT_CHANGE_MEMBERSHIP to the member at `addr`: `action` is
+    /// addPeer, addLearner, promote or remove. A member that does not
+    /// lead answers the leader-only actions `NotLeader`; on success the
+    /// answer's `group` is empty and `leader_id` lists the voters.
+    pub async fn raft_change_membership(
+        &self,
+        addr: &str,
+        action: &str,
+        node_id: &str,
+        node_addr: Option<&str>,
+    ) -> Result<RaftTransfer> {
+        let mut req = RemotingCommand::request(rc::RAFT_CHANGE_MEMBERSHIP);
+        meridian_protocol::header::admin::RaftChangeMembershipRequestHeader {
+            action: action.to_string(),
+            node_id: node_id.to_string(),
+            addr: node_addr.map(str::to_string),
+        }
+        .write(&mut req);
+        let r = self.call(addr, req).await?;
+        match r.code {
+            response_code::SUCCESS => Ok(RaftTransfer::Done {
+                group: String::new(),
+                leader_id: r.ext("voters").unwrap_or_default().to_string(),
+                term: -1,
+            }),
+            response_code::SERVICE_NOT_AVAILABLE => {
+                let h = RaftTransferLeaderResponseHeader::parse(&r).map_err(|e| {
+                    ClientError::Decode {
+                        what: "changeMembership answer".into(),
+                        detail: e.to_string(),
+                    }
+                })?;
+                Ok(RaftTransfer::NotLeader {
+                    group: h.raft_group.unwrap_or_default(),
+                    leader_id: h.leader_id,
+                    remark: r.remark.clone().unwrap_or_default(),
+                })
+            }
+            _ => Err(ClientError::broker(action, &r)),
+        }
+    }
+
     pub async fn runtime_info(&self, addr: &str) -> Result<BTreeMap<String, String>> {
         let r = self
             .call(addr, RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO))

@@ -185,6 +185,35 @@ enum AdminCommand {
         #[arg(short = 't', long = "to")]
         to: String,
     },
+    /// Add a member to a running Raft group: every member learns its
+    /// address, the leader adds it as a learner and waits until it holds
+    /// the whole log, then makes it a voter. Start the new broker first,
+    /// with raftJoinGroup=true.
+    #[command(name = "addRaftMember")]
+    AddRaftMember {
+        /// Any member of the group.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+        /// The new member's id (dLegerSelfId, e.g. n3).
+        #[arg(short = 'i', long = "id")]
+        id: String,
+        /// The new member's Raft address (its dLegerPeers entry).
+        #[arg(short = 'a', long = "addr")]
+        addr: String,
+        /// Leave it a learner (it receives the log but does not vote).
+        #[arg(long = "learnerOnly")]
+        learner_only: bool,
+    },
+    /// Take a member out of a Raft group (a dead one too).
+    #[command(name = "removeRaftMember")]
+    RemoveRaftMember {
+        /// Any member of the group.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+        /// The member to remove (e.g. n2).
+        #[arg(short = 'i', long = "id")]
+        id: String,
+    },
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -528,6 +557,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::TransferLeader { broker, to } => {
             transfer_leader(&admin, &broker, &to, json).await?;
+        }
+        AdminCommand::AddRaftMember {
+            broker,
+            id,
+            addr,
+            learner_only,
+        } => {
+            add_raft_member(&admin, &broker, &id, &addr, learner_only, json).await?;
+        }
+        AdminCommand::RemoveRaftMember { broker, id } => {
+            let voters = on_raft_leader(&admin, &broker, "remove", &id, None).await?;
+            print_membership(json, "removeRaftMember", &id, &voters);
         }
         AdminCommand::BrokerStatus { broker, cluster } => {
             let addrs = broker_or_cluster(&admin, broker, cluster).await?;
@@ -877,6 +918,87 @@ async fn transfer_leader(admin: &Admin, addr: &str, to: &str, json: bool) -> any
 /// master, first), else among all registered brokers, the one whose
 /// runtime info says it is `id` of `group`. Retried for a few seconds, as
 /// a new leader registers moments after it is elected.
+/// Send a leader-only membership action, starting at `addr` and following
+/// members' word on who leads; returns the voters after it.
+async fn on_raft_leader(
+    admin: &Admin,
+    addr: &str,
+    action: &str,
+    id: &str,
+    node_addr: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut target = addr.to_string();
+    for _ in 0..4 {
+        match admin
+            .raft_change_membership(&target, action, id, node_addr)
+            .await?
+        {
+            RaftTransfer::Done { leader_id, .. } => return Ok(leader_id),
+            RaftTransfer::NotLeader {
+                group,
+                leader_id: Some(leader),
+                ..
+            } => {
+                target = find_raft_member(admin, &target, &group, &leader)
+                    .await
+                    .ok_or_else(|| anyhow!("the leader {leader} of Raft group {group} is not registered with the name server"))?;
+            }
+            RaftTransfer::NotLeader { remark, .. } => bail!("{remark}"),
+        }
+    }
+    bail!("the Raft group's leadership kept moving; try again")
+}
+
+fn print_membership(json: bool, what: &str, id: &str, voters: &str) {
+    if json {
+        println!(
+            "{}",
+            json!({ "member": id, "voters": voters.split(',').collect::<Vec<_>>() })
+        );
+    } else {
+        println!("{what} success: {id}; voters now {voters}");
+    }
+}
+
+/// `addRaftMember`: the address to every member the name server lists for
+/// the group, then a learner on the leader, then a voter.
+async fn add_raft_member(
+    admin: &Admin,
+    broker: &str,
+    id: &str,
+    node_addr: &str,
+    learner_only: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let info = admin.cluster_info().await?;
+    let members: Vec<String> = info
+        .broker_addr_table
+        .values()
+        .filter(|d| d.broker_addrs.values().any(|a| a == broker))
+        .flat_map(|d| d.broker_addrs.values().cloned())
+        .collect();
+    if members.is_empty() {
+        bail!("broker {broker} is not registered with the name server");
+    }
+    for m in &members {
+        match admin
+            .raft_change_membership(m, "addPeer", id, Some(node_addr))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: member {m} did not take the address of {id}: {e}"),
+        }
+    }
+    on_raft_leader(admin, broker, "addLearner", id, Some(node_addr)).await?;
+    let voters = if learner_only {
+        "(unchanged; added as a learner)".to_string()
+    } else {
+        on_raft_leader(admin, broker, "promote", id, None).await?
+    };
+    print_membership(json, "addRaftMember", id, &voters);
+    Ok(())
+}
+
 async fn find_raft_member(admin: &Admin, near: &str, group: &str, id: &str) -> Option<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

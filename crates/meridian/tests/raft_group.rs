@@ -618,3 +618,114 @@ async fn a_lost_city_and_a_cut_between_the_others_stop_writes_until_repaired() {
     }
     check_members(&group, &admin, &acked, &tally.ambiguous).await;
 }
+
+/// Membership changes at run time: a group of three grows to five under
+/// load (`addRaftMember`: each new member gets the whole log as a learner,
+/// then votes), after which it survives losing two of its first members,
+/// the leader among them; a dead member is then removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_grows_from_three_to_five_under_load_and_then_survives_losing_two() {
+    let ports: Vec<u16> = (0..5).map(|_| support::free_port()).collect();
+    let peers = |n: usize| {
+        (0..n)
+            .map(|j| format!("n{j}-127.0.0.1:{}", ports[j]))
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    let confs: Vec<String> = (0..5)
+        .map(|i| {
+            let (list, join) = if i < 3 {
+                (peers(3), "")
+            } else {
+                (peers(5), "raftJoinGroup=true\n")
+            };
+            format!(
+                "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={list}\n\
+                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{join}"
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
+    let mut group = BrokerGroup::start(&refs);
+    // The new members come later.
+    tokio::task::block_in_place(|| {
+        group.kill9(3);
+        group.kill9(4);
+    });
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let load = start_load(&ns, TOPIC, 16, "grow");
+    while load.acked_count() < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::task::block_in_place(|| {
+        group.start_broker(3);
+        group.start_broker(4);
+    });
+    let l = leader(&group, &admin).await;
+    let via = group.broker_addr(l);
+    for (n, port) in ports.iter().enumerate().skip(3) {
+        let out = tokio::task::block_in_place(|| {
+            group.admin(&[
+                "addRaftMember",
+                "-b",
+                &via,
+                "-i",
+                &format!("n{n}"),
+                "-a",
+                &format!("127.0.0.1:{port}"),
+            ])
+        });
+        eprintln!("{}", out.trim());
+    }
+    let rt = runtime(&admin, &group.broker_addr(l)).await.unwrap();
+    assert_eq!(
+        rt.get("raftVoters").map(String::as_str),
+        Some("n0,n1,n2,n3,n4"),
+        "{rt:?}"
+    );
+    let before = load.acked_count();
+    while load.acked_count() < before + 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Two of the first three go, the leader among them: three of five
+    // remain, a majority.
+    let other = (0..3).find(|&i| i != l).unwrap();
+    let killed = Instant::now();
+    tokio::task::block_in_place(|| {
+        group.kill9(l);
+        group.kill9(other);
+    });
+    let resumed = load
+        .first_ack_after(killed, "after two of five members died")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = load.stop().await;
+    eprintln!(
+        "grew to five; killed n{l} and n{other}; first SEND_OK after {:?}; {} acknowledged, failures {:?}",
+        resumed - killed,
+        tally.acked.len(),
+        tally.failed
+    );
+    let acked: Vec<String> = tally.acked.into_iter().map(|a| a.0).collect();
+    check_members(&group, &admin, &acked, &tally.ambiguous).await;
+    // A dead member leaves the group for good.
+    let now_leader = leader(&group, &admin).await;
+    let out = tokio::task::block_in_place(|| {
+        group.admin(&[
+            "removeRaftMember",
+            "-b",
+            &group.broker_addr(now_leader),
+            "-i",
+            &format!("n{other}"),
+        ])
+    });
+    eprintln!("{}", out.trim());
+    let rt = runtime(&admin, &group.broker_addr(now_leader))
+        .await
+        .unwrap();
+    let voters = rt.get("raftVoters").cloned().unwrap_or_default();
+    assert_eq!(voters.split(',').count(), 4, "{voters}");
+    assert!(!voters.contains(&format!("n{other}")), "{voters}");
+}

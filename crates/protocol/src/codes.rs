@@ -237,6 +237,11 @@ pub mod request_code {
         /// region (body: a JSON list of `CarriedOffset`); an offset is
         /// taken only if it was committed later than the broker's own.
         RELAY_PUT_OFFSETS = 9004,
+        /// Admin to a Raft member: change the group's membership (header
+        /// `RaftChangeMembershipRequestHeader`: `action` addPeer, addLearner,
+        /// promote or remove; `nodeId`; `addr` for addPeer / addLearner).
+        /// addPeer is for every member; the others only the leader does.
+        RAFT_CHANGE_MEMBERSHIP = 9005,
     }
 }
 

@@ -4,7 +4,7 @@
 //! listener, and offers the send path ([`RaftNode::submit`]), the member's
 //! role as a watch ([`RaftNode::role`]) and its status for operators.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +15,7 @@ use meridian_store::{MessageStore, PutError, PutMessage, PutResult};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::impls::ProgressResponder;
-use openraft::{ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, EmptyNode, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, watch};
 
 use crate::files::{MembershipLog, MetaFile, VoteFile};
@@ -56,6 +56,10 @@ pub struct RaftOptions {
     pub acceptor: meridian_remoting::tls::Acceptor,
     /// How this member connects to the others.
     pub connector: meridian_remoting::tls::Connector,
+    /// `raftJoinGroup` (Meridian): a new member of a group that already
+    /// runs. It does not form a group of its own on first start; it waits
+    /// for the leader to add it (`meridian admin addRaftMember`).
+    pub join: bool,
 }
 
 impl RaftOptions {
@@ -75,8 +79,14 @@ impl RaftOptions {
             preferred_leader: None,
             acceptor: Default::default(),
             connector: Default::default(),
+            join: false,
         }
     }
+}
+
+/// The file of member addresses added at run time: `{"3":"host:port"}`.
+fn peers_file(dir: &std::path::Path) -> PathBuf {
+    dir.join("peers")
 }
 
 /// What this member is, as the broker needs it.
@@ -153,6 +163,8 @@ type Proposal = (
 
 pub struct RaftNode {
     raft: Raft,
+    /// Where the Raft side files live.
+    dir: PathBuf,
     shared: Arc<Shared>,
     peers: Arc<Peers>,
     role: watch::Receiver<Role>,
@@ -234,6 +246,21 @@ impl RaftNode {
         )
         .map_err(|e| io("open", e))?;
         let peers = Arc::new(opts.peers.clone());
+        if let Some(bytes) =
+            meridian_store::config_file::load(&peers_file(&dir)).map_err(|e| io("peers", e))?
+        {
+            let added: BTreeMap<u64, String> = serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{}: not a map of member addresses: {e}",
+                    peers_file(&dir).display()
+                )
+            })?;
+            for (id, addr) in added {
+                peers
+                    .add_address(id, &addr)
+                    .map_err(|e| format!("{}: n{id}: {e}", peers_file(&dir).display()))?;
+            }
+        }
         let config = openraft::Config {
             cluster_name: peers.group.clone(),
             heartbeat_interval: opts.heartbeat_ms,
@@ -277,7 +304,9 @@ impl RaftNode {
             opts.segment_size,
             shutdown_rx.clone(),
         ));
-        if pristine {
+        if pristine && opts.join {
+            tracing::info!(group = %peers.group, "new member: waiting for the leader to add it (raftJoinGroup)");
+        } else if pristine {
             match raft.initialize(peers.voter_ids()).await {
                 Ok(()) => tracing::info!(group = %peers.group, "Raft group initialised"),
                 Err(e) => tracing::debug!(error = %e, "Raft group already initialised"),
@@ -309,6 +338,7 @@ impl RaftNode {
         );
         Ok(Arc::new(RaftNode {
             raft,
+            dir,
             shared,
             peers,
             role,
@@ -396,7 +426,7 @@ impl RaftNode {
     /// Ask the leader to hand leadership to member `to`; returns once
     /// `to` leads, or with an error after twice the election timeout.
     pub async fn transfer_leader(&self, to: u64) -> Result<(), String> {
-        if !self.peers.members.contains_key(&to) {
+        if !self.voters().contains(&to) {
             return Err(format!(
                 "n{to} is not a member of group {}",
                 self.peers.group
@@ -418,6 +448,88 @@ impl RaftNode {
         match done {
             Ok(true) => Ok(()),
             _ => Err(format!("n{to} did not take over within 5 s")),
+        }
+    }
+
+    /// The voters and learners of the group's membership as this member
+    /// knows it.
+    pub fn voters(&self) -> BTreeSet<u64> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
+    pub fn learners(&self) -> BTreeSet<u64> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config.membership().learner_ids().collect()
+    }
+
+    /// Remember where member `id` is (a member being added), on disk too.
+    pub fn add_peer(&self, id: u64, addr: &str) -> Result<(), String> {
+        if self.peers.add_address(id, addr)? {
+            let bytes =
+                serde_json::to_vec_pretty(&self.peers.added()).map_err(|e| e.to_string())?;
+            let path = peers_file(&self.dir);
+            meridian_store::config_file::persist(&path, &bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!(id = format!("n{id}"), addr, "Raft member address added");
+        }
+        Ok(())
+    }
+
+    /// Leader only: add member `id` (its address known) as a learner and
+    /// wait until it holds the whole log, at most `timeout`.
+    pub async fn add_learner(&self, id: u64, timeout: Duration) -> Result<(), String> {
+        if self.peers.addr(id).is_none() {
+            return Err(format!("the address of n{id} is not known here"));
+        }
+        if self.voters().contains(&id) {
+            return Ok(());
+        }
+        match tokio::time::timeout(timeout, self.raft.add_learner(id, EmptyNode {}, true)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "n{id} is a learner but did not catch up within {timeout:?}"
+            )),
+        }
+    }
+
+    /// Leader only: make learner `id` a voter (a joint change, committed
+    /// on majorities of the old and the new group).
+    pub async fn promote(&self, id: u64) -> Result<(), String> {
+        if self.voters().contains(&id) {
+            return Ok(());
+        }
+        if !self.learners().contains(&id) {
+            return Err(format!("n{id} is not a learner; add it first"));
+        }
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Leader only: take member `id` out of the group (voter or learner).
+    pub async fn remove_member(&self, id: u64) -> Result<(), String> {
+        let voters = self.voters();
+        if voters.contains(&id) {
+            if voters.len() <= 1 {
+                return Err("the last voter cannot be removed".to_string());
+            }
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else if self.learners().contains(&id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(())
         }
     }
 

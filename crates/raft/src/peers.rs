@@ -9,7 +9,9 @@
 //! A member's Raft id is the number in its `n<digits>` name; its address
 //! (`host:port`, the port its Raft listener binds) is what follows the
 //! first `-`. Every member reads the addresses from its own configuration:
-//! the Raft membership holds ids only.
+//! the Raft membership holds ids only. Members added at run time
+//! (`meridian admin addRaftMember`) have their addresses given to every
+//! member, which keeps them in `raft/peers` beside its Raft files.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,15 +20,29 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const MAX_MEMBERS: usize = 9;
 
 /// A Raft group as this member sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Peers {
     /// `dLegerGroup`: checked at every Raft connection.
     pub group: String,
     /// This member's id (`dLegerSelfId` `n1` → 1).
     pub self_id: u64,
-    /// Every member, this one included: id → `host:port`.
+    /// Every member `dLegerPeers` lists, this one included: id →
+    /// `host:port`.
     pub members: BTreeMap<u64, String>,
+    /// Addresses of members added at run time (shared by the clones).
+    added: std::sync::Arc<parking_lot::RwLock<BTreeMap<u64, String>>>,
 }
+
+impl PartialEq for Peers {
+    fn eq(&self, other: &Peers) -> bool {
+        self.group == other.group
+            && self.self_id == other.self_id
+            && self.members == other.members
+            && *self.added.read() == *other.added.read()
+    }
+}
+
+impl Eq for Peers {}
 
 impl Peers {
     /// Parse `dLegerGroup`, `dLegerPeers` and `dLegerSelfId`. Entries are
@@ -68,6 +84,7 @@ impl Peers {
             group: group.to_string(),
             self_id,
             members,
+            added: Default::default(),
         })
     }
 
@@ -75,12 +92,50 @@ impl Peers {
     pub fn self_addr(&self) -> &str {
         // `parse` makes sure the self id is a member; a hand-built value
         // that breaks this has no address.
-        self.addr(self.self_id).unwrap_or("")
+        self.members
+            .get(&self.self_id)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
-    /// The Raft address of member `id`, if it is one.
-    pub fn addr(&self, id: u64) -> Option<&str> {
-        self.members.get(&id).map(String::as_str)
+    /// The Raft address of member `id`, if it is one: from `dLegerPeers`,
+    /// else as given when it was added.
+    pub fn addr(&self, id: u64) -> Option<String> {
+        self.members
+            .get(&id)
+            .cloned()
+            .or_else(|| self.added.read().get(&id).cloned())
+    }
+
+    /// Remember where member `id` (not in `dLegerPeers`) is. Returns
+    /// whether anything changed; an id `dLegerPeers` lists at another
+    /// address, a bad id or address, or a full group are refused.
+    pub fn add_address(&self, id: u64, addr: &str) -> Result<bool, String> {
+        let addr = addr.trim();
+        check_addr(addr)?;
+        if let Some(listed) = self.members.get(&id) {
+            return if listed == addr {
+                Ok(false)
+            } else {
+                Err(format!(
+                    "dLegerPeers lists n{id} at {listed}, not {addr}; change dLegerPeers instead"
+                ))
+            };
+        }
+        let mut added = self.added.write();
+        if added.get(&id).map(String::as_str) == Some(addr) {
+            return Ok(false);
+        }
+        if !added.contains_key(&id) && self.members.len() + added.len() >= MAX_MEMBERS {
+            return Err(format!("a group has at most {MAX_MEMBERS} members"));
+        }
+        added.insert(id, addr.to_string());
+        Ok(true)
+    }
+
+    /// The addresses added at run time (for `raft/peers`).
+    pub fn added(&self) -> BTreeMap<u64, String> {
+        self.added.read().clone()
     }
 
     /// Every member's id: the initial membership, all voters.
@@ -91,7 +146,7 @@ impl Peers {
 
 /// `n<digits>` → the number. Leading zeros are refused so that each id has
 /// exactly one spelling (`n01` and `n1` would otherwise be the same member).
-fn parse_id(name: &str) -> Result<u64, String> {
+pub fn parse_id(name: &str) -> Result<u64, String> {
     let digits = name
         .strip_prefix('n')
         .ok_or_else(|| format!("bad id '{name}' (expected n<digits>, e.g. n0)"))?;
@@ -131,12 +186,30 @@ mod tests {
     const THREE: &str = "n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913";
 
     #[test]
+    fn members_added_at_run_time_have_addresses() {
+        let p = Peers::parse("broker-a", THREE, "n1").unwrap();
+        assert_eq!(p.addr(3), None);
+        assert_eq!(p.add_address(3, "127.0.0.1:40914"), Ok(true));
+        assert_eq!(p.add_address(3, "127.0.0.1:40914"), Ok(false));
+        // Clones share what was added.
+        assert_eq!(p.clone().addr(3).as_deref(), Some("127.0.0.1:40914"));
+        // A listed member keeps its dLegerPeers address.
+        assert!(p.add_address(0, "127.0.0.1:1").is_err());
+        assert_eq!(p.add_address(0, "127.0.0.1:40911"), Ok(false));
+        assert!(p.add_address(4, "no-port").is_err());
+        for id in 4..9 {
+            assert_eq!(p.add_address(id, "127.0.0.1:9"), Ok(true));
+        }
+        assert!(p.add_address(9, "127.0.0.1:9").is_err(), "at most nine");
+    }
+
+    #[test]
     fn parses_rocketmq_format() {
         let p = Peers::parse("broker-a", THREE, "n1").unwrap();
         assert_eq!(p.group, "broker-a");
         assert_eq!(p.self_id, 1);
         assert_eq!(p.self_addr(), "127.0.0.1:40912");
-        assert_eq!(p.addr(2), Some("127.0.0.1:40913"));
+        assert_eq!(p.addr(2).as_deref(), Some("127.0.0.1:40913"));
         assert_eq!(p.addr(3), None);
         assert_eq!(p.voter_ids(), BTreeSet::from([0, 1, 2]));
         assert_eq!(p.members.len(), 3);
@@ -147,7 +220,7 @@ mod tests {
         let p = Peers::parse(" g ", " n3-host-a.example:1 ; n10-[::1]:40912; ", " n10 ").unwrap();
         assert_eq!(p.group, "g");
         // only the first '-' separates: host names may contain more
-        assert_eq!(p.addr(3), Some("host-a.example:1"));
+        assert_eq!(p.addr(3).as_deref(), Some("host-a.example:1"));
         assert_eq!(p.self_addr(), "[::1]:40912");
         assert_eq!(p.voter_ids(), BTreeSet::from([3, 10]));
     }

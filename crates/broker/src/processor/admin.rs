@@ -166,6 +166,14 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         if let Some(ms) = r.millis_since_quorum_ack {
             put("raftMillisSinceQuorumAck", ms.to_string());
         }
+        let ids = |s: std::collections::BTreeSet<u64>| {
+            s.iter()
+                .map(|i| format!("n{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        put("raftVoters", ids(node.voters()));
+        put("raftLearners", ids(node.learners()));
         if let Some(settings) = &b.config.raft {
             for (id, zone) in &settings.zones {
                 put(&format!("raftZone.n{id}"), zone.clone());

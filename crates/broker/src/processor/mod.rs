@@ -90,6 +90,7 @@ impl Handler for BrokerProcessor {
             rc::INVOKE_BROKER_TO_RESET_OFFSET => synced(b, admin::reset_offset(b, &req)),
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::RAFT_TRANSFER_LEADER => raft::transfer_leader(b, req),
+            rc::RAFT_CHANGE_MEMBERSHIP => raft::change_membership(b, req),
             rc::RELAY_APPEND => relay::append(b, req),
             rc::END_TRANSACTION => transaction::end(b, req),
             rc::RELAY_GET_OFFSETS => now(relay::get_offsets(b, &req)),

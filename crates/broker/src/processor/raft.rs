@@ -1,4 +1,5 @@
-//! Raft group administration (Meridian only): RAFT_TRANSFER_LEADER.
+//! Raft group administration (Meridian only): RAFT_TRANSFER_LEADER and
+//! RAFT_CHANGE_MEMBERSHIP.
 //!
 //! Only the leader can hand its leadership over. A member that does not
 //! lead refuses with SERVICE_NOT_AVAILABLE and names the leader it knows of
@@ -9,7 +10,8 @@ use std::sync::Arc;
 
 use meridian_protocol::codes::response_code as rc;
 use meridian_protocol::header::admin::{
-    RaftTransferLeaderRequestHeader, RaftTransferLeaderResponseHeader,
+    RaftChangeMembershipRequestHeader, RaftTransferLeaderRequestHeader,
+    RaftTransferLeaderResponseHeader,
 };
 use meridian_protocol::RemotingCommand;
 use meridian_raft::node::RaftNode;
@@ -87,16 +89,16 @@ fn prepare(
     };
     let h = RaftTransferLeaderRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
     let peers = node.peers();
+    let voters = node.voters();
     let members = || {
-        peers
-            .members
-            .keys()
+        voters
+            .iter()
             .map(|id| format!("n{id}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
     let to = parse_node_id(&h.to_node_id)
-        .filter(|id| peers.members.contains_key(id))
+        .filter(|id| voters.contains(id))
         .ok_or_else(|| {
             error(
                 req,
@@ -133,6 +135,122 @@ fn prepare(
         return Err(response);
     }
     Ok((node, to))
+}
+
+/// How long `addLearner` waits for the new member to hold the whole log.
+const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// RAFT_CHANGE_MEMBERSHIP: `addPeer` on any member; `addLearner`,
+/// `promote` and `remove` on the leader (a member that does not lead
+/// answers SERVICE_NOT_AVAILABLE naming the leader, as for a transfer).
+pub fn change_membership(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
+    let addr = b.config.broker_addr();
+    let Some(node) = b.raft.clone() else {
+        return Reply::Now(Some(error(
+            &req,
+            rc::REQUEST_CODE_NOT_SUPPORTED,
+            format!("broker {addr} is not a Raft member (enableDLegerCommitLog=false)"),
+        )));
+    };
+    let h = match RaftChangeMembershipRequestHeader::parse(&req) {
+        Ok(h) => h,
+        Err(e) => return Reply::Now(Some(bad_header(&req, e))),
+    };
+    let Some(id) = parse_node_id(&h.node_id) else {
+        return Reply::Now(Some(error(
+            &req,
+            rc::INVALID_PARAMETER,
+            format!("'{}' is not a member id (n<digits>, e.g. n3)", h.node_id),
+        )));
+    };
+    let group = node.peers().group.clone();
+    if h.action == "addPeer" {
+        let Some(peer_addr) = h.addr.as_deref() else {
+            return Reply::Now(Some(error(
+                &req,
+                rc::INVALID_PARAMETER,
+                "addPeer needs addr",
+            )));
+        };
+        return Reply::Now(Some(match node.add_peer(id, peer_addr) {
+            Ok(()) => ok(&req),
+            Err(why) => error(
+                &req,
+                rc::INVALID_PARAMETER,
+                format!("n{id} at {peer_addr}: {why}"),
+            ),
+        }));
+    }
+    if !matches!(h.action.as_str(), "addLearner" | "promote" | "remove") {
+        return Reply::Now(Some(error(
+            &req,
+            rc::INVALID_PARAMETER,
+            format!(
+                "action '{}' is not addPeer, addLearner, promote or remove",
+                h.action
+            ),
+        )));
+    }
+    let role = *node.role().borrow();
+    if role.leader_id != Some(node.peers().self_id) {
+        let mut response = error(
+            &req,
+            rc::SERVICE_NOT_AVAILABLE,
+            format!(
+                "broker {addr} does not lead Raft group {group}{}",
+                role.leader_id
+                    .map(|l| format!("; n{l} does: send the request there"))
+                    .unwrap_or_default()
+            ),
+        );
+        RaftTransferLeaderResponseHeader {
+            raft_group: Some(group),
+            leader_id: role.leader_id.map(|l| format!("n{l}")),
+            term: Some(role.term as i64),
+        }
+        .write(&mut response);
+        return Reply::Now(Some(response));
+    }
+    Reply::Later(Box::pin(async move {
+        let outcome = match h.action.as_str() {
+            "addLearner" => {
+                let known = match h.addr.as_deref() {
+                    Some(a) => node.add_peer(id, a),
+                    None => Ok(()),
+                };
+                match known {
+                    Ok(()) => node.add_learner(id, CATCH_UP_TIMEOUT).await,
+                    Err(e) => Err(e),
+                }
+            }
+            "promote" => node.promote(id).await,
+            _ => node.remove_member(id).await,
+        };
+        let voters = node.voters();
+        let learners = node.learners();
+        let list = |s: &std::collections::BTreeSet<u64>| {
+            s.iter()
+                .map(|i| format!("n{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Some(match outcome {
+            Ok(()) => {
+                tracing::info!(group, action = %h.action, member = format!("n{id}"), voters = list(&voters), learners = list(&learners), "Raft membership changed");
+                ok(&req)
+                    .with_ext("voters", list(&voters))
+                    .with_ext("learners", list(&learners))
+            }
+            Err(why) => {
+                tracing::warn!(group, action = %h.action, member = format!("n{id}"), error = %why, "Raft membership change failed");
+                error(
+                    &req,
+                    rc::SYSTEM_ERROR,
+                    format!("{} n{id} in Raft group {group} failed: {why}", h.action),
+                )
+            }
+        })
+    }))
 }
 
 /// `n<digits>` (the `dLegerSelfId` form) → the number.

@@ -118,6 +118,23 @@ header! {
 }
 
 header! {
+    /// RAFT_CHANGE_MEMBERSHIP (Meridian only): `addPeer` tells a member
+    /// where member `nodeId` listens (`addr`); `addLearner` (leader only)
+    /// adds it as a learner and answers once it holds the whole log;
+    /// `promote` (leader only) makes a learner a voter; `remove` (leader
+    /// only) takes a member out. A member that does not lead answers the
+    /// leader-only actions with [`RaftTransferLeaderResponseHeader`] naming
+    /// the leader.
+    pub struct RaftChangeMembershipRequestHeader {
+        action: String = "action",
+        /// The member, as in `dLegerSelfId` (`n3`).
+        node_id: String = "nodeId",
+        /// Its Raft address (`host:port`).
+        addr: Option<String> = "addr",
+    }
+}
+
+header! {
     /// The answer to RAFT_TRANSFER_LEADER, on success and on refusal.
     pub struct RaftTransferLeaderResponseHeader {
         /// `dLegerGroup` of the member that answered.
