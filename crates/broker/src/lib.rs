@@ -375,6 +375,9 @@ impl Broker {
             acl,
             raft_state,
         });
+        if let Some(node) = &inner.raft {
+            node.set_state_hooks(Arc::new(raft_state::SnapshotTables(Arc::downgrade(&inner))));
+        }
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
         let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
         let server =

@@ -144,11 +144,15 @@ impl RaftState {
         let self_id = node.peers().self_id;
         let min = b.store.min_offset_in_queue(STATE_TOPIC, 0);
         if *next < min {
-            tracing::warn!(
-                from = *next,
-                oldest = min,
-                "Raft state records before the oldest kept were never applied here"
-            );
+            // -1: re-seeded with the leader's tables, which hold what the
+            // purged records said.
+            if *next >= 0 {
+                tracing::warn!(
+                    from = *next,
+                    oldest = min,
+                    "Raft state records before the oldest kept were never applied here"
+                );
+            }
             *next = min;
         }
         let mut registered = false;
@@ -386,6 +390,44 @@ impl RaftState {
         if let Some((_, why)) = stored.replicas.shortfall() {
             return Err(why.to_string());
         }
+        Ok(())
+    }
+}
+
+/// Snapshots carry the topic table and the consumer offsets: a member
+/// re-seeded from the leader's snapshot lacks the state records that were
+/// purged with the log.
+pub struct SnapshotTables(pub std::sync::Weak<BrokerInner>);
+
+#[derive(Serialize, Deserialize)]
+struct Tables {
+    topics: HashMap<String, TopicConfig>,
+    offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+impl meridian_raft::log_store::StateHooks for SnapshotTables {
+    fn export(&self) -> Vec<u8> {
+        let Some(b) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let tables = Tables {
+            topics: b.topics.snapshot().0,
+            offsets: b.offsets.snapshot(),
+        };
+        serde_json::to_vec(&tables).unwrap_or_default()
+    }
+
+    fn import(&self, state: &[u8]) -> Result<(), String> {
+        let b = self.0.upgrade().ok_or("the broker is stopping")?;
+        let tables: Tables = serde_json::from_slice(state).map_err(|e| e.to_string())?;
+        b.topics.replace_all(tables.topics);
+        b.offsets.replace_all(tables.offsets);
+        if let Some(state) = &b.raft_state {
+            *state.next.lock() = -1;
+        }
+        b.persist_tables();
+        b.register_soon();
+        tracing::info!("topic configs and consumer offsets taken from the leader's snapshot");
         Ok(())
     }
 }

@@ -729,3 +729,107 @@ async fn a_group_grows_from_three_to_five_under_load_and_then_survives_losing_tw
     assert_eq!(voters.split(',').count(), 4, "{voters}");
     assert!(!voters.contains(&format!("n{other}")), "{voters}");
 }
+
+/// A member whose disk is lost after the leader's retention deleted old
+/// segments (and purged their Raft entries) comes back empty and is
+/// re-seeded: its log starts at the leader's oldest segment, it holds every
+/// message from there like the others, and it has the group's consumer
+/// offsets, whose records went with the purged segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_whose_disk_was_lost_after_a_purge_is_reseeded() {
+    // 1 MiB segments, and retention keeping none past the newest, at any
+    // hour.
+    let every_hour = (0..24)
+        .map(|h| format!("{h:02}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let mut group = raft_group(&format!(
+        "mappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\nfileReservedTime=0\ndeleteWhen={every_hour}"
+    ));
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let l = leader(&group, &admin).await;
+    let leader_addr = group.broker_addr(l);
+    admin
+        .update_consumer_offset(&leader_addr, "kept-group", TOPIC, 0, 3)
+        .await
+        .unwrap();
+    let f = (l + 1) % 3;
+    tokio::task::block_in_place(|| group.kill9(f));
+    std::fs::remove_dir_all(group.store_dir(f)).unwrap();
+    // Enough to fill several segments; retention then deletes the oldest.
+    let producer = Producer::new(&ns, "reseed-producer");
+    let mut acked = Vec::new();
+    let body = "x".repeat(4000);
+    for n in 0..1200 {
+        let key = format!("rs-{n}");
+        let msg = Message {
+            topic: TOPIC.to_string(),
+            body: Bytes::from(format!("{key} {body}")),
+            keys: vec![key.clone()],
+            ..Default::default()
+        };
+        if let Ok(r) = producer.send(&msg).await {
+            if r.status == "SEND_OK" {
+                acked.push(key);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let purged_from = loop {
+        let rt = runtime(&admin, &leader_addr).await.unwrap();
+        let min: i64 = rt
+            .get("commitLogMinOffset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if min > 0 {
+            break min;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader never deleted a segment"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::task::block_in_place(|| group.start_broker(f));
+    wait_in_step(&group, &admin).await;
+    let rt = runtime(&admin, &group.broker_addr(f)).await.unwrap();
+    let min: i64 = rt
+        .get("commitLogMinOffset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        min >= purged_from,
+        "re-seeded at {min}, the leader had deleted up to {purged_from}"
+    );
+    assert_eq!(
+        admin
+            .query_consumer_offset(&group.broker_addr(f), "kept-group", TOPIC, 0)
+            .await
+            .unwrap(),
+        Some(3),
+        "the group's offset came with the snapshot"
+    );
+    // What the re-seeded member holds is what the leader holds from there.
+    for q in 0..QUEUES {
+        let mine = support::queues::read_queue(&admin, &group.broker_addr(f), TOPIC, q).await;
+        let theirs = support::queues::read_queue(&admin, &leader_addr, TOPIC, q).await;
+        assert!(
+            !mine.is_empty(),
+            "queue {q} of the re-seeded member is empty"
+        );
+        let from = mine[0].queue_offset;
+        let keys = |v: &[meridian_protocol::message::MessageExt]| {
+            v.iter()
+                .filter(|m| m.queue_offset >= from)
+                .map(|m| m.keys().next().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&mine), keys(&theirs), "queue {q}");
+    }
+    eprintln!(
+        "{} acknowledged; the leader deleted up to {purged_from}; the member was re-seeded at {min}",
+        acked.len()
+    );
+}

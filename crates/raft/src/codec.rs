@@ -70,6 +70,10 @@ pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<MqRaft>;
 pub struct CommitLogSnapshot {
     /// The commit-log offset where the leader's log starts after the purge.
     pub next_offset: i64,
+    /// What the broker keeps beside the log (topic configs, consumer
+    /// offsets: their records may be among those purged), as the broker
+    /// exports it; empty when there is no broker.
+    pub state: Vec<u8>,
 }
 
 /// The first frame of a connection, from client to server.
@@ -529,6 +533,7 @@ mod tests {
                 last_membership: StoredMembership::new(Some(log_id(1, 1)), membership()),
             },
             data: CommitLogSnapshot {
+                state: b"{}".to_vec(),
                 next_offset: 1 << 30,
             },
         }

@@ -56,6 +56,17 @@ pub struct Shared {
     flush_tx: Option<mpsc::UnboundedSender<FlushWait>>,
     /// Byte budget of one AppendEntries (`raftMaxBytesPerAppend`).
     pub max_bytes_per_append: usize,
+    /// The broker's tables for snapshots (set once the broker is built).
+    pub state_hooks: std::sync::OnceLock<Arc<dyn StateHooks>>,
+}
+
+/// What the broker keeps beside the log, carried in snapshots so that a
+/// re-seeded member has it although its records were purged.
+pub trait StateHooks: Send + Sync {
+    /// The tables as bytes.
+    fn export(&self) -> Vec<u8>;
+    /// Replace the tables with an export from the leader.
+    fn import(&self, state: &[u8]) -> Result<(), String>;
 }
 
 struct FlushWait {
@@ -122,6 +133,7 @@ impl Shared {
             tail: RwLock::new(()),
             stable: AtomicI64::new(stable),
             generation: AtomicU64::new(0),
+            state_hooks: std::sync::OnceLock::new(),
             outcomes: Mutex::new(HashMap::new()),
             flush_tx,
             max_bytes_per_append,

@@ -845,7 +845,10 @@ mod tests {
                 last_log_id: Some(LogId::new_term_index(2, 7)),
                 last_membership: StoredMembership::default(),
             },
-            snapshot: CommitLogSnapshot { next_offset: 4096 },
+            snapshot: CommitLogSnapshot {
+                next_offset: 4096,
+                state: Vec::new(),
+            },
         };
         let r = client
             .full_snapshot(
@@ -946,7 +949,10 @@ mod tests {
 
         let snapshot = Snapshot {
             meta: SnapshotMeta::default(),
-            snapshot: CommitLogSnapshot { next_offset: 0 },
+            snapshot: CommitLogSnapshot {
+                next_offset: 0,
+                state: Vec::new(),
+            },
         };
         let cancel = async {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -272,6 +272,12 @@ impl RaftNode {
             purge_batch_size: 1,
             enable_pre_vote: Some(true),
             install_snapshot_timeout: 10_000,
+            // A member whose disk was lost comes back empty (and is
+            // re-seeded): the leader starts its replication over instead of
+            // stopping on the "reverted" log. Losing a disk is an operator
+            // event (raft.md 3.8); the member's acknowledgements are gone
+            // with it, as in any Raft.
+            allow_log_reversion: Some(true),
             ..Default::default()
         };
         let config = Arc::new(
@@ -449,6 +455,12 @@ impl RaftNode {
             Ok(true) => Ok(()),
             _ => Err(format!("n{to} did not take over within 5 s")),
         }
+    }
+
+    /// Let snapshots carry the broker's tables (once; later calls change
+    /// nothing).
+    pub fn set_state_hooks(&self, hooks: Arc<dyn crate::log_store::StateHooks>) {
+        let _ = self.shared.state_hooks.set(hooks);
     }
 
     /// The voters and learners of the group's membership as this member

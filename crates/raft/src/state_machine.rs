@@ -65,6 +65,7 @@ impl MqStateMachine {
             },
             snapshot: CommitLogSnapshot {
                 next_offset: self.shared.store.min_commit_log_offset(),
+                state: export_state(&self.shared),
             },
         }
     }
@@ -159,7 +160,7 @@ impl RaftStateMachine<MqRaft> for MqStateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        _snapshot: CommitLogSnapshot,
+        snapshot: CommitLogSnapshot,
     ) -> Result<(), io::Error> {
         let s = &self.shared;
         let Some(last) = &meta.last_log_id else {
@@ -180,6 +181,7 @@ impl RaftStateMachine<MqRaft> for MqStateMachine {
                 m.applied_end = s.store.raft_visible();
                 Ok(())
             }
+            _ if holds_no_record(s) => reseed(s, meta, last, &snapshot),
             _ => Err(io::Error::other(format!(
                 "cannot install a snapshot at log entry {last}: this member lacks entries the \
                  leader no longer has; empty this member's store and let it copy the log again"
@@ -211,7 +213,86 @@ impl RaftStateMachine<MqRaft> for MqStateMachine {
             },
             snapshot: CommitLogSnapshot {
                 next_offset: self.shared.store.min_commit_log_offset(),
+                state: export_state(&self.shared),
             },
         }))
     }
+}
+
+/// Whether this member's commit log holds no record: a new member, or one
+/// whose store was deleted (its log holds at most the initial membership).
+fn holds_no_record(s: &Shared) -> bool {
+    s.store.raft_write_position() == s.store.min_commit_log_offset()
+        && s.index.read().last().is_none_or(|(_, slot)| {
+            slot.kind != SlotKind::Records && slot.end() <= s.store.min_commit_log_offset()
+        })
+}
+
+/// Re-seed an empty member from the leader's snapshot: its log restarts
+/// after the snapshot's last entry, its commit log at `next_offset` (the
+/// leader's oldest segment), and everything before counts as applied; the
+/// entries from there on arrive as ordinary appends.
+fn reseed(
+    s: &Shared,
+    meta: &SnapshotMeta,
+    last: &LogId,
+    snapshot: &CommitLogSnapshot,
+) -> Result<(), io::Error> {
+    let next_offset = snapshot.next_offset;
+    if !snapshot.state.is_empty() {
+        // The broker's tables first: without them the member must not
+        // count as caught up (openraft sends the snapshot again).
+        let hooks = s.state_hooks.get().ok_or_else(|| {
+            io::Error::other("the broker is not ready to take the leader's tables yet")
+        })?;
+        hooks
+            .import(&snapshot.state)
+            .map_err(|e| io::Error::other(format!("the leader's tables: {e}")))?;
+    }
+    s.store.raft_reseed(next_offset).map_err(|e| {
+        io::Error::other(format!("re-seeding the commit log at {next_offset}: {e}"))
+    })?;
+    s.index.write().restart_at(last.index() + 1)?;
+    {
+        let mut m = s.membership.lock();
+        m.truncate_after(None)?;
+        if let Some(id) = meta.last_membership.log_id() {
+            let members = meta.last_membership.membership();
+            m.append(crate::files::MembershipRecord {
+                index: id.index(),
+                term: id.committed_leader_id().term,
+                voters: members
+                    .get_joint_config()
+                    .iter()
+                    .map(|c| c.iter().copied().collect())
+                    .collect(),
+                learners: members.learner_ids().collect(),
+            })?;
+        }
+    }
+    s.outcomes.lock().clear();
+    s.stable.fetch_max(next_offset, Ordering::AcqRel);
+    let at = LogPos {
+        term: last.committed_leader_id().term,
+        index: last.index(),
+    };
+    {
+        let mut m = s.meta.lock();
+        m.purged = Some(at);
+        m.applied = Some(at);
+        m.applied_end = next_offset;
+    }
+    s.persist_meta()?;
+    tracing::warn!(
+        last = %last,
+        next_offset,
+        "re-seeded from the leader's snapshot: this member's log now starts after entry {last}, \
+         its commit log at offset {next_offset}"
+    );
+    Ok(())
+}
+
+/// The broker's tables, for a snapshot (empty without a broker).
+fn export_state(s: &Shared) -> Vec<u8> {
+    s.state_hooks.get().map(|h| h.export()).unwrap_or_default()
 }

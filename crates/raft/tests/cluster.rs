@@ -347,6 +347,88 @@ async fn retention_purges_the_raft_log_first() {
     }
 }
 
+/// A member whose store was deleted after the others purged the entries
+/// it would need to catch up is re-seeded from the leader's snapshot: its
+/// log starts where the leader's now does, and from there it holds exactly
+/// what the leader holds, including what was sent while it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_emptied_member_is_reseeded_after_the_others_purged_their_log() {
+    let mut g = Group::start(3).await;
+    assert_eq!(g.send(0, 400).await, 400);
+    g.wait_applied(400).await;
+    let leader = g.leader().await;
+    let f = (leader + 1) % 3;
+    g.stop_member(f).await;
+    // Its disk is lost.
+    let dir = g.members[f].dir.path().to_path_buf();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    // The others purge what it would need.
+    for i in (0..3).filter(|&i| i != f) {
+        let store = g.members[i].store.clone().unwrap();
+        let deleted = tokio::task::spawn_blocking(move || store.delete_expired_files(true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(deleted > 0, "member n{i} deleted no segment");
+    }
+    assert_eq!(g.send(400, 50).await, 50);
+    g.start_member(f).await;
+    g.wait_applied(450).await;
+    assert_eq!(g.send(450, 50).await, 50);
+    g.wait_applied(500).await;
+    let fs = g.members[f].store.clone().unwrap();
+    let ls = g.members[leader].store.clone().unwrap();
+    assert!(
+        fs.min_commit_log_offset() > 0,
+        "re-seeded, not copied from 0"
+    );
+    assert_eq!(fs.min_commit_log_offset(), ls.min_commit_log_offset());
+    let mut seen = 0;
+    for q in 0..2 {
+        let from = fs.min_offset_in_queue("T", q);
+        let read = |s: &MessageStore| {
+            let mut out = Vec::new();
+            let mut at = from;
+            loop {
+                let r = s.get_messages("T", q, at, 32, usize::MAX, &|_| true);
+                if r.messages.is_empty() {
+                    return out;
+                }
+                for m in &r.messages {
+                    let v = meridian_protocol::message::parse_record(m).unwrap();
+                    out.push((
+                        v.queue_offset,
+                        v.commit_log_offset,
+                        Bytes::copy_from_slice(v.body),
+                    ));
+                }
+                at = r.next_begin_offset;
+            }
+        };
+        let mine = read(&fs);
+        assert_eq!(mine, read(&ls), "queue {q} of the re-seeded member");
+        assert_eq!(
+            mine.last().map(|e| e.0 + 1),
+            Some(ls.max_offset_in_queue("T", q))
+        );
+        seen += mine.len();
+    }
+    assert!(
+        seen >= 100,
+        "the re-seeded member holds what came after the purge ({seen})"
+    );
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}
+
 /// With `preferredLeaderId`, leadership ends up on that member, and moves
 /// back to it after it was away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

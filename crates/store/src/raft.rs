@@ -96,6 +96,16 @@ impl MessageStore {
             .map_err(|e| StoreError::io(inner.config.checkpoint_path(), e))
     }
 
+    /// Re-seed an empty member: its commit log (holding no record) starts
+    /// again at `offset`, where the leader's now starts after retention,
+    /// and everything before it counts as applied. Refused when the log
+    /// holds records or `offset` is not a segment start.
+    pub fn raft_reseed(&self, offset: i64) -> Result<(), StoreError> {
+        self.reset_empty_to(offset)?;
+        self.inner.raft_visible.store(offset, Ordering::Release);
+        Ok(())
+    }
+
     /// Whether [`Self::raft_open`] put this store in Raft mode.
     pub fn is_raft(&self) -> bool {
         self.inner.raft_visible.load(Ordering::Acquire) != i64::MAX

@@ -658,6 +658,11 @@ impl BrokerGroup {
         self.members[i].process.is_some()
     }
 
+    /// Broker `i`'s `storePathRootDir`.
+    pub fn store_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("store-{i}"))
+    }
+
     /// How many brokers the group has (running or not).
     pub fn len(&self) -> usize {
         self.members.len()
