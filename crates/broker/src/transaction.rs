@@ -6,9 +6,12 @@
 //! message in its real topic and queue, a rollback stores nothing; either
 //! way an *op record* in `RMQ_SYS_TRANS_OP_HALF_TOPIC` (body: the half
 //! message's queue offset) marks it decided. The commit and its op record
-//! are one batch of one write, so no crash leaves a commit without its
-//! mark (which would let a check-back commit it twice), and both replicate
-//! like any write (SYNC_MASTER slave, Raft majority).
+//! are one batch of one write, and both replicate like any write
+//! (SYNC_MASTER slave, Raft majority). A kill -9 can still fall between
+//! the two records of the batch; a commit is therefore also looked up by
+//! identity (the half message's UNIQ_KEY in the real topic, pointing back
+//! at the half message) before it is made, so a check-back after such a
+//! crash writes only the missing mark, never a second copy.
 //!
 //! Undecided half messages older than `transactionTimeOut` (or their own
 //! `CHECK_IMMUNITY_TIME_IN_SECONDS`) are checked: CHECK_TRANSACTION_STATE,
@@ -170,6 +173,15 @@ impl TransactionService {
         }
         let msgs = match verdict {
             Verdict::Unknown => return Ok(()),
+            // Stored already, its op record lost to a crash between the
+            // two: only the mark is missing.
+            Verdict::Commit if already_committed(b, &half) => {
+                tracing::info!(
+                    uniq_key = half.uniq_key().unwrap_or_default(),
+                    "half message found committed without its op record (a crash between the two); marking it decided"
+                );
+                vec![op_record(b, half.queue_offset)]
+            }
             Verdict::Commit => vec![committed(b, &half), op_record(b, half.queue_offset)],
             Verdict::Rollback => vec![op_record(b, half.queue_offset)],
         };
@@ -342,6 +354,21 @@ fn read_half(b: &BrokerInner, commit_log_offset: i64) -> Option<MessageExt> {
     let bytes = b.store.read_record(commit_log_offset)?;
     let (m, _) = decode_record(&bytes).ok()?;
     (m.topic == HALF_TOPIC && m.commit_log_offset == commit_log_offset).then_some(m)
+}
+
+/// Whether the half message's commit is stored already: a record of its
+/// real topic with its UNIQ_KEY whose prepared-transaction offset is the
+/// half message's.
+fn already_committed(b: &BrokerInner, half: &MessageExt) -> bool {
+    let (Some(uniq), Some(topic)) = (half.uniq_key(), half.property(property::REAL_TOPIC)) else {
+        return false;
+    };
+    b.store
+        .query_by_key(topic, uniq, 32, 0, i64::MAX)
+        .into_iter()
+        .filter_map(|offset| b.store.read_record(offset))
+        .filter_map(|bytes| decode_record(&bytes).ok().map(|(m, _)| m))
+        .any(|m| m.topic == topic && m.prepared_transaction_offset == half.commit_log_offset)
 }
 
 /// The message a commit stores: the half message in its real topic and
