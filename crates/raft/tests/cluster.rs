@@ -189,27 +189,28 @@ impl Group {
 
     fn queues(&self, i: usize) -> Vec<Vec<(i64, i64, Bytes)>> {
         let s = self.members[i].store.as_ref().unwrap();
-        (0..2)
-            .map(|q| {
-                let mut out = Vec::new();
-                let mut from = 0;
-                loop {
-                    let r = s.get_messages("T", q, from, 32, usize::MAX, &|_| true);
-                    if r.messages.is_empty() {
-                        return out;
-                    }
-                    for m in &r.messages {
-                        let v = meridian_protocol::message::parse_record(m).unwrap();
-                        out.push((
-                            v.queue_offset,
-                            v.commit_log_offset,
-                            Bytes::copy_from_slice(v.body),
-                        ));
-                    }
-                    from = r.next_begin_offset;
-                }
-            })
-            .collect()
+        (0..2).map(|q| read_queue(s, q, 0)).collect()
+    }
+}
+
+/// Queue `q` of topic "T" from `from` on: (queue offset, commit-log
+/// offset, body) per message.
+fn read_queue(s: &MessageStore, q: i32, mut from: i64) -> Vec<(i64, i64, Bytes)> {
+    let mut out = Vec::new();
+    loop {
+        let r = s.get_messages("T", q, from, 32, usize::MAX, &|_| true);
+        if r.messages.is_empty() {
+            return out;
+        }
+        for m in &r.messages {
+            let v = meridian_protocol::message::parse_record(m).unwrap();
+            out.push((
+                v.queue_offset,
+                v.commit_log_offset,
+                Bytes::copy_from_slice(v.body),
+            ));
+        }
+        from = r.next_begin_offset;
     }
 }
 
@@ -393,27 +394,12 @@ async fn an_emptied_member_is_reseeded_after_the_others_purged_their_log() {
     let mut seen = 0;
     for q in 0..2 {
         let from = fs.min_offset_in_queue("T", q);
-        let read = |s: &MessageStore| {
-            let mut out = Vec::new();
-            let mut at = from;
-            loop {
-                let r = s.get_messages("T", q, at, 32, usize::MAX, &|_| true);
-                if r.messages.is_empty() {
-                    return out;
-                }
-                for m in &r.messages {
-                    let v = meridian_protocol::message::parse_record(m).unwrap();
-                    out.push((
-                        v.queue_offset,
-                        v.commit_log_offset,
-                        Bytes::copy_from_slice(v.body),
-                    ));
-                }
-                at = r.next_begin_offset;
-            }
-        };
-        let mine = read(&fs);
-        assert_eq!(mine, read(&ls), "queue {q} of the re-seeded member");
+        let mine = read_queue(&fs, q, from);
+        assert_eq!(
+            mine,
+            read_queue(&ls, q, from),
+            "queue {q} of the re-seeded member"
+        );
         assert_eq!(
             mine.last().map(|e| e.0 + 1),
             Some(ls.max_offset_in_queue("T", q))
