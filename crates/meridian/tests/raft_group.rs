@@ -710,7 +710,12 @@ async fn a_group_grows_from_three_to_five_under_load_and_then_survives_losing_tw
     );
     let acked: Vec<String> = tally.acked.into_iter().map(|a| a.0).collect();
     check_members(&group, &admin, &acked, &tally.ambiguous).await;
-    // A dead member leaves the group for good.
+    let tally_ambiguous = tally.ambiguous;
+    // A dead member leaves the group for good, under load.
+    let load = start_load(&ns, TOPIC, 16, "shrink");
+    while load.acked_count() < 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let now_leader = leader(&group, &admin).await;
     let out = tokio::task::block_in_place(|| {
         group.admin(&[
@@ -728,6 +733,15 @@ async fn a_group_grows_from_three_to_five_under_load_and_then_survives_losing_tw
     let voters = rt.get("raftVoters").cloned().unwrap_or_default();
     assert_eq!(voters.split(',').count(), 4, "{voters}");
     assert!(!voters.contains(&format!("n{other}")), "{voters}");
+    let removed = Instant::now();
+    load.first_ack_after(removed, "after a member was removed")
+        .await;
+    let tally = load.stop().await;
+    let mut all = acked;
+    all.extend(tally.acked.into_iter().map(|a| a.0));
+    let mut ambiguous = tally.ambiguous;
+    ambiguous.extend(tally_ambiguous);
+    check_members(&group, &admin, &all, &ambiguous).await;
 }
 
 /// A member whose disk is lost after the leader's retention deleted old
@@ -832,4 +846,103 @@ async fn a_member_whose_disk_was_lost_after_a_purge_is_reseeded() {
         "{} acknowledged; the leader deleted up to {purged_from}; the member was re-seeded at {min}",
         acked.len()
     );
+}
+
+/// A leader killed while a member is being added: whatever the change had
+/// reached (nothing, a learner, a joint configuration), the group goes on
+/// under its new leader, the same command run again completes the change,
+/// and every acknowledged message is on every running member once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_killed_during_a_membership_change_leaves_the_change_to_finish() {
+    let ports: Vec<u16> = (0..4).map(|_| support::free_port()).collect();
+    let peers = |n: usize| {
+        (0..n)
+            .map(|j| format!("n{j}-127.0.0.1:{}", ports[j]))
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    let confs: Vec<String> = (0..4)
+        .map(|i| {
+            let (list, join) = if i < 3 {
+                (peers(3), "")
+            } else {
+                (peers(4), "raftJoinGroup=true\n")
+            };
+            format!(
+                "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={list}\n\
+                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{join}"
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
+    let mut group = BrokerGroup::start(&refs);
+    tokio::task::block_in_place(|| group.kill9(3));
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let load = start_load(&ns, TOPIC, 16, "midchange");
+    while load.acked_count() < 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::task::block_in_place(|| group.start_broker(3));
+    let l = leader(&group, &admin).await;
+    let new_addr = format!("127.0.0.1:{}", ports[3]);
+    let (ns_for_add, addr) = (ns.clone(), new_addr.clone());
+    let add = move |via: String| {
+        let (ns, addr) = (ns_for_add.clone(), addr.clone());
+        std::process::Command::new(support::cluster::MERIDIAN)
+            .args([
+                "admin",
+                "-n",
+                &ns,
+                "addRaftMember",
+                "-b",
+                &via,
+                "-i",
+                "n3",
+                "-a",
+                &addr,
+            ])
+            .output()
+            .expect("run meridian admin")
+    };
+    let via = group.broker_addr(l);
+    let first = tokio::task::spawn_blocking(move || add(via));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let killed = Instant::now();
+    tokio::task::block_in_place(|| group.kill9(l));
+    let first = first.await.unwrap();
+    eprintln!(
+        "first addRaftMember, leader n{l} killed 30 ms in: {}{}",
+        String::from_utf8_lossy(&first.stdout).trim(),
+        String::from_utf8_lossy(&first.stderr).trim()
+    );
+    load.first_ack_after(killed, "after the leader died mid-change")
+        .await;
+    // The same command again finishes what the first one started.
+    let now = leader(&group, &admin).await;
+    let out = tokio::task::block_in_place(|| {
+        group.admin(&[
+            "addRaftMember",
+            "-b",
+            &group.broker_addr(now),
+            "-i",
+            "n3",
+            "-a",
+            &format!("127.0.0.1:{}", ports[3]),
+        ])
+    });
+    eprintln!("{}", out.trim());
+    let rt = runtime(&admin, &group.broker_addr(now)).await.unwrap();
+    assert_eq!(
+        rt.get("raftVoters").map(String::as_str),
+        Some("n0,n1,n2,n3"),
+        "{rt:?}"
+    );
+    let tally = load.stop().await;
+    let acked: Vec<String> = tally.acked.into_iter().map(|a| a.0).collect();
+    check_members(&group, &admin, &acked, &tally.ambiguous).await;
+    // The old leader comes back into the group of four.
+    tokio::task::block_in_place(|| group.start_broker(l));
+    check_members(&group, &admin, &acked, &tally.ambiguous).await;
 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use tempfile::TempDir;
 
-const MERIDIAN: &str = env!("CARGO_BIN_EXE_meridian");
+pub const MERIDIAN: &str = env!("CARGO_BIN_EXE_meridian");
 
 /// How long a process may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
