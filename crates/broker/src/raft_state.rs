@@ -64,9 +64,11 @@ struct StateRecord {
     topics: Vec<TopicConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     deleted_topics: Vec<String>,
-    /// `topics` is the whole table: topics not in it are gone.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    all_topics: bool,
+    /// The name of every topic the leader has (the first record of a
+    /// term): topics not named are gone. Their configs follow in `topics`
+    /// of this record and the next ones of the same write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    all_topic_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -191,12 +193,9 @@ impl RaftState {
                     );
                 }
                 let mut deleted = record.deleted_topics;
-                if record.all_topics {
-                    let listed: std::collections::HashSet<&str> = record
-                        .topics
-                        .iter()
-                        .map(|t| t.topic_name.as_str())
-                        .collect();
+                if let Some(names) = &record.all_topic_names {
+                    let listed: std::collections::HashSet<&str> =
+                        names.iter().map(String::as_str).collect();
                     deleted.extend(
                         b.topics
                             .names()
@@ -363,18 +362,22 @@ impl RaftState {
                 carried: j.carried,
             })
             .collect();
-        // The whole topic table goes in the first record, in one piece.
+        // The names of the whole table (when it is sent whole) and the
+        // deletions go in the first record; configs and offsets fill as
+        // many records as they need, all in one write.
+        let all_names = all_topics.then(|| topics.iter().map(|t| t.topic_name.clone()).collect());
         let mut offsets = offsets.into_iter().peekable();
-        let mut first = Some((topics, deleted_topics));
-        while offsets.peek().is_some() || first.is_some() {
-            let (topics, deleted_topics) = first.take().unwrap_or_default();
+        let mut topics = topics.into_iter().peekable();
+        let mut first = Some((all_names, deleted_topics));
+        while offsets.peek().is_some() || topics.peek().is_some() || first.is_some() {
+            let (all_topic_names, deleted_topics) = first.take().unwrap_or_default();
             records.push(StateRecord {
                 term,
                 leader,
                 offsets: offsets.by_ref().take(MAX_CHANGES_PER_RECORD).collect(),
-                topics,
+                topics: topics.by_ref().take(MAX_CHANGES_PER_RECORD).collect(),
                 deleted_topics,
-                all_topics: all_topics && records.is_empty(),
+                all_topic_names,
             });
         }
         let mut msgs = Vec::with_capacity(records.len());
