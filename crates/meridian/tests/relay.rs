@@ -474,8 +474,10 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
     let topic = unique("shared");
     let east = Region::start("east", "");
     let west = Region::start("west", "");
-    east.create_topic(&topic, 8);
-    west.create_topic(&topic, 8);
+    // 16 queues: the streams go to the processes by rendezvous hashing,
+    // and with 8 one process would get them all once in 128 runs.
+    east.create_topic(&topic, 16);
+    west.create_topic(&topic, 16);
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = [support::free_port(), support::free_port()];
     let mut relays: Vec<Relay> = ports
@@ -492,7 +494,7 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
             )
         })
         .collect();
-    // Both processes see each other and split east's 8 queues between
+    // Both processes see each other and split east's 16 queues between
     // them, each relaying some and none relaying a queue twice.
     let split = within(Duration::from_secs(20), || async {
         let (a, b) = (relay_status(ports[0]).await, relay_status(ports[1]).await);
@@ -501,7 +503,7 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
             && b.get("relayGroupMembers").map(String::as_str) == Some("2")
             && na > 0
             && nb > 0
-            && na + nb == 8
+            && na + nb == 16
     })
     .await;
     let (a, b) = (relay_status(ports[0]).await, relay_status(ports[1]).await);
@@ -520,12 +522,12 @@ async fn relay_processes_of_one_group_share_a_link_and_take_over_a_dead_ones_str
     // relays everything sent meanwhile, once.
     relays[0].kill9();
     let took_over = within(Duration::from_secs(10), || async {
-        streams_of(&relay_status(ports[1]).await, &topic) == 8
+        streams_of(&relay_status(ports[1]).await, &topic) == 16
     })
     .await;
     assert!(
         took_over,
-        "the surviving relay holds {} of 8 streams 10 s after the other died",
+        "the surviving relay holds {} of 16 streams 10 s after the other died",
         streams_of(&relay_status(ports[1]).await, &topic)
     );
     expected.extend(produce(&producer, "east", &topic, 40, 40).await);
