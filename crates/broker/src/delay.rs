@@ -62,13 +62,7 @@ impl DelayService {
         let path = root.join("config").join("delayOffset.json");
         let mut offsets = BTreeMap::new();
         let mut timer_floor = 0;
-        if let Some(bytes) = meridian_store::config_file::load(&path)? {
-            let f: DelayOffsetFile = serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is not valid delay offset JSON: {e}", path.display()),
-                )
-            })?;
+        if let Some(f) = crate::load_json::<DelayOffsetFile>(&path, "delay offset")? {
             offsets = f.offset_table;
             timer_floor = f.timer_floor;
         }
@@ -140,9 +134,7 @@ impl DelayService {
             return;
         }
         let f = self.file();
-        let result = serde_json::to_vec_pretty(&f)
-            .map_err(std::io::Error::other)
-            .and_then(|b| meridian_store::config_file::persist(&self.path, &b));
+        let result = crate::persist_json(&self.path, &f);
         if let Err(e) = result {
             self.dirty.store(true, Ordering::Release);
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist delay offsets");

@@ -47,6 +47,30 @@ pub use write::{Replicas, Stored, WriteError};
 
 pub use meridian_protocol::now_ms;
 
+/// A broker table kept as a JSON file under `config/`: `None` if the file
+/// is not there; a file that does not parse as `what` is an error naming
+/// it.
+pub fn load_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> std::io::Result<Option<T>> {
+    let Some(bytes) = meridian_store::config_file::load(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not valid {what} JSON: {e}", path.display()),
+        )
+    })
+}
+
+/// Write a broker table as JSON, crash-safely (temp file, fsync, rename).
+pub fn persist_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    meridian_store::config_file::persist(path, &bytes)
+}
+
 /// A stored message to be stored again under another topic and queue (a
 /// due delayed message, a retry, a dead letter): same body, flags, birth and
 /// reconsume count; new properties; this broker as the store host.

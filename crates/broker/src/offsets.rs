@@ -53,13 +53,7 @@ impl ConsumerOffsetManager {
         let path = root.join("config").join("consumerOffset.json");
         let mut table = HashMap::new();
         let mut times = HashMap::new();
-        if let Some(bytes) = meridian_store::config_file::load(&path)? {
-            let file: OffsetFile = serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is not valid consumer offset JSON: {e}", path.display()),
-                )
-            })?;
+        if let Some(file) = crate::load_json::<OffsetFile>(&path, "consumer offset")? {
             table = file.offset_table.into_iter().collect();
             times = file.commit_time_table.into_iter().collect();
         }
@@ -334,9 +328,7 @@ impl ConsumerOffsetManager {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        let result = serde_json::to_vec_pretty(&file)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| meridian_store::config_file::persist(&self.path, &bytes));
+        let result = crate::persist_json(&self.path, &file);
         if let Err(e) = result {
             self.dirty.store(true, std::sync::atomic::Ordering::Release);
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist consumer offsets");

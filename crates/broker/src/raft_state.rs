@@ -113,15 +113,7 @@ pub struct RaftState {
 impl RaftState {
     pub fn open(root: &std::path::Path) -> std::io::Result<RaftState> {
         let path = root.join("config").join("raftState.json");
-        let mut cursor = CursorFile::default();
-        if let Some(bytes) = meridian_store::config_file::load(&path)? {
-            cursor = serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is not valid Raft state JSON: {e}", path.display()),
-                )
-            })?;
-        }
+        let cursor: CursorFile = crate::load_json(&path, "Raft state")?.unwrap_or_default();
         Ok(RaftState {
             path,
             next: Mutex::new(cursor.next),
@@ -246,9 +238,7 @@ impl RaftState {
     /// tables holding them are written.
     pub fn persist(&self, next: i64) {
         let cursor = CursorFile { next };
-        let result = serde_json::to_vec_pretty(&cursor)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| meridian_store::config_file::persist(&self.path, &bytes));
+        let result = crate::persist_json(&self.path, &cursor);
         if let Err(e) = result {
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist the Raft state cursor");
         }

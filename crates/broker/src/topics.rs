@@ -110,16 +110,8 @@ impl TopicConfigManager {
     pub fn open(config: &BrokerConfig, delay_levels: usize) -> std::io::Result<TopicConfigManager> {
         let path = config.store.root_dir.join("config").join("topics.json");
         let mut topics = HashMap::new();
-        if let Some(bytes) = meridian_store::config_file::load(&path)? {
-            match serde_json::from_slice::<TopicConfigSerializeWrapper>(&bytes) {
-                Ok(w) => topics = w.topic_config_table,
-                Err(e) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{} is not valid topic config JSON: {e}", path.display()),
-                    ))
-                }
-            }
+        if let Some(w) = crate::load_json::<TopicConfigSerializeWrapper>(&path, "topic config")? {
+            topics = w.topic_config_table;
         }
         let mut add = |name: &str, queues: i32, p: i32| {
             topics
@@ -453,9 +445,7 @@ impl TopicConfigManager {
     /// memory stays authoritative and the next change retries.
     pub fn persist(&self) {
         let wrapper = self.wrapper();
-        let result = serde_json::to_vec_pretty(&wrapper)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| meridian_store::config_file::persist(&self.path, &bytes));
+        let result = crate::persist_json(&self.path, &wrapper);
         if let Err(e) = result {
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist topic config");
         }

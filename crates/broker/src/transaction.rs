@@ -121,18 +121,7 @@ pub enum EndError {
 impl TransactionService {
     pub fn open(root: &std::path::Path) -> std::io::Result<Arc<TransactionService>> {
         let path = root.join("config").join("transaction.json");
-        let mut file = StateFile::default();
-        if let Some(bytes) = meridian_store::config_file::load(&path)? {
-            file = serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is not valid transaction state JSON: {e}",
-                        path.display()
-                    ),
-                )
-            })?;
-        }
+        let file: StateFile = crate::load_json(&path, "transaction state")?.unwrap_or_default();
         Ok(Arc::new(TransactionService {
             path,
             state: tokio::sync::Mutex::new(State {
@@ -296,9 +285,7 @@ impl TransactionService {
         st.file.half_cursor = cursor;
         if st.dirty {
             st.dirty = false;
-            let result = serde_json::to_vec_pretty(&st.file)
-                .map_err(std::io::Error::other)
-                .and_then(|bytes| meridian_store::config_file::persist(&self.path, &bytes));
+            let result = crate::persist_json(&self.path, &st.file);
             if let Err(e) = result {
                 st.dirty = true;
                 tracing::error!(path = %self.path.display(), error = %e, "cannot persist transaction state");

@@ -47,6 +47,38 @@ pub enum RaftTransfer {
     },
 }
 
+/// A Raft member that does not lead, answering a leader-only request
+/// (SERVICE_NOT_AVAILABLE with the leader it knows of).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotLeader {
+    pub group: String,
+    /// Ask this member instead; `None` during an election.
+    pub leader_id: Option<String>,
+    /// The member's explanation.
+    pub remark: String,
+}
+
+impl NotLeader {
+    /// Read it from an answer; `None` when the answer is not a Raft
+    /// member's refusal (a broker shutting down answers
+    /// SERVICE_NOT_AVAILABLE too, without naming a group).
+    fn from_answer(what: &str, r: &RemotingCommand) -> Result<Option<NotLeader>> {
+        if r.code != response_code::SERVICE_NOT_AVAILABLE {
+            return Ok(None);
+        }
+        let h = RaftTransferLeaderResponseHeader::parse(r).map_err(|e| ClientError::Decode {
+            what: format!("{what} answer"),
+            detail: e.to_string(),
+        })?;
+        let group = h.raft_group.unwrap_or_default();
+        Ok((!group.is_empty()).then(|| NotLeader {
+            group,
+            leader_id: h.leader_id,
+            remark: r.remark.clone().unwrap_or_default(),
+        }))
+    }
+}
+
 pub struct Admin {
     namesrv: Vec<String>,
     remoting: RemotingClient,
@@ -488,41 +520,38 @@ impl Admin {
         }
         .write(&mut req);
         let r = self.call(addr, req).await?;
+        if let Some(n) = NotLeader::from_answer("transferLeader", &r)? {
+            return Ok(RaftTransfer::NotLeader {
+                group: n.group,
+                leader_id: n.leader_id,
+                remark: n.remark,
+            });
+        }
+        if r.code != response_code::SUCCESS {
+            return Err(ClientError::broker("transferLeader", &r));
+        }
         let h = RaftTransferLeaderResponseHeader::parse(&r).map_err(|e| ClientError::Decode {
             what: "transferLeader answer".into(),
             detail: e.to_string(),
         })?;
-        let group = h.raft_group.unwrap_or_default();
-        match r.code {
-            response_code::SUCCESS => Ok(RaftTransfer::Done {
-                group,
-                leader_id: h.leader_id.unwrap_or_else(|| to.to_string()),
-                term: h.term.unwrap_or(-1),
-            }),
-            // Only a Raft member names its group; a broker that is shutting
-            // down answers SERVICE_NOT_AVAILABLE too.
-            response_code::SERVICE_NOT_AVAILABLE if !group.is_empty() => {
-                Ok(RaftTransfer::NotLeader {
-                    group,
-                    leader_id: h.leader_id,
-                    remark: r.remark.clone().unwrap_or_default(),
-                })
-            }
-            _ => Err(ClientError::broker("transferLeader", &r)),
-        }
+        Ok(RaftTransfer::Done {
+            group: h.raft_group.unwrap_or_default(),
+            leader_id: h.leader_id.unwrap_or_else(|| to.to_string()),
+            term: h.term.unwrap_or(-1),
+        })
     }
 
     /// RAFT_CHANGE_MEMBERSHIP to the member at `addr`: `action` is
-    /// addPeer, addLearner, promote or remove. A member that does not
-    /// lead answers the leader-only actions `NotLeader`; on success the
-    /// answer's `group` is empty and `leader_id` lists the voters.
+    /// addPeer, addLearner, promote or remove. Done: the voters after it
+    /// (`n0,n1,…`); a member that does not lead answers the leader-only
+    /// actions with [`NotLeader`].
     pub async fn raft_change_membership(
         &self,
         addr: &str,
         action: &str,
         node_id: &str,
         node_addr: Option<&str>,
-    ) -> Result<RaftTransfer> {
+    ) -> Result<std::result::Result<String, NotLeader>> {
         let mut req = RemotingCommand::request(rc::RAFT_CHANGE_MEMBERSHIP);
         meridian_protocol::header::admin::RaftChangeMembershipRequestHeader {
             action: action.to_string(),
@@ -531,27 +560,11 @@ impl Admin {
         }
         .write(&mut req);
         let r = self.call(addr, req).await?;
-        match r.code {
-            response_code::SUCCESS => Ok(RaftTransfer::Done {
-                group: String::new(),
-                leader_id: r.ext("voters").unwrap_or_default().to_string(),
-                term: -1,
-            }),
-            response_code::SERVICE_NOT_AVAILABLE => {
-                let h = RaftTransferLeaderResponseHeader::parse(&r).map_err(|e| {
-                    ClientError::Decode {
-                        what: "changeMembership answer".into(),
-                        detail: e.to_string(),
-                    }
-                })?;
-                Ok(RaftTransfer::NotLeader {
-                    group: h.raft_group.unwrap_or_default(),
-                    leader_id: h.leader_id,
-                    remark: r.remark.clone().unwrap_or_default(),
-                })
-            }
-            _ => Err(ClientError::broker(action, &r)),
+        if let Some(n) = NotLeader::from_answer(action, &r)? {
+            return Ok(Err(n));
         }
+        let r = Self::expect_ok(action, r)?;
+        Ok(Ok(r.ext("voters").unwrap_or_default().to_string()))
     }
 
     pub async fn runtime_info(&self, addr: &str) -> Result<BTreeMap<String, String>> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use meridian_client::admin::RaftTransfer;
+use meridian_client::admin::{NotLeader, RaftTransfer};
 use meridian_client::Admin;
 use meridian_protocol::body::TopicConfig;
 use meridian_protocol::message::{decode_properties, MessageExt};
@@ -933,17 +933,17 @@ async fn on_raft_leader(
             .raft_change_membership(&target, action, id, node_addr)
             .await?
         {
-            RaftTransfer::Done { leader_id, .. } => return Ok(leader_id),
-            RaftTransfer::NotLeader {
+            Ok(voters) => return Ok(voters),
+            Err(NotLeader {
                 group,
                 leader_id: Some(leader),
                 ..
-            } => {
+            }) => {
                 target = find_raft_member(admin, &target, &group, &leader)
                     .await
                     .ok_or_else(|| anyhow!("the leader {leader} of Raft group {group} is not registered with the name server"))?;
             }
-            RaftTransfer::NotLeader { remark, .. } => bail!("{remark}"),
+            Err(NotLeader { remark, .. }) => bail!("{remark}"),
         }
     }
     bail!("the Raft group's leadership kept moving; try again")

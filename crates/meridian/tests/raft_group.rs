@@ -17,7 +17,10 @@ use bytes::Bytes;
 use meridian_client::producer::Message;
 use meridian_client::{Admin, Producer};
 use support::cluster::BrokerGroup;
-use support::raft::{leader, raft_cities, raft_group, raft_group_via_proxies, start_load};
+use support::raft::{
+    add_member, leader, raft_cities, raft_group, raft_group_via_proxies, raft_group_with_joiners,
+    start_load,
+};
 
 const TOPIC: &str = "raft-replicated";
 const QUEUES: i32 = 4;
@@ -625,33 +628,8 @@ async fn a_lost_city_and_a_cut_between_the_others_stop_writes_until_repaired() {
 /// the leader among them; a dead member is then removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_grows_from_three_to_five_under_load_and_then_survives_losing_two() {
-    let ports: Vec<u16> = (0..5).map(|_| support::free_port()).collect();
-    let peers = |n: usize| {
-        (0..n)
-            .map(|j| format!("n{j}-127.0.0.1:{}", ports[j]))
-            .collect::<Vec<_>>()
-            .join(";")
-    };
-    let confs: Vec<String> = (0..5)
-        .map(|i| {
-            let (list, join) = if i < 3 {
-                (peers(3), "")
-            } else {
-                (peers(5), "raftJoinGroup=true\n")
-            };
-            format!(
-                "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={list}\n\
-                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{join}"
-            )
-        })
-        .collect();
-    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
-    let mut group = BrokerGroup::start(&refs);
     // The new members come later.
-    tokio::task::block_in_place(|| {
-        group.kill9(3);
-        group.kill9(4);
-    });
+    let (mut group, ports) = raft_group_with_joiners(3, 5);
     let ns = group.namesrv_addr();
     let admin = Admin::new(&ns);
     create_topic(&group, &admin).await;
@@ -666,18 +644,9 @@ async fn a_group_grows_from_three_to_five_under_load_and_then_survives_losing_tw
     let l = leader(&group, &admin).await;
     let via = group.broker_addr(l);
     for (n, port) in ports.iter().enumerate().skip(3) {
-        let out = tokio::task::block_in_place(|| {
-            group.admin(&[
-                "addRaftMember",
-                "-b",
-                &via,
-                "-i",
-                &format!("n{n}"),
-                "-a",
-                &format!("127.0.0.1:{port}"),
-            ])
-        });
-        eprintln!("{}", out.trim());
+        let out = tokio::task::block_in_place(|| add_member(&ns, &via, n, *port));
+        assert!(out.status.success(), "{out:?}");
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
     }
     let rt = runtime(&admin, &group.broker_addr(l)).await.unwrap();
     assert_eq!(
@@ -854,29 +823,7 @@ async fn a_member_whose_disk_was_lost_after_a_purge_is_reseeded() {
 /// and every acknowledged message is on every running member once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_killed_during_a_membership_change_leaves_the_change_to_finish() {
-    let ports: Vec<u16> = (0..4).map(|_| support::free_port()).collect();
-    let peers = |n: usize| {
-        (0..n)
-            .map(|j| format!("n{j}-127.0.0.1:{}", ports[j]))
-            .collect::<Vec<_>>()
-            .join(";")
-    };
-    let confs: Vec<String> = (0..4)
-        .map(|i| {
-            let (list, join) = if i < 3 {
-                (peers(3), "")
-            } else {
-                (peers(4), "raftJoinGroup=true\n")
-            };
-            format!(
-                "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={list}\n\
-                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{join}"
-            )
-        })
-        .collect();
-    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
-    let mut group = BrokerGroup::start(&refs);
-    tokio::task::block_in_place(|| group.kill9(3));
+    let (mut group, ports) = raft_group_with_joiners(3, 4);
     let ns = group.namesrv_addr();
     let admin = Admin::new(&ns);
     create_topic(&group, &admin).await;
@@ -886,28 +833,8 @@ async fn a_leader_killed_during_a_membership_change_leaves_the_change_to_finish(
     }
     tokio::task::block_in_place(|| group.start_broker(3));
     let l = leader(&group, &admin).await;
-    let new_addr = format!("127.0.0.1:{}", ports[3]);
-    let (ns_for_add, addr) = (ns.clone(), new_addr.clone());
-    let add = move |via: String| {
-        let (ns, addr) = (ns_for_add.clone(), addr.clone());
-        std::process::Command::new(support::cluster::MERIDIAN)
-            .args([
-                "admin",
-                "-n",
-                &ns,
-                "addRaftMember",
-                "-b",
-                &via,
-                "-i",
-                "n3",
-                "-a",
-                &addr,
-            ])
-            .output()
-            .expect("run meridian admin")
-    };
-    let via = group.broker_addr(l);
-    let first = tokio::task::spawn_blocking(move || add(via));
+    let (ns_for_add, via, port) = (ns.clone(), group.broker_addr(l), ports[3]);
+    let first = tokio::task::spawn_blocking(move || add_member(&ns_for_add, &via, 3, port));
     tokio::time::sleep(Duration::from_millis(30)).await;
     let killed = Instant::now();
     tokio::task::block_in_place(|| group.kill9(l));
@@ -921,18 +848,10 @@ async fn a_leader_killed_during_a_membership_change_leaves_the_change_to_finish(
         .await;
     // The same command again finishes what the first one started.
     let now = leader(&group, &admin).await;
-    let out = tokio::task::block_in_place(|| {
-        group.admin(&[
-            "addRaftMember",
-            "-b",
-            &group.broker_addr(now),
-            "-i",
-            "n3",
-            "-a",
-            &format!("127.0.0.1:{}", ports[3]),
-        ])
-    });
-    eprintln!("{}", out.trim());
+    let via = group.broker_addr(now);
+    let out = tokio::task::block_in_place(|| add_member(&ns, &via, 3, ports[3]));
+    assert!(out.status.success(), "{out:?}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
     let rt = runtime(&admin, &group.broker_addr(now)).await.unwrap();
     assert_eq!(
         rt.get("raftVoters").map(String::as_str),

@@ -265,16 +265,7 @@ impl Shared {
                 count: 0,
             },
             EntryPayload::Membership(m) => {
-                self.membership.lock().append(MembershipRecord {
-                    index,
-                    term,
-                    voters: m
-                        .get_joint_config()
-                        .iter()
-                        .map(|s| s.iter().copied().collect())
-                        .collect(),
-                    learners: m.learner_ids().collect(),
-                })?;
+                self.membership.lock().append(to_record(index, term, &m))?;
                 Slot {
                     offset: store.raft_write_position(),
                     size: 0,
@@ -302,6 +293,24 @@ fn count_records(bytes: &[u8]) -> u32 {
         n += 1;
     }
     n
+}
+
+/// A membership as the `membership` file keeps it.
+pub(crate) fn to_record(
+    index: u64,
+    term: u64,
+    m: &Membership<u64, openraft::EmptyNode>,
+) -> MembershipRecord {
+    MembershipRecord {
+        index,
+        term,
+        voters: m
+            .get_joint_config()
+            .iter()
+            .map(|s| s.iter().copied().collect())
+            .collect(),
+        learners: m.learner_ids().collect(),
+    }
 }
 
 pub(crate) fn to_membership(rec: &MembershipRecord) -> Membership<u64, openraft::EmptyNode> {

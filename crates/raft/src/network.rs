@@ -646,28 +646,9 @@ mod tests {
                 let requests = Arc::clone(&requests);
                 tokio::spawn(async move {
                     let mut conn = Framed::new(stream, RaftCodec::new());
-                    let Some(Ok(Frame {
-                        id,
-                        msg: Message::Hello(h),
-                    })) = conn.next().await
-                    else {
-                        return;
-                    };
-                    if let Err(e) = h.check(GROUP, 1, SEGMENT) {
-                        let _ = conn
-                            .send(Frame {
-                                id,
-                                msg: Message::Error(e),
-                            })
-                            .await;
+                    if !greet(&mut conn).await {
                         return;
                     }
-                    conn.send(Frame {
-                        id,
-                        msg: Message::HelloAck,
-                    })
-                    .await
-                    .unwrap();
                     while let Some(Ok(frame)) = conn.next().await {
                         let n = requests.fetch_add(1, Ordering::SeqCst);
                         match answer(n, frame.msg) {
@@ -714,6 +695,24 @@ mod tests {
         })
     }
 
+    /// Read the client's hello and answer it as the real server does:
+    /// acknowledged if it is for member n1 of GROUP, refused otherwise.
+    async fn greet(conn: &mut Framed<tokio::net::TcpStream, RaftCodec>) -> bool {
+        let Some(Ok(Frame {
+            id,
+            msg: Message::Hello(h),
+        })) = conn.next().await
+        else {
+            return false;
+        };
+        let msg = match h.check(GROUP, 1, SEGMENT) {
+            Ok(()) => Message::HelloAck,
+            Err(e) => Message::Error(e),
+        };
+        let ok = matches!(msg, Message::HelloAck);
+        conn.send(Frame { id, msg }).await.is_ok() && ok
+    }
+
     /// A peer that reads `hold` appends of a replication stream before it
     /// answers any, then answers them in order: matched up to each one's
     /// last entry, a conflict for the one numbered `conflict_at`.
@@ -723,15 +722,9 @@ mod tests {
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let mut conn = Framed::new(stream, RaftCodec::new());
-            let Some(Ok(Frame { id, .. })) = conn.next().await else {
+            if !greet(&mut conn).await {
                 return;
-            };
-            conn.send(Frame {
-                id,
-                msg: Message::HelloAck,
-            })
-            .await
-            .unwrap();
+            }
             let mut held = Vec::new();
             while held.len() < hold {
                 match conn.next().await {
@@ -790,6 +783,37 @@ mod tests {
             answers.into_iter().map(|a| a.unwrap().unwrap()).collect();
         let want: Vec<Option<LogId>> = (0..8).map(|i| Some(LogId::new_term_index(1, i))).collect();
         assert_eq!(matched, want);
+    }
+
+    #[tokio::test]
+    async fn a_replication_stream_without_answers_ends_in_a_timeout() {
+        // The peer holds everything: no answer ever comes.
+        let addr = stream_peer(usize::MAX, None).await;
+        let mut net = network(GROUP, &addr);
+        let mut client = net.new_client(1, &EmptyNode {}).await;
+        let input = futures::stream::iter(appends(2));
+        let option = RPCOption::new(Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        let answers: Vec<_> = RaftNetworkV2::stream_append(&mut client, input, option)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(
+            answers.len(),
+            1,
+            "the stream ends at the first missing answer"
+        );
+        assert!(
+            matches!(answers[0], Err(RPCError::Timeout(_))),
+            "{:?}",
+            answers[0]
+        );
+        assert!(
+            started.elapsed() >= MIN_RPC_TIME,
+            "waited {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use openraft::{OptionalSend, StoredMembership};
 use crate::codec::CommitLogSnapshot;
 use crate::files::LogPos;
 use crate::index::SlotKind;
-use crate::log_store::{from_pos, to_membership, Shared};
+use crate::log_store::{from_pos, to_membership, to_record, Shared};
 use crate::types::{LogId, MqRaft, MqReply};
 
 type StoredMembershipOf = openraft::alias::StoredMembershipOf<MqRaft>;
@@ -257,17 +257,11 @@ fn reseed(
         let mut m = s.membership.lock();
         m.truncate_after(None)?;
         if let Some(id) = meta.last_membership.log_id() {
-            let members = meta.last_membership.membership();
-            m.append(crate::files::MembershipRecord {
-                index: id.index(),
-                term: id.committed_leader_id().term,
-                voters: members
-                    .get_joint_config()
-                    .iter()
-                    .map(|c| c.iter().copied().collect())
-                    .collect(),
-                learners: members.learner_ids().collect(),
-            })?;
+            m.append(to_record(
+                id.index(),
+                id.committed_leader_id().term,
+                meta.last_membership.membership(),
+            ))?;
         }
     }
     s.outcomes.lock().clear();

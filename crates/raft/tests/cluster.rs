@@ -187,6 +187,17 @@ impl Group {
         }
     }
 
+    /// Member `i`'s retention deletes every segment it may, whatever its
+    /// age; at least one must go.
+    async fn force_retention(&self, i: usize) {
+        let store = self.members[i].store.clone().unwrap();
+        let deleted = tokio::task::spawn_blocking(move || store.delete_expired_files(true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(deleted > 0, "member n{i} deleted no segment");
+    }
+
     fn queues(&self, i: usize) -> Vec<Vec<(i64, i64, Bytes)>> {
         let s = self.members[i].store.as_ref().unwrap();
         (0..2).map(|q| read_queue(s, q, 0)).collect()
@@ -322,12 +333,7 @@ async fn retention_purges_the_raft_log_first() {
     assert_eq!(g.send(0, 400).await, 400);
     g.wait_applied(400).await;
     for i in 0..3 {
-        let store = g.members[i].store.clone().unwrap();
-        let deleted = tokio::task::spawn_blocking(move || store.delete_expired_files(true))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(deleted > 0, "member n{i} deleted no segment");
+        g.force_retention(i).await;
         assert!(g.members[i].store.as_ref().unwrap().min_commit_log_offset() > 0);
     }
     assert_eq!(g.send(400, 50).await, 50);
@@ -372,12 +378,7 @@ async fn an_emptied_member_is_reseeded_after_the_others_purged_their_log() {
     }
     // The others purge what it would need.
     for i in (0..3).filter(|&i| i != f) {
-        let store = g.members[i].store.clone().unwrap();
-        let deleted = tokio::task::spawn_blocking(move || store.delete_expired_files(true))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(deleted > 0, "member n{i} deleted no segment");
+        g.force_retention(i).await;
     }
     assert_eq!(g.send(400, 50).await, 50);
     g.start_member(f).await;

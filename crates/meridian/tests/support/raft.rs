@@ -27,21 +27,70 @@ pub fn raft_group(extra: &str) -> BrokerGroup {
 /// Start one member per row of `addrs`; member `i` reaches member `j` at
 /// `addrs[i][j]` (`addrs[i][i]` is where it listens).
 pub fn start_members(addrs: &[Vec<String>], extra: &str) -> BrokerGroup {
-    let n = addrs.len();
-    let confs: Vec<String> = (0..n)
-        .map(|i| {
-            let peers = (0..n)
-                .map(|j| format!("n{j}-{}", addrs[i][j]))
+    start_members_with(addrs, |_| extra.to_string())
+}
+
+/// [`start_members`] with `extra(i)` added to member `i`'s conf. A row may
+/// be shorter than others: that member's `dLegerPeers` lists only the
+/// members its row names.
+fn start_members_with(addrs: &[Vec<String>], extra: impl Fn(usize) -> String) -> BrokerGroup {
+    let confs: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let peers = row
+                .iter()
+                .enumerate()
+                .map(|(j, addr)| format!("n{j}-{addr}"))
                 .collect::<Vec<_>>()
                 .join(";");
             format!(
                 "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={peers}\n\
-                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{extra}\n"
+                 dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{}\n",
+                extra(i)
             )
         })
         .collect();
     let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
     BrokerGroup::start(&refs)
+}
+
+/// A group of `first` members (their `dLegerPeers` lists only them) and
+/// `total - first` members to be added at run time (`raftJoinGroup=true`,
+/// listing everyone), which are stopped again once started, so that a
+/// test starts them when it adds them. Returns every member's Raft port.
+pub fn raft_group_with_joiners(first: usize, total: usize) -> (BrokerGroup, Vec<u16>) {
+    let ports: Vec<u16> = (0..total).map(|_| free_port()).collect();
+    let addrs: Vec<Vec<String>> = (0..total)
+        .map(|i| {
+            let known = if i < first { first } else { total };
+            ports[..known]
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect()
+        })
+        .collect();
+    let mut group = start_members_with(&addrs, |i| {
+        if i < first {
+            String::new()
+        } else {
+            "raftJoinGroup=true".to_string()
+        }
+    });
+    for i in first..total {
+        group.kill9(i);
+    }
+    (group, ports)
+}
+
+/// `meridian admin addRaftMember` for member `n<id>` listening on `port`,
+/// sent to the member at `via`; its output, whether it succeeded or not.
+pub fn add_member(namesrv: &str, via: &str, id: usize, port: u16) -> std::process::Output {
+    std::process::Command::new(super::cluster::MERIDIAN)
+        .args(["admin", "-n", namesrv, "addRaftMember", "-b", via])
+        .args(["-i", &format!("n{id}"), "-a", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("run meridian admin")
 }
 
 /// Three members whose Raft links each go through a `meridian netproxy`:
