@@ -15,7 +15,11 @@
 //! in order as they come. Over a long link the commit latency is then one
 //! round trip, not one round trip plus the wait for the previous answer,
 //! and throughput is bounded by the link's bandwidth rather than by
-//! entries per round trip.
+//! entries per round trip. The stream connects only once openraft hands
+//! it its first append, which comes after openraft's back-off delay, so
+//! an unreachable member is not redialled in a tight loop. Heartbeats,
+//! which openraft also sends as (one-append) streams, go as plain RPCs on
+//! the heartbeat client's kept connection.
 //!
 //! Failures, as openraft wants them:
 //! - no connection (connect refused or timed out, hello refused):
@@ -30,10 +34,14 @@
 //! `election_timeout_min` for votes and transfers, and
 //! `install_snapshot_timeout` for snapshots.
 //!
-//! After any failure the connection is dropped and the next RPC opens a new
-//! one. So is a connection whose RPC openraft gave up on (the future was
-//! dropped mid-way): the connection is only put back after a complete
-//! exchange, so a late answer can never be read as the next one's.
+//! openraft may also give up on an RPC sooner, by dropping its future: it
+//! gives a heartbeat one heartbeat interval (100 ms), while over a link of
+//! 35 ms each way connecting, the hello and the heartbeat take 140 ms.
+//! Neither is lost work: a connection being set up finishes in a task of
+//! its own and waits for the next RPC, and an open connection is kept,
+//! the late answer to the abandoned request being skipped by its id. After
+//! any failure, or when the client's own deadline passes, the connection
+//! is dropped and the next RPC opens a new one.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -102,6 +110,7 @@ impl Network {
             connector: self.connector.clone(),
             purpose,
             conn: None,
+            connecting: None,
             next_id: 1,
             failures: 0,
         }
@@ -116,13 +125,16 @@ impl RaftNetworkFactory<MqRaft> for Network {
     }
 
     async fn new_heartbeat_client(&mut self, target: u64, _node: &EmptyNode) -> PeerClient {
-        self.client(target, "heartbeat")
+        self.client(target, HEARTBEAT)
     }
 
     async fn new_snapshot_client(&mut self, target: u64, _node: &EmptyNode) -> PeerClient {
         self.client(target, "snapshot")
     }
 }
+
+/// The purpose of openraft's heartbeat clients.
+const HEARTBEAT: &str = "heartbeat";
 
 /// RPCs to one member over one lazily opened connection.
 pub struct PeerClient {
@@ -133,11 +145,24 @@ pub struct PeerClient {
     /// Which of openraft's clients this is (for logs).
     purpose: &'static str,
     conn: Option<Conn>,
+    /// A connection being set up. It runs as a task of its own, so an RPC
+    /// that openraft gives up on (heartbeats are given one heartbeat
+    /// interval, less than connect + hello + answer over a long link)
+    /// leaves it to finish for the next RPC instead of starting over.
+    connecting: Option<tokio::task::JoinHandle<Result<Conn, HandshakeError>>>,
     /// Request id of the next RPC (0 is the hello's).
     next_id: u64,
     /// Connection attempts that failed in a row: the first is logged at
     /// info, the rest at debug (a dead peer is normal during failover).
     failures: u32,
+}
+
+impl Drop for PeerClient {
+    fn drop(&mut self) {
+        if let Some(pending) = self.connecting.take() {
+            pending.abort();
+        }
+    }
 }
 
 /// Why an RPC failed, before it becomes openraft's error type.
@@ -195,17 +220,20 @@ impl PeerClient {
         // trips, so no RPC is given less than MIN_RPC_TIME.
         let ttl = ttl.max(MIN_RPC_TIME);
         let deadline = Instant::now() + ttl;
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => self.connect(deadline).await?,
+        if self.conn.is_none() {
+            self.conn = Some(self.connect(deadline).await?);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            unreachable!("connected above");
         };
         let id = self.next_id;
         self.next_id += 1;
         let kind = msg.kind();
         let frame = Frame { id, msg };
-        let reply = match timeout_at(deadline, exchange(&mut conn, frame)).await {
+        let reply = match timeout_at(deadline, exchange(conn, frame)).await {
             Ok(reply) => reply,
             Err(_) => {
+                self.conn = None;
                 tracing::debug!(
                     target_id = self.target,
                     purpose = self.purpose,
@@ -220,11 +248,9 @@ impl PeerClient {
             }
         };
         match reply {
-            Ok(reply) => {
-                self.conn = Some(conn);
-                Ok(reply)
-            }
+            Ok(reply) => Ok(reply),
             Err(reason) => {
+                self.conn = None;
                 tracing::debug!(
                     target_id = self.target,
                     purpose = self.purpose,
@@ -254,11 +280,22 @@ impl PeerClient {
             target,
             self.segment_size,
         );
-        let result = match timeout_at(deadline, handshake(&self.connector, &addr, hello)).await {
-            Ok(result) => result,
-            Err(_) => Err(HandshakeError::Failed(
-                "no connection within the RPC timeout".to_string(),
-            )),
+        let connector = self.connector.clone();
+        let pending = self.connecting.get_or_insert_with(|| {
+            let addr = addr.clone();
+            tokio::spawn(async move { handshake(&connector, &addr, hello).await })
+        });
+        let result = match timeout_at(deadline, pending).await {
+            // Still connecting: the next RPC waits for the same attempt.
+            Err(_) => {
+                return Err(Failure::Unreachable(format!(
+                    "n{target} at {addr}: no connection within the RPC timeout"
+                )))
+            }
+            Ok(joined) => {
+                self.connecting = None;
+                joined.unwrap_or_else(|e| Err(HandshakeError::Failed(format!("connect task: {e}"))))
+            }
         };
         match result {
             Ok(conn) => {
@@ -364,11 +401,7 @@ async fn exchange(conn: &mut Conn, frame: Frame) -> Result<Message, String> {
         return Err(format!("{kind} is not a request"));
     };
     conn.send(frame).await.map_err(|e| format!("send: {e}"))?;
-    let reply = match conn.next().await {
-        Some(Ok(reply)) => reply,
-        Some(Err(e)) => return Err(format!("receive: {e}")),
-        None => return Err("connection closed by the peer".to_string()),
-    };
+    let reply = next_answer(conn, id).await?;
     if reply.id != id {
         return Err(format!(
             "answer to request {} where {id} was expected",
@@ -379,6 +412,23 @@ async fn exchange(conn: &mut Conn, frame: Frame) -> Result<Message, String> {
         Message::Error(text) => Err(format!("peer answered: {text}")),
         msg if msg.kind() == expected => Ok(msg),
         msg => Err(format!("answered {kind} with {}", msg.kind())),
+    }
+}
+
+/// The next frame on `conn` that is not a late answer to an earlier
+/// request (one openraft gave up on: see the module docs).
+async fn next_answer<S, E>(frames: &mut S, id: u64) -> Result<Frame, String>
+where
+    S: futures::Stream<Item = Result<Frame, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    loop {
+        match frames.next().await {
+            Some(Ok(frame)) if frame.id < id => continue,
+            Some(Ok(frame)) => return Ok(frame),
+            Some(Err(e)) => return Err(format!("receive: {e}")),
+            None => return Err("connection closed by the peer".to_string()),
+        }
     }
 }
 
@@ -423,7 +473,7 @@ impl StreamReader {
                 Err(e) => Some(Err(Failure::Network(format!("append sender: {e}")).into())),
             };
         };
-        let frame = match tokio::time::timeout(self.wait, self.frames.next()).await {
+        let frame = match tokio::time::timeout(self.wait, next_answer(&mut self.frames, id)).await {
             Err(_) => {
                 return Some(Err(Failure::Timeout(Timeout {
                     action: RPCTypes::AppendEntries,
@@ -433,21 +483,14 @@ impl StreamReader {
                 })
                 .into()))
             }
-            Ok(None) => {
+            Ok(Err(e)) => {
                 return Some(Err(Failure::Network(format!(
-                    "replication stream to n{}: connection closed by the peer",
+                    "replication stream to n{}: {e}",
                     self.target
                 ))
                 .into()))
             }
-            Ok(Some(Err(e))) => {
-                return Some(Err(Failure::Network(format!(
-                    "replication stream to n{}: receive: {e}",
-                    self.target
-                ))
-                .into()))
-            }
-            Ok(Some(Ok(frame))) => frame,
+            Ok(Ok(frame)) => frame,
         };
         if frame.id != id {
             return Some(Err(Failure::Network(format!(
@@ -483,8 +526,21 @@ impl RaftNetworkV2<MqRaft> for PeerClient {
     where
         S: futures::Stream<Item = AppendEntriesRequest<MqRaft>> + OptionalSend + Unpin + 'static,
     {
+        // A heartbeat is one append with no entries, sent every heartbeat
+        // interval and given that long: it goes on the client's kept
+        // connection, as an RPC, rather than on a stream's own.
+        if self.purpose == HEARTBEAT {
+            return openraft::network::stream_append_sequential(self, input, option);
+        }
         Box::pin(async move {
             let wait = option.soft_ttl().max(MIN_RPC_TIME);
+            let mut input = input;
+            // openraft's back-off after a failure is a delay before the
+            // next request is handed out: wait for that request before
+            // connecting, so an unreachable member is not redialled at once.
+            let Some(first) = input.next().await else {
+                return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, StreamItem>);
+            };
             let conn = match self.conn.take() {
                 Some(conn) => conn,
                 None => self.connect(Instant::now() + wait).await?,
@@ -493,7 +549,7 @@ impl RaftNetworkV2<MqRaft> for PeerClient {
             let (sent_tx, sent) = tokio::sync::mpsc::channel(MAX_INFLIGHT_APPENDS);
             let mut id = self.next_id;
             let sender = tokio::spawn(async move {
-                let mut input = input;
+                let mut input = futures::stream::iter([first]).chain(input);
                 while let Some(req) = input.next().await {
                     // A slot first: at most MAX_INFLIGHT_APPENDS unanswered.
                     let Ok(slot) = sent_tx.reserve().await else {
@@ -814,6 +870,66 @@ mod tests {
             "waited {:?}",
             started.elapsed()
         );
+    }
+
+    /// A peer at the end of a long link: it answers the hello and every
+    /// append `delay` after reading it.
+    async fn far_peer(delay: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut conn = Framed::new(stream, RaftCodec::new());
+                    tokio::time::sleep(delay).await;
+                    if !greet(&mut conn).await {
+                        return;
+                    }
+                    while let Some(Ok(frame)) = conn.next().await {
+                        tokio::time::sleep(delay).await;
+                        let msg = Message::AppendEntriesResponse(AppendEntriesResponse::Success);
+                        if conn.send(Frame { id: frame.id, msg }).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn heartbeats_get_through_a_link_slower_than_their_interval() {
+        // openraft gives each heartbeat one interval (100 ms). Over this
+        // link a new connection's hello and the heartbeat take 120 ms
+        // together, a heartbeat on an open connection 60 ms: heartbeats
+        // get through once the connection is kept, never if each one
+        // opens its own.
+        let addr = far_peer(Duration::from_millis(60)).await;
+        let mut net = network(GROUP, &addr);
+        let mut hb = net.new_heartbeat_client(1, &EmptyNode {}).await;
+        let interval = Duration::from_millis(100);
+        let mut answered = 0;
+        for _ in 0..10 {
+            let heartbeat = AppendEntriesRequest::<MqRaft> {
+                vote: Vote::new_committed(1, 0),
+                prev_log_id: None,
+                entries: vec![],
+                leader_commit: None,
+            };
+            let input = futures::stream::iter([heartbeat]);
+            let beat = async {
+                let mut answers =
+                    RaftNetworkV2::stream_append(&mut hb, input, RPCOption::new(interval)).await?;
+                answers.next().await.transpose()
+            };
+            if let Ok(Ok(Some(Ok(_)))) = tokio::time::timeout(interval, beat).await {
+                answered += 1;
+            } else {
+                tokio::time::sleep(interval).await;
+            }
+        }
+        assert!(answered >= 5, "{answered} of 10 heartbeats answered");
     }
 
     #[tokio::test]
