@@ -148,6 +148,8 @@ pub struct BrokerInner {
     pub acl: Option<Arc<acl::Acl>>,
     /// Raft mode: topic configs and consumer offsets through the Raft log.
     pub raft_state: Option<Arc<raft_state::RaftState>>,
+    /// Held while the tables are written (see `persist_tables`).
+    persisting: parking_lot::Mutex<()>,
 }
 
 /// What relays did to this broker's copy queues since it started.
@@ -198,8 +200,11 @@ impl BrokerInner {
 
     /// Write consumer offsets and delay cursors; in Raft mode then where
     /// applying state records stopped (read first: the files then hold at
-    /// least what it says).
+    /// least what it says). One writer at a time: interleaved, a later
+    /// cursor could be written last beside tables written before it was
+    /// read, and two writers would share one temporary file.
     pub fn persist_tables(&self) {
+        let _one = self.persisting.lock();
         let cursor = self.raft_state.as_ref().map(|s| s.cursor());
         self.offsets.persist();
         self.delay.persist();
@@ -398,6 +403,7 @@ impl Broker {
             timers: timer::TimerService::default(),
             acl,
             raft_state,
+            persisting: parking_lot::Mutex::new(()),
         });
         if let Some(node) = &inner.raft {
             node.set_state_hooks(Arc::new(raft_state::SnapshotTables(Arc::downgrade(&inner))));

@@ -98,6 +98,10 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
 pub struct TopicConfigManager {
     path: PathBuf,
     table: RwLock<Tables>,
+    /// One writer of the file at a time, each writing the table as it is
+    /// once its turn comes: two changes at once then never leave the older
+    /// table on disk, nor share the temporary file.
+    persisting: parking_lot::Mutex<()>,
 }
 
 struct Tables {
@@ -172,6 +176,7 @@ impl TopicConfigManager {
                 topics,
                 version: DataVersion::default(),
             }),
+            persisting: parking_lot::Mutex::new(()),
         };
         m.persist();
         Ok(m)
@@ -444,6 +449,7 @@ impl TopicConfigManager {
     /// Write the table crash-safely. A failure is logged: the table in
     /// memory stays authoritative and the next change retries.
     pub fn persist(&self) {
+        let _one = self.persisting.lock();
         let wrapper = self.wrapper();
         let result = crate::persist_json(&self.path, &wrapper);
         if let Err(e) = result {
