@@ -85,6 +85,9 @@ pub struct BrokerConfig {
     /// `tls.*`: TLS on the client port, HA and Raft, and on the broker's
     /// own links (name servers, master, Raft peers).
     pub tls: meridian_remoting::tls::TlsSettings,
+    /// `metricsExporterType`, `metricsPromExporterHost`,
+    /// `metricsPromExporterPort`, `metricsLabel`.
+    pub metrics: meridian_metrics::MetricsConfig,
     /// Whether consumers may subscribe with SQL92 property filters
     /// (`enablePropertyFilter`, off by default as in RocketMQ).
     pub enable_property_filter: bool,
@@ -155,6 +158,7 @@ impl BrokerConfig {
             enable_property_filter: false,
             acl_file: None,
             tls: Default::default(),
+            metrics: Default::default(),
             timer_max_delay_sec: 3 * 24 * 3600,
             max_long_poll_waiters: 65_536,
             max_pull_msgs: 32 * 32,
@@ -308,6 +312,7 @@ impl BrokerConfig {
             };
         }
         c.tls = meridian_remoting::tls::TlsSettings::from_conf(conf)?;
+        c.metrics = meridian_metrics::MetricsConfig::from_conf(conf)?;
         conf.refuse_if_on(
             &[
                 "authenticationEnabled",

@@ -24,6 +24,7 @@ pub mod delay;
 pub mod filter;
 pub mod lock;
 pub mod long_poll;
+pub mod metrics;
 pub mod offsets;
 pub mod processor;
 pub mod raft_state;
@@ -134,6 +135,9 @@ pub struct BrokerInner {
     pub raft: Option<Arc<meridian_raft::node::RaftNode>>,
     /// Records relayed into this broker's copy queues.
     pub relay_counters: RelayCounters,
+    /// Counted for the Prometheus endpoint (also when it is off: an atomic
+    /// add per request).
+    pub metrics: Arc<metrics::BrokerMetrics>,
     /// Held while a delayed message's delivery (here, or another region's
     /// relayed in) is checked against what is held and stored: one
     /// delivery per `MERIDIAN_SCHEDULED` identity.
@@ -278,6 +282,8 @@ pub struct Broker {
     server: meridian_remoting::Server,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     recovery: RecoveryReport,
+    /// The Prometheus endpoint, when `metricsExporterType=PROM`.
+    exporter: Option<meridian_metrics::Exporter>,
 }
 
 impl Broker {
@@ -397,6 +403,7 @@ impl Broker {
             ha,
             raft,
             relay_counters: RelayCounters::default(),
+            metrics: Default::default(),
             scheduled: tokio::sync::Mutex::new(()),
             transactions,
             selectors: filter::SelectorCache::default(),
@@ -409,7 +416,28 @@ impl Broker {
             node.set_state_hooks(Arc::new(raft_state::SnapshotTables(Arc::downgrade(&inner))));
         }
         let bind = SocketAddr::new(inner.config.listen_ip, inner.config.listen_port);
-        let handler = Arc::new(processor::BrokerProcessor::new(inner.clone()));
+        let mut handler: Arc<dyn meridian_remoting::Handler> =
+            Arc::new(processor::BrokerProcessor::new(inner.clone()));
+        let exporter = if inner.config.metrics.enabled() {
+            let c = &inner.config;
+            let node = meridian_metrics::Node {
+                cluster: c.broker_cluster_name.clone(),
+                node_type: "broker",
+                // As RocketMQ 5: the broker group's name; Prometheus's
+                // `instance` tells the members of a group apart.
+                node_id: c.broker_name.clone(),
+            };
+            let mut registry = meridian_metrics::registry(&node, &c.metrics);
+            inner
+                .metrics
+                .register(&mut registry, Arc::downgrade(&inner));
+            if let Some(rpc) = inner.metrics.rpc() {
+                handler = meridian_metrics::observed(handler, rpc);
+            }
+            meridian_metrics::start(&c.metrics, Arc::new(registry), Arc::new(|| {})).await?
+        } else {
+            None
+        };
         let server =
             meridian_remoting::server::serve_with(bind, handler, Default::default(), acceptor)
                 .await
@@ -444,7 +472,13 @@ impl Broker {
             server,
             tasks,
             recovery,
+            exporter,
         })
+    }
+
+    /// Where the Prometheus endpoint listens, when it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.exporter.as_ref().map(|e| e.local_addr())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -501,6 +535,10 @@ async fn follow_raft_role(
         // topics and offsets from there.
         if now.leader != was.leader || now.leader_id != was.leader_id {
             if now.leader != was.leader {
+                inner
+                    .metrics
+                    .raft_role_changes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(
                     leader = now.leader,
                     term = now.term,

@@ -155,6 +155,8 @@ pub async fn dev(
         listen_port: namesrv_port,
         listen_ip: "127.0.0.1".parse()?,
         tls,
+        // The broker of `meridian dev` exports the metrics (one port).
+        metrics: Default::default(),
     })
     .await?;
     let ns_addr = format!("127.0.0.1:{}", ns.local_addr().port());

@@ -13,6 +13,8 @@ pub struct NamesrvConfig {
     pub listen_ip: IpAddr,
     /// `tls.*`: TLS on the listening port.
     pub tls: TlsSettings,
+    /// `metricsExporterType=PROM` and the other exporter keys.
+    pub metrics: meridian_metrics::MetricsConfig,
 }
 
 impl Default for NamesrvConfig {
@@ -21,6 +23,7 @@ impl Default for NamesrvConfig {
             listen_port: 9876,
             listen_ip: IpAddr::from([0, 0, 0, 0]),
             tls: TlsSettings::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -37,6 +40,7 @@ impl NamesrvConfig {
             c.listen_ip = ip;
         }
         c.tls = TlsSettings::from_conf(conf)?;
+        c.metrics = meridian_metrics::MetricsConfig::from_conf(conf)?;
         conf.refuse_if_on(
             &["aclEnable", "authenticationEnabled", "authorizationEnabled"],
             "Meridian's name server does not check access (RocketMQ's does not either); brokers do, with aclEnable in broker.conf",

@@ -26,13 +26,32 @@ pub struct NameServer {
     server: meridian_remoting::Server,
     routes: Arc<routes::RouteTable>,
     scan: tokio::task::JoinHandle<()>,
+    /// The Prometheus endpoint, when `metricsExporterType=PROM`.
+    exporter: Option<meridian_metrics::Exporter>,
 }
 
 impl NameServer {
     /// Bind and start serving.
     pub async fn start(config: NamesrvConfig) -> anyhow::Result<NameServer> {
         let routes = Arc::new(routes::RouteTable::default());
-        let handler = Arc::new(processor::NamesrvProcessor::new(routes.clone()));
+        let mut handler: Arc<dyn meridian_remoting::Handler> =
+            Arc::new(processor::NamesrvProcessor::new(routes.clone()));
+        let exporter = if config.metrics.enabled() {
+            let node = meridian_metrics::Node {
+                cluster: String::new(),
+                node_type: "namesrv",
+                node_id: format!("namesrv-{}", config.listen_port),
+            };
+            let mut registry = meridian_metrics::registry(&node, &config.metrics);
+            handler = meridian_metrics::observed(
+                handler,
+                meridian_metrics::RpcMetrics::register(&mut registry),
+            );
+            registry.register_collector(Box::new(RouteCollector(Arc::downgrade(&routes))));
+            meridian_metrics::start(&config.metrics, Arc::new(registry), Arc::new(|| {})).await?
+        } else {
+            None
+        };
         let addr = SocketAddr::new(config.listen_ip, config.listen_port);
         let acceptor = config
             .tls
@@ -55,7 +74,13 @@ impl NameServer {
             server,
             routes,
             scan,
+            exporter,
         })
+    }
+
+    /// Where the Prometheus endpoint listens, when it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.exporter.as_ref().map(|e| e.local_addr())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -69,5 +94,45 @@ impl NameServer {
     pub fn stop(&self) {
         self.server.stop();
         self.scan.abort();
+    }
+}
+
+/// The name server's values read at scrape time: brokers and topics it
+/// routes, by cluster.
+#[derive(Debug)]
+struct RouteCollector(std::sync::Weak<routes::RouteTable>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ClusterLabels {
+    broker_cluster: String,
+}
+
+impl meridian_metrics::prometheus_client::collector::Collector for RouteCollector {
+    fn encode(
+        &self,
+        encoder: meridian_metrics::prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        let Some(routes) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let mut per_cluster: std::collections::BTreeMap<String, i64> = Default::default();
+        for (_, cluster, _, _) in routes.live_brokers() {
+            *per_cluster.entry(cluster).or_default() += 1;
+        }
+        let brokers: Vec<(ClusterLabels, i64)> = per_cluster
+            .into_iter()
+            .map(|(broker_cluster, n)| (ClusterLabels { broker_cluster }, n))
+            .collect();
+        let mut s = meridian_metrics::Scrape(encoder);
+        s.gauges(
+            "meridian_namesrv_live_brokers",
+            "Broker processes registered and not expired, by cluster",
+            &brokers,
+        )?;
+        s.gauge(
+            "meridian_namesrv_topics",
+            "Topics this name server routes",
+            routes.topics().len() as i64,
+        )
     }
 }

@@ -116,6 +116,8 @@ pub struct RelayConfig {
     /// `tls.*`: TLS to both sides (`tls.enable`, `tls.client.*`) and on the
     /// status port (`tls.server.*`).
     pub tls: meridian_remoting::tls::TlsSettings,
+    /// `metricsExporterType=PROM` and the other exporter keys.
+    pub metrics: meridian_metrics::MetricsConfig,
 }
 
 impl RelayConfig {
@@ -152,6 +154,7 @@ impl RelayConfig {
             src_credentials: None,
             dest_credentials: None,
             tls: Default::default(),
+            metrics: Default::default(),
         };
         let mut credentials = |side: &str| -> Result<_, ConfError> {
             let (ak_key, sk_key) = (format!("{side}AccessKey"), format!("{side}SecretKey"));
@@ -168,6 +171,7 @@ impl RelayConfig {
         c.src_credentials = credentials("src")?;
         c.dest_credentials = credentials("dest")?;
         c.tls = meridian_remoting::tls::TlsSettings::from_conf(conf)?;
+        c.metrics = meridian_metrics::MetricsConfig::from_conf(conf)?;
         if let Some(v) = conf.str("tagFilter") {
             c.tag_filter = TagSelector::parse(&v);
         }

@@ -97,6 +97,8 @@ pub struct Relay {
     stop: watch::Sender<bool>,
     supervisor: tokio::task::JoinHandle<()>,
     status: Option<meridian_remoting::Server>,
+    /// The Prometheus endpoint, when `metricsExporterType=PROM`.
+    exporter: Option<meridian_metrics::Exporter>,
 }
 
 impl Relay {
@@ -141,6 +143,19 @@ impl Relay {
             ),
             None => None,
         };
+        let exporter = if shared.config.metrics.enabled() {
+            let node = meridian_metrics::Node {
+                cluster: shared.config.replication_group.clone(),
+                node_type: "relay",
+                node_id: shared.config.replication_group.clone(),
+            };
+            let mut registry = meridian_metrics::registry(&node, &shared.config.metrics);
+            registry.register_collector(Box::new(RelayCollector(Arc::downgrade(&shared))));
+            meridian_metrics::start(&shared.config.metrics, Arc::new(registry), Arc::new(|| {}))
+                .await?
+        } else {
+            None
+        };
         let (stop, stop_rx) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(shared.clone(), stop_rx));
         Ok(Relay {
@@ -148,7 +163,13 @@ impl Relay {
             stop,
             supervisor,
             status,
+            exporter,
         })
+    }
+
+    /// Where the Prometheus endpoint listens, when it runs.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.exporter.as_ref().map(|e| e.local_addr())
     }
 
     /// Where the status port listens.
@@ -317,5 +338,73 @@ impl Handler for StatusHandler {
             ),
         };
         Reply::Now(Some(response))
+    }
+}
+
+/// The relay's values read at scrape time, per link and topic.
+struct RelayCollector(std::sync::Weak<Shared>);
+
+impl std::fmt::Debug for RelayCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RelayCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct LinkTopic {
+    /// The link: `replicationGroup`, one per source and target pair.
+    link: String,
+    topic: String,
+}
+
+impl meridian_metrics::prometheus_client::collector::Collector for RelayCollector {
+    fn encode(
+        &self,
+        encoder: meridian_metrics::prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        let Some(shared) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let link = &shared.config.replication_group;
+        let (mut relayed, mut present, mut lag, mut lag_s) = (vec![], vec![], vec![], vec![]);
+        for (topic, (a, p, l, ms)) in shared.stats.per_topic() {
+            let labels = LinkTopic {
+                link: link.clone(),
+                topic,
+            };
+            relayed.push((labels.clone(), a));
+            present.push((labels.clone(), p));
+            lag.push((labels.clone(), l));
+            lag_s.push((labels, ms as f64 / 1000.0));
+        }
+        let mut s = meridian_metrics::Scrape(encoder);
+        s.counters(
+            "meridian_relay_messages",
+            "Records this relay stored in the target's copy queues, by link and topic",
+            &relayed,
+        )?;
+        s.counters(
+            "meridian_relay_present",
+            "Records the target already held (another path, a resend), by link and topic",
+            &present,
+        )?;
+        s.gauges(
+            "meridian_relay_lag_messages",
+            "Records in the source not yet in the target's copy, by link and topic",
+            &lag,
+        )?;
+        s.gauges(
+            "meridian_relay_lag_seconds",
+            "Source store time to target store time of the last record relayed, by link and topic (0 when caught up)",
+            &lag_s,
+        )?;
+        s.counter(
+            "meridian_relay_offsets_carried",
+            "Consumer offsets carried to the target",
+            shared
+                .stats
+                .offsets_carried
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }

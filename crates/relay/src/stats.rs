@@ -98,6 +98,24 @@ impl LinkStats {
         t
     }
 
+    /// Per topic: records relayed, records found present, messages
+    /// behind, and the lag in ms of the furthest-behind stream (0 when
+    /// none is behind).
+    pub fn per_topic(&self) -> BTreeMap<String, (u64, u64, i64, i64)> {
+        let mut per_topic: BTreeMap<String, (u64, u64, i64, i64)> = BTreeMap::new();
+        for ((topic, _), s) in self.streams.lock().iter() {
+            let lag = s.lag_messages();
+            let e = per_topic.entry(topic.clone()).or_default();
+            e.0 += s.appended.load(Ordering::Relaxed);
+            e.1 += s.present.load(Ordering::Relaxed);
+            e.2 += lag;
+            if lag > 0 {
+                e.3 = e.3.max(s.lag_ms.load(Ordering::Relaxed));
+            }
+        }
+        per_topic
+    }
+
     /// Forget streams no longer relayed.
     pub fn retain(&self, keep: impl Fn(&StreamKey) -> bool) {
         self.streams.lock().retain(|k, _| keep(k));

@@ -290,6 +290,12 @@ fn pull_once(
     }
     .write(&mut response);
     if code == rc::SUCCESS {
+        b.metrics.pulled(
+            &h.consumer_group,
+            &h.topic,
+            got.messages.len() as u64,
+            got.total_bytes as u64,
+        );
         response.body = concat(got.messages, got.total_bytes);
     }
     response

@@ -25,11 +25,82 @@ pub fn process(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: RemotingComman
     match prepare(b, conn, &req) {
         Err(response) => Reply::Now(Some(response)),
         Ok((queue_id, msgs)) => {
+            let counted = Counted::of(&msgs);
             // The write is handed over now, on the connection's reading
             // task, in arrival order; only the wait is left pending.
             let written = b.write(msgs);
             let region = b.config.region_id.clone();
-            reply_when_done(async move { respond(&region, &req, queue_id, written.await) })
+            let b = Arc::clone(b);
+            reply_when_done(async move {
+                let written = written.await;
+                if written.is_ok() {
+                    counted.add_to(&b);
+                }
+                respond(&region, &req, queue_id, written)
+            })
+        }
+    }
+}
+
+/// What a send counts as in the metrics: the producer's topic, RocketMQ
+/// 5's message type, how many messages and body bytes; and, for a message
+/// sent back past its reconsume limit, the group whose dead-letter topic
+/// it went to.
+pub(super) struct Counted {
+    topic: String,
+    message_type: &'static str,
+    messages: u64,
+    bytes: u64,
+    dead_letter_of: Option<String>,
+}
+
+impl Counted {
+    pub(super) fn of(msgs: &[PutMessage]) -> Counted {
+        let Some(first) = msgs.first() else {
+            return Counted {
+                topic: String::new(),
+                message_type: "Normal",
+                messages: 0,
+                bytes: 0,
+                dead_letter_of: None,
+            };
+        };
+        let real = || {
+            find_property(&first.properties, property::REAL_TOPIC)
+                .unwrap_or(&first.topic)
+                .to_string()
+        };
+        let (topic, message_type) = match first.topic.as_str() {
+            crate::transaction::HALF_TOPIC => (real(), "Transaction"),
+            SCHEDULE_TOPIC | crate::timer::TIMER_TOPIC => (real(), "Delay"),
+            t => (t.to_string(), "Normal"),
+        };
+        let dead_letter_of = topic
+            .strip_prefix(topics::DLQ_GROUP_TOPIC_PREFIX)
+            .map(str::to_string);
+        // A dead letter counts under the topic it was first sent to.
+        let topic = match (
+            &dead_letter_of,
+            find_property(&first.properties, property::RETRY_TOPIC),
+        ) {
+            (Some(_), Some(original)) => original.to_string(),
+            _ => topic,
+        };
+        Counted {
+            topic,
+            message_type,
+            messages: msgs.len() as u64,
+            bytes: msgs.iter().map(|m| m.body.len() as u64).sum(),
+            dead_letter_of,
+        }
+    }
+
+    pub(super) fn add_to(&self, b: &BrokerInner) {
+        match &self.dead_letter_of {
+            Some(group) => b.metrics.dead_lettered(group, &self.topic),
+            None => b
+                .metrics
+                .sent(&self.topic, self.message_type, self.messages, self.bytes),
         }
     }
 }

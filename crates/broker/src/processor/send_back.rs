@@ -30,10 +30,21 @@ pub fn process(b: &Arc<BrokerInner>, _conn: &Arc<Connection>, req: RemotingComma
     };
     // Acknowledged only once stored as durably as a send would be: the
     // consumer forgets the message when this answers.
+    // Counted only when it is dead-lettered (a retry is not a new message).
+    let counted = msg
+        .topic
+        .starts_with(topics::DLQ_GROUP_TOPIC_PREFIX)
+        .then(|| super::send::Counted::of(std::slice::from_ref(&msg)));
     let written = b.write(vec![msg]);
+    let b = Arc::clone(b);
     Reply::Later(Box::pin(async move {
         Some(match written.await {
-            Ok(stored) if stored.is_held() => ok(&req),
+            Ok(stored) if stored.is_held() => {
+                if let Some(c) = counted {
+                    c.add_to(&b);
+                }
+                ok(&req)
+            }
             Ok(stored) => error(
                 &req,
                 rc::SYSTEM_ERROR,

@@ -1,0 +1,381 @@
+//! The broker's Prometheus metrics (see `meridian-metrics` for the
+//! exporter and docs/operations.md for the list with meanings).
+//!
+//! Counted where they happen, one atomic add per request: messages and
+//! bytes in by topic and message type, out by topic and consumer group,
+//! dead-lettered messages, RPC latency (in front of every handler).
+//! Read at scrape time by [`BrokerCollector`]: storage size and how far
+//! flushing and dispatching are behind, connections, consumer lag per
+//! group and topic, replication (slaves and Raft followers), Raft term
+//! and role, relay copies, transactions and store totals.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use meridian_metrics::prometheus_client::collector::Collector;
+use meridian_metrics::prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use meridian_metrics::prometheus_client::metrics::counter::Counter;
+use meridian_metrics::prometheus_client::metrics::family::Family;
+use meridian_metrics::{Registry, RpcMetrics, Scrape, Unlabeled};
+
+use crate::BrokerInner;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InLabels {
+    pub topic: String,
+    /// RocketMQ 5's message types: `Normal`, `Delay`, `Transaction`.
+    pub message_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub topic: String,
+    pub consumer_group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    /// A slave's address or a Raft member (`n2`).
+    replica: String,
+}
+
+/// What the broker counts as it works.
+#[derive(Debug, Default)]
+pub struct BrokerMetrics {
+    messages_in: Family<InLabels, Counter>,
+    throughput_in: Family<InLabels, Counter>,
+    messages_out: Family<GroupLabels, Counter>,
+    throughput_out: Family<GroupLabels, Counter>,
+    send_to_dlq: Family<GroupLabels, Counter>,
+    /// Raft: how often this member became or stopped being the leader.
+    pub raft_role_changes: AtomicU64,
+    /// Set once the exporter runs: request latency by code.
+    rpc: parking_lot::Mutex<Option<Arc<RpcMetrics>>>,
+}
+
+impl BrokerMetrics {
+    /// Messages stored for producers: `n` messages of `bytes` body bytes.
+    pub fn sent(&self, topic: &str, message_type: &'static str, n: u64, bytes: u64) {
+        let labels = InLabels {
+            topic: topic.to_string(),
+            message_type,
+        };
+        self.messages_in.get_or_create(&labels).inc_by(n);
+        self.throughput_in.get_or_create(&labels).inc_by(bytes);
+    }
+
+    /// Messages handed to a consumer group by a pull.
+    pub fn pulled(&self, group: &str, topic: &str, n: u64, bytes: u64) {
+        if n == 0 {
+            return;
+        }
+        let labels = GroupLabels {
+            topic: topic.to_string(),
+            consumer_group: group.to_string(),
+        };
+        self.messages_out.get_or_create(&labels).inc_by(n);
+        self.throughput_out.get_or_create(&labels).inc_by(bytes);
+    }
+
+    /// A message of `topic` that `group` failed too often, stored in the
+    /// group's dead-letter topic.
+    pub fn dead_lettered(&self, group: &str, topic: &str) {
+        self.send_to_dlq
+            .get_or_create(&GroupLabels {
+                topic: topic.to_string(),
+                consumer_group: group.to_string(),
+            })
+            .inc();
+    }
+
+    /// Register everything in `registry`, with the scrape-time values of
+    /// `broker`.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry, broker: Weak<BrokerInner>) {
+        registry.register(
+            "rocketmq_messages_in",
+            "Messages stored for producers, by topic and message type",
+            self.messages_in.clone(),
+        );
+        registry.register(
+            "rocketmq_throughput_in",
+            "Body bytes stored for producers, by topic and message type",
+            self.throughput_in.clone(),
+        );
+        registry.register(
+            "rocketmq_messages_out",
+            "Messages delivered to consumers, by topic and consumer group",
+            self.messages_out.clone(),
+        );
+        registry.register(
+            "rocketmq_throughput_out",
+            "Body bytes delivered to consumers, by topic and consumer group",
+            self.throughput_out.clone(),
+        );
+        registry.register(
+            "rocketmq_send_to_dlq_messages",
+            "Messages moved to a dead-letter topic, by original topic and consumer group",
+            self.send_to_dlq.clone(),
+        );
+        *self.rpc.lock() = Some(RpcMetrics::register(registry));
+        registry.register_collector(Box::new(BrokerCollector(broker)));
+    }
+
+    /// Request latency, once registered.
+    pub fn rpc(&self) -> Option<Arc<RpcMetrics>> {
+        self.rpc.lock().clone()
+    }
+}
+
+/// The values read at scrape time.
+#[derive(Debug)]
+pub struct BrokerCollector(Weak<BrokerInner>);
+
+impl Collector for BrokerCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        let Some(b) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let mut s = Scrape(encoder);
+        storage(&b, &mut s)?;
+        clients(&b, &mut s)?;
+        consumer_lag(&b, &mut s)?;
+        replication(&b, &mut s)?;
+        others(&b, &mut s)
+    }
+}
+
+fn storage(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
+    let st = b.store.stats();
+    let max = st.commit_log_max_offset;
+    s.gauge(
+        "rocketmq_storage_size",
+        "Bytes of commit log held (max offset minus min offset)",
+        (max - st.commit_log_min_offset).max(0),
+    )?;
+    s.gauge(
+        "rocketmq_storage_flush_behind_bytes",
+        "Commit-log bytes written but not yet flushed to disk",
+        (max - st.flushed_offset).max(0),
+    )?;
+    // Records are dispatched to consume queues and the index as they are
+    // appended; in Raft mode, written records wait for their commit before
+    // they are dispatched and readable.
+    let dispatch_behind = b.raft.as_ref().map_or(0, |n| {
+        let r = n.status();
+        (r.write_offset - r.visible_offset).max(0)
+    });
+    s.gauge(
+        "rocketmq_storage_dispatch_behind_bytes",
+        "Commit-log bytes written but not yet dispatched to consume queues (Raft: not yet committed)",
+        dispatch_behind,
+    )?;
+    s.gauge(
+        "meridian_storage_disk_used_ratio",
+        "Used fraction of the filesystem holding the commit log",
+        st.disk_used_ratio,
+    )?;
+    s.counter(
+        "meridian_storage_put_messages",
+        "Messages appended to the commit log, every topic included",
+        st.put_message_count,
+    )?;
+    s.counter(
+        "meridian_storage_flushes",
+        "Commit-log flushes (one fdatasync each)",
+        st.flush_count,
+    )?;
+    s.counter(
+        "meridian_storage_flush_timeouts",
+        "SYNC_FLUSH writes not on disk within syncFlushTimeout",
+        st.flush_timeouts,
+    )?;
+    s.counter(
+        "meridian_storage_segments_deleted",
+        "Commit-log segments deleted by retention",
+        st.segments_deleted,
+    )
+}
+
+fn clients(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
+    let (producers, consumers) = b.clients.counts();
+    s.gauge(
+        "rocketmq_producer_connections",
+        "Producer clients registered by heartbeat",
+        producers as i64,
+    )?;
+    s.gauge(
+        "rocketmq_consumer_connections",
+        "Consumer clients registered by heartbeat",
+        consumers as i64,
+    )
+}
+
+/// Per group and topic with committed offsets here: messages not yet
+/// consumed, and how long the oldest of them has waited (ms).
+fn consumer_lag(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
+    let now = crate::now_ms();
+    let mut lag = Vec::new();
+    let mut latency = Vec::new();
+    for (key, queues) in b.offsets.snapshot() {
+        let Some((topic, group)) = key.split_once('@') else {
+            continue;
+        };
+        if !b.topics.contains(topic) {
+            continue;
+        }
+        let (mut behind, mut oldest) = (0i64, 0i64);
+        for (q, committed) in queues {
+            let max = b.store.max_offset_in_queue(topic, q);
+            let from = committed.max(b.store.min_offset_in_queue(topic, q));
+            if max > from {
+                behind += max - from;
+                if let Some(t) = b.store.store_time_at(topic, q, from) {
+                    oldest = oldest.max(now - t);
+                }
+            }
+        }
+        let labels = GroupLabels {
+            topic: topic.to_string(),
+            consumer_group: group.to_string(),
+        };
+        lag.push((labels.clone(), behind));
+        latency.push((labels, oldest.max(0)));
+    }
+    s.gauges(
+        "rocketmq_consumer_lag_messages",
+        "Messages stored but not yet consumed (committed), by consumer group and topic",
+        &lag,
+    )?;
+    s.gauges(
+        "rocketmq_consumer_lag_latency",
+        "Milliseconds the oldest unconsumed message has waited, by consumer group and topic",
+        &latency,
+    )
+}
+
+fn replication(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
+    let ha = b.ha.status();
+    let slaves: Vec<(PeerLabels, i64)> = ha
+        .slaves
+        .iter()
+        .map(|sl| {
+            (
+                PeerLabels {
+                    replica: sl.addr.to_string(),
+                },
+                sl.lag_bytes.max(0),
+            )
+        })
+        .collect();
+    s.gauges(
+        "meridian_ha_replication_lag_bytes",
+        "Master: commit-log bytes each connected slave lacks",
+        &slaves,
+    )?;
+    // A slave's view of its master (no samples on a master).
+    let following = ha.master_addr.is_some();
+    let one = |v: i64| -> Vec<(Unlabeled, i64)> {
+        if following {
+            vec![([], v)]
+        } else {
+            vec![]
+        }
+    };
+    s.gauges(
+        "meridian_ha_slave_behind_bytes",
+        "Slave: commit-log bytes the master has sent beyond what is stored here",
+        &one((ha.master_offset_seen - ha.max_offset).max(0)),
+    )?;
+    s.gauges(
+        "meridian_ha_slave_connected",
+        "Slave: 1 while connected to its master",
+        &one(i64::from(ha.connected)),
+    )?;
+    // Raft: no samples outside Raft mode.
+    let r = b.raft.as_ref().map(|n| n.status());
+    let one = |f: &dyn Fn(&meridian_raft::node::RaftStatus) -> i64| -> Vec<(Unlabeled, i64)> {
+        r.iter().map(|r| ([], f(r))).collect()
+    };
+    s.gauges(
+        "meridian_raft_term",
+        "Raft term this member is in",
+        &one(&|r| r.term as i64),
+    )?;
+    s.gauges(
+        "meridian_raft_leader",
+        "1 while this member leads its Raft group",
+        &one(&|r| i64::from(r.leader_id == Some(r.self_id))),
+    )?;
+    s.gauges(
+        "meridian_raft_has_leader",
+        "1 while this member knows a leader of its group",
+        &one(&|r| i64::from(r.leader_id.is_some())),
+    )?;
+    let changes: Vec<(Unlabeled, u64)> = r
+        .iter()
+        .map(|_| ([], b.metrics.raft_role_changes.load(Ordering::Relaxed)))
+        .collect();
+    s.counters(
+        "meridian_raft_role_changes",
+        "Times this member became or stopped being the leader",
+        &changes,
+    )?;
+    let mut bytes = Vec::new();
+    let mut millis = Vec::new();
+    if let Some(r) = &r {
+        for (id, p) in &r.peers {
+            if *id == r.self_id {
+                continue;
+            }
+            let labels = PeerLabels {
+                replica: format!("n{id}"),
+            };
+            bytes.push((labels.clone(), p.lag_bytes.max(0)));
+            millis.push((labels, p.lag_ms as f64 / 1000.0));
+        }
+    }
+    s.gauges(
+        "meridian_raft_replication_lag_bytes",
+        "Leader: commit-log bytes each member lacks",
+        &bytes,
+    )?;
+    s.gauges(
+        "meridian_raft_replication_lag_seconds",
+        "Leader: seconds since the store time of the first record each member lacks",
+        &millis,
+    )
+}
+
+fn others(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
+    s.counter(
+        "meridian_relay_appended",
+        "Relayed records stored in copy queues here",
+        b.relay_counters.appended.load(Ordering::Relaxed),
+    )?;
+    s.counter(
+        "meridian_relay_present",
+        "Relayed records refused as already present (a second path, a resend)",
+        b.relay_counters.present.load(Ordering::Relaxed),
+    )?;
+    let tx = &b.transactions;
+    s.counter(
+        "meridian_transactions_committed",
+        "Transactional messages committed",
+        tx.committed.load(Ordering::Relaxed),
+    )?;
+    s.counter(
+        "meridian_transactions_rolled_back",
+        "Transactional messages rolled back",
+        tx.rolled_back.load(Ordering::Relaxed),
+    )?;
+    s.counter(
+        "meridian_transaction_checks",
+        "CHECK_TRANSACTION_STATE requests sent to producers",
+        tx.checks_sent.load(Ordering::Relaxed),
+    )?;
+    s.counter(
+        "meridian_transactions_discarded",
+        "Half messages discarded after transactionCheckMax check-backs",
+        tx.discarded.load(Ordering::Relaxed),
+    )
+}

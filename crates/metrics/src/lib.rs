@@ -1,0 +1,451 @@
+//! Prometheus metrics of every Meridian process: the exporter (an HTTP
+//! endpoint answering `GET /metrics` in the OpenMetrics text format, set up
+//! with RocketMQ 5's keys), the labels every series carries, and the RPC
+//! latency that every remoting server records in front of its handlers.
+//!
+//! Each process builds one [`Registry`] with [`registry`], registers its own
+//! metrics in it, and hands it to [`start`]. Counters and histograms are
+//! updated where things happen (an atomic add); values that are cheaper to
+//! read than to track — lags, sizes, connections — are read by the
+//! process's refresh function just before each scrape is encoded.
+//!
+//! Names and labels follow RocketMQ 5's (`rocketmq_rpc_latency`, labels
+//! `cluster`, `node_type`, `node_id`); Meridian's own series are named
+//! `meridian_*`. The text format itself is written by `prometheus-client`.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use meridian_protocol::RemotingCommand;
+use meridian_remoting::conf::{Conf, ConfError};
+use meridian_remoting::{Connection, Handler, Reply};
+use prometheus_client::encoding::{EncodeGaugeValue, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+
+pub use prometheus_client;
+pub use prometheus_client::registry::Registry;
+
+/// `metricsExporterType`: RocketMQ 5 knows DISABLE, OTLP_GRPC, PROM and
+/// LOG; Meridian serves DISABLE and PROM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExporterType {
+    Disable,
+    Prom,
+}
+
+/// The exporter's settings, read from broker.conf, namesrv.conf or
+/// relay.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `metricsExporterType` (DISABLE).
+    pub exporter: ExporterType,
+    /// `metricsPromExporterHost`: the address to listen on (all).
+    pub host: IpAddr,
+    /// `metricsPromExporterPort` (5557; 0 picks a free port).
+    pub port: u16,
+    /// `metricsLabel`: constant labels added to every series,
+    /// `key:value,key:value`.
+    pub labels: Vec<(String, String)>,
+}
+
+/// RocketMQ 5's default `metricsPromExporterPort`.
+pub const DEFAULT_PORT: u16 = 5557;
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            exporter: ExporterType::Disable,
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: DEFAULT_PORT,
+            labels: Vec::new(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Read the exporter keys from `conf`.
+    pub fn from_conf(conf: &mut Conf) -> Result<MetricsConfig, ConfError> {
+        let mut c = MetricsConfig::default();
+        let invalid = |key: &str, value: &str, reason: &str| ConfError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(v) = conf.str("metricsExporterType") {
+            c.exporter = match v.trim().to_ascii_uppercase().as_str() {
+                "DISABLE" | "" => ExporterType::Disable,
+                "PROM" => ExporterType::Prom,
+                "OTLP_GRPC" | "LOG" => {
+                    return Err(invalid(
+                        "metricsExporterType",
+                        &v,
+                        "Meridian exports metrics for Prometheus only: use PROM (or DISABLE)",
+                    ))
+                }
+                _ => {
+                    return Err(invalid(
+                        "metricsExporterType",
+                        &v,
+                        "expected DISABLE or PROM",
+                    ))
+                }
+            };
+        }
+        if let Some(v) = conf.str("metricsPromExporterHost") {
+            let v = v.trim();
+            if !v.is_empty() {
+                c.host = v
+                    .parse()
+                    .map_err(|_| invalid("metricsPromExporterHost", v, "not an IP address"))?;
+            }
+        }
+        if let Some(p) = conf.get::<u16>("metricsPromExporterPort")? {
+            c.port = p;
+        }
+        if let Some(v) = conf.str("metricsLabel") {
+            for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let Some((k, val)) = pair.split_once(':') else {
+                    return Err(invalid("metricsLabel", &v, "expected key:value,key:value"));
+                };
+                let k = k.trim();
+                let name_ok = k
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !name_ok {
+                    return Err(invalid(
+                        "metricsLabel",
+                        &v,
+                        "a label name is letters, digits and '_', not starting with a digit",
+                    ));
+                }
+                c.labels.push((k.to_string(), val.trim().to_string()));
+            }
+        }
+        conf.accept(&[
+            "metricsGrpcExporterTarget",
+            "metricsGrpcExporterHeader",
+            "metricGrpcExporterTimeOutInMills",
+            "metricGrpcExporterIntervalInMills",
+            "metricLoggingExporterIntervalInMills",
+            "metricsInDelta",
+        ]);
+        Ok(c)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.exporter == ExporterType::Prom
+    }
+}
+
+/// Which process a series comes from: RocketMQ 5's `cluster`, `node_type`
+/// and `node_id` labels.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub cluster: String,
+    /// `broker`, `namesrv` or `relay`.
+    pub node_type: &'static str,
+    pub node_id: String,
+}
+
+/// A registry whose every series carries `node`'s labels and the
+/// `metricsLabel` ones.
+pub fn registry(node: &Node, config: &MetricsConfig) -> Registry {
+    let mut labels: Vec<(
+        std::borrow::Cow<'static, str>,
+        std::borrow::Cow<'static, str>,
+    )> = vec![
+        ("cluster".into(), node.cluster.clone().into()),
+        ("node_type".into(), node.node_type.into()),
+        ("node_id".into(), node.node_id.clone().into()),
+    ];
+    for (k, v) in &config.labels {
+        labels.push((k.clone().into(), v.clone().into()));
+    }
+    Registry::with_labels(labels.into_iter())
+}
+
+/// What the exporter calls before it encodes a scrape: set the gauges read
+/// at scrape time.
+pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+
+/// A running exporter; it stops when dropped.
+pub struct Exporter {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    /// Where it listens (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start the exporter `config` asks for (none when it is disabled).
+pub async fn start(
+    config: &MetricsConfig,
+    registry: Arc<Registry>,
+    refresh: Refresh,
+) -> std::io::Result<Option<Exporter>> {
+    if !config.enabled() {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(config.host, config.port);
+    let exporter = serve(addr, registry, refresh).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("metrics exporter cannot listen on {addr} (metricsPromExporterPort): {e}"),
+        )
+    })?;
+    tracing::info!(addr = %exporter.local_addr(), "Prometheus metrics at http://{}/metrics", exporter.local_addr());
+    Ok(Some(exporter))
+}
+
+/// Serve `GET /metrics` on `addr`.
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    refresh: Refresh,
+) -> std::io::Result<Exporter> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics exporter: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (registry, refresh) = (Arc::clone(&registry), Arc::clone(&refresh));
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let (registry, refresh) = (Arc::clone(&registry), Arc::clone(&refresh));
+                    async move { Ok::<_, Infallible>(answer(&req, &registry, &refresh)) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "metrics exporter: connection ended");
+                }
+            });
+        }
+    });
+    Ok(Exporter { addr, task })
+}
+
+/// The OpenMetrics content type Prometheus asks for first.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn answer<B>(req: &Request<B>, registry: &Registry, refresh: &Refresh) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, content_type: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    };
+    if req.uri().path() != "/metrics" {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "Meridian serves its metrics at /metrics\n".to_string(),
+        );
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET /metrics\n".to_string(),
+        );
+    }
+    refresh();
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => reply(StatusCode::OK, CONTENT_TYPE, text),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics exporter: cannot encode the metrics");
+            reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                "cannot encode the metrics\n".to_string(),
+            )
+        }
+    }
+}
+
+/// Labels of `rocketmq_rpc_latency`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    pub protocol_type: &'static str,
+    pub request_code: i32,
+    pub response_code: i32,
+}
+
+/// A histogram family whose histograms all get the same buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Request latency by request and response code, as RocketMQ 5's
+/// `rocketmq_rpc_latency` (milliseconds).
+#[derive(Debug)]
+pub struct RpcMetrics {
+    latency: HistogramFamily<RpcLabels>,
+}
+
+/// Milliseconds: RocketMQ 5's RPC latency buckets.
+const RPC_BUCKETS_MS: [f64; 9] = [1.0, 3.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0];
+
+impl RpcMetrics {
+    /// Register `rocketmq_rpc_latency` in `registry`.
+    pub fn register(registry: &mut Registry) -> Arc<RpcMetrics> {
+        let latency: HistogramFamily<RpcLabels> = Family::new_with_constructor(rpc_histogram);
+        registry.register(
+            "rocketmq_rpc_latency",
+            "Remoting request latency in milliseconds, by request and response code",
+            latency.clone(),
+        );
+        Arc::new(RpcMetrics { latency })
+    }
+
+    /// Record one answered request.
+    pub fn observe(&self, request_code: i32, response_code: i32, elapsed: Duration) {
+        self.latency
+            .get_or_create(&RpcLabels {
+                protocol_type: "remoting",
+                request_code,
+                response_code,
+            })
+            .observe(elapsed.as_secs_f64() * 1000.0);
+    }
+}
+
+fn rpc_histogram() -> Histogram {
+    Histogram::new(RPC_BUCKETS_MS)
+}
+
+/// `handler` with every answered request's latency recorded in `rpc`
+/// (oneway requests, which get no answer, are not).
+pub fn observed(handler: Arc<dyn Handler>, rpc: Arc<RpcMetrics>) -> Arc<dyn Handler> {
+    Arc::new(Observed {
+        inner: handler,
+        rpc,
+    })
+}
+
+struct Observed {
+    inner: Arc<dyn Handler>,
+    rpc: Arc<RpcMetrics>,
+}
+
+impl Handler for Observed {
+    fn handle(&self, conn: &Arc<Connection>, request: RemotingCommand) -> Reply {
+        let started = Instant::now();
+        let code = request.code;
+        match self.inner.handle(conn, request) {
+            Reply::Now(response) => {
+                if let Some(r) = &response {
+                    self.rpc.observe(code, r.code, started.elapsed());
+                }
+                Reply::Now(response)
+            }
+            Reply::Later(fut) => {
+                let rpc = Arc::clone(&self.rpc);
+                Reply::Later(Box::pin(async move {
+                    let response = fut.await;
+                    if let Some(r) = &response {
+                        rpc.observe(code, r.code, started.elapsed());
+                    }
+                    response
+                }))
+            }
+        }
+    }
+
+    fn on_close(&self, conn: &Arc<Connection>) {
+        self.inner.on_close(conn)
+    }
+}
+
+/// The label set of a sample without labels of its own, in
+/// [`Scrape::gauges`] and [`Scrape::counters`].
+pub type Unlabeled = [(&'static str, &'static str); 0];
+
+/// Values read at scrape time, written by a [`Collector`]: a thin layer
+/// over `prometheus-client`'s descriptor encoder for the shapes Meridian
+/// uses (a gauge or counter, alone or by labels).
+///
+/// [`Collector`]: prometheus_client::collector::Collector
+pub struct Scrape<'a>(pub prometheus_client::encoding::DescriptorEncoder<'a>);
+
+impl Scrape<'_> {
+    /// One gauge without labels.
+    pub fn gauge<V: EncodeGaugeValue>(&mut self, name: &str, help: &str, v: V) -> fmt::Result {
+        let mut m = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        m.encode_gauge(&v)
+    }
+
+    /// A gauge per label set. The family is described even when it has
+    /// no samples, so a scrape always lists every family.
+    pub fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: &[(L, V)],
+    ) -> fmt::Result {
+        let mut m = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (labels, v) in samples {
+            m.encode_family(labels)?.encode_gauge(v)?;
+        }
+        Ok(())
+    }
+
+    /// One counter without labels; `name` without `_total`, which the
+    /// format adds.
+    pub fn counter(&mut self, name: &str, help: &str, v: u64) -> fmt::Result {
+        let mut m = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        m.encode_counter::<NoLabelSet, u64, u64>(&v, None)
+    }
+
+    /// A counter per label set (described even with no samples).
+    pub fn counters<L: EncodeLabelSet>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: &[(L, u64)],
+    ) -> fmt::Result {
+        let mut m = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, v) in samples {
+            m.encode_family(labels)?
+                .encode_counter::<NoLabelSet, u64, u64>(v, None)?;
+        }
+        Ok(())
+    }
+}
