@@ -91,27 +91,32 @@ impl BrokerMetrics {
     /// Register everything in `registry`, with the scrape-time values of
     /// `broker`.
     pub fn register(self: &Arc<Self>, registry: &mut Registry, broker: Weak<BrokerInner>) {
-        registry.register(
+        meridian_metrics::register_described(
+            registry,
             "rocketmq_messages_in",
             "Messages stored for producers, by topic and message type",
             self.messages_in.clone(),
         );
-        registry.register(
+        meridian_metrics::register_described(
+            registry,
             "rocketmq_throughput_in",
             "Body bytes stored for producers, by topic and message type",
             self.throughput_in.clone(),
         );
-        registry.register(
+        meridian_metrics::register_described(
+            registry,
             "rocketmq_messages_out",
             "Messages delivered to consumers, by topic and consumer group",
             self.messages_out.clone(),
         );
-        registry.register(
+        meridian_metrics::register_described(
+            registry,
             "rocketmq_throughput_out",
             "Body bytes delivered to consumers, by topic and consumer group",
             self.throughput_out.clone(),
         );
-        registry.register(
+        meridian_metrics::register_described(
+            registry,
             "rocketmq_send_to_dlq_messages",
             "Messages moved to a dead-letter topic, by original topic and consumer group",
             self.send_to_dlq.clone(),

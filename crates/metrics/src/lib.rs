@@ -25,7 +25,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::conf::{Conf, ConfError};
 use meridian_remoting::{Connection, Handler, Reply};
-use prometheus_client::encoding::{EncodeGaugeValue, EncodeLabelSet, NoLabelSet};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, NoLabelSet,
+};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
@@ -319,7 +322,8 @@ impl RpcMetrics {
     /// Register `rocketmq_rpc_latency` in `registry`.
     pub fn register(registry: &mut Registry) -> Arc<RpcMetrics> {
         let latency: HistogramFamily<RpcLabels> = Family::new_with_constructor(rpc_histogram);
-        registry.register(
+        register_described(
+            registry,
             "rocketmq_rpc_latency",
             "Remoting request latency in milliseconds, by request and response code",
             latency.clone(),
@@ -386,6 +390,38 @@ impl Handler for Observed {
     }
 }
 
+/// Register `metric` so that every scrape describes it (`# HELP`, `# TYPE`)
+/// even before it has a sample: a family with no label set yet is
+/// otherwise left out, and a dashboard could not tell a metric that is
+/// not exported from one that has not happened.
+pub fn register_described<M>(
+    registry: &mut Registry,
+    name: &'static str,
+    help: &'static str,
+    metric: M,
+) where
+    M: EncodeMetric + fmt::Debug + Send + Sync + 'static,
+{
+    registry.register_collector(Box::new(Described { name, help, metric }));
+}
+
+#[derive(Debug)]
+struct Described<M> {
+    name: &'static str,
+    help: &'static str,
+    metric: M,
+}
+
+impl<M> Collector for Described<M>
+where
+    M: EncodeMetric + fmt::Debug + Send + Sync + 'static,
+{
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let m = encoder.encode_descriptor(self.name, self.help, None, self.metric.metric_type())?;
+        self.metric.encode(m)
+    }
+}
+
 /// The label set of a sample without labels of its own, in
 /// [`Scrape::gauges`] and [`Scrape::counters`].
 pub type Unlabeled = [(&'static str, &'static str); 0];
@@ -395,7 +431,7 @@ pub type Unlabeled = [(&'static str, &'static str); 0];
 /// uses (a gauge or counter, alone or by labels).
 ///
 /// [`Collector`]: prometheus_client::collector::Collector
-pub struct Scrape<'a>(pub prometheus_client::encoding::DescriptorEncoder<'a>);
+pub struct Scrape<'a>(pub DescriptorEncoder<'a>);
 
 impl Scrape<'_> {
     /// One gauge without labels.
@@ -447,5 +483,114 @@ impl Scrape<'_> {
                 .encode_counter::<NoLabelSet, u64, u64>(v, None)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(text: &str) -> Result<MetricsConfig, ConfError> {
+        MetricsConfig::from_conf(&mut Conf::parse(text))
+    }
+
+    #[test]
+    fn rocketmq_keys_set_the_exporter() {
+        assert!(!conf("").unwrap().enabled());
+        let c = conf(
+            "metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\n\
+             metricsPromExporterPort=9557\nmetricsLabel=region:east, dc:a1\n",
+        )
+        .unwrap();
+        assert!(c.enabled());
+        assert_eq!(c.host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(c.port, 9557);
+        assert_eq!(
+            c.labels,
+            vec![
+                ("region".to_string(), "east".to_string()),
+                ("dc".to_string(), "a1".to_string())
+            ]
+        );
+        assert_eq!(conf("metricsExporterType=prom").unwrap().port, DEFAULT_PORT);
+    }
+
+    #[test]
+    fn exporters_meridian_lacks_and_bad_values_are_refused_by_key() {
+        for (text, key) in [
+            ("metricsExporterType=OTLP_GRPC", "metricsExporterType"),
+            ("metricsExporterType=FILE", "metricsExporterType"),
+            ("metricsPromExporterHost=east", "metricsPromExporterHost"),
+            ("metricsPromExporterPort=70000", "metricsPromExporterPort"),
+            ("metricsLabel=region", "metricsLabel"),
+            ("metricsLabel=9x:y", "metricsLabel"),
+        ] {
+            let e = conf(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_serves_described_families_with_the_node_labels() {
+        let node = Node {
+            cluster: "c1".into(),
+            node_type: "broker",
+            node_id: "broker-a".into(),
+        };
+        let config = conf("metricsLabel=region:east").unwrap();
+        let mut registry = registry(&node, &config);
+        let rpc = RpcMetrics::register(&mut registry);
+        let refreshed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&refreshed);
+        let exporter = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(registry),
+            Arc::new(move || {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        )
+        .await
+        .unwrap();
+        // Described before any request was timed.
+        let before = get(exporter.local_addr(), "/metrics").await;
+        assert!(
+            before.starts_with("HTTP/1.0 200") || before.starts_with("HTTP/1.1 200"),
+            "{before}"
+        );
+        assert!(
+            before.contains("# TYPE rocketmq_rpc_latency histogram"),
+            "{before}"
+        );
+        rpc.observe(310, 0, Duration::from_millis(2));
+        let after = get(exporter.local_addr(), "/metrics").await;
+        let count_line = after
+            .lines()
+            .find(|l| l.starts_with("rocketmq_rpc_latency_count"))
+            .unwrap_or_else(|| panic!("{after}"));
+        for label in [
+            "cluster=\"c1\"",
+            "node_type=\"broker\"",
+            "node_id=\"broker-a\"",
+            "region=\"east\"",
+            "request_code=\"310\"",
+            "response_code=\"0\"",
+        ] {
+            assert!(count_line.contains(label), "{label} missing: {count_line}");
+        }
+        assert!(count_line.ends_with(" 1"), "{count_line}");
+        assert_eq!(refreshed.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let elsewhere = get(exporter.local_addr(), "/").await;
+        assert!(elsewhere.contains(" 404 "), "{elsewhere}");
     }
 }

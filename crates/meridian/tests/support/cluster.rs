@@ -586,6 +586,11 @@ impl BrokerGroup {
     /// `broker.conf` lines; the group's common keys, ports and store path
     /// are added here). Broker `i` gets its own store under the temp dir.
     pub fn start(confs: &[&str]) -> BrokerGroup {
+        BrokerGroup::start_with_namesrv("", confs)
+    }
+
+    /// [`BrokerGroup::start`], with `namesrv_extra` lines in namesrv.conf.
+    pub fn start_with_namesrv(namesrv_extra: &str, confs: &[&str]) -> BrokerGroup {
         let dir = tempfile::Builder::new()
             .prefix("meridian-group-")
             .tempdir()
@@ -598,7 +603,10 @@ impl BrokerGroup {
             members: Vec::new(),
             starts: 0,
         };
-        let conf = group.write("namesrv.conf", &format!("listenPort={namesrv_port}\n"));
+        let conf = group.write(
+            "namesrv.conf",
+            &format!("listenPort={namesrv_port}\n{namesrv_extra}\n"),
+        );
         let ns = group.spawn("namesrv", &["namesrv".into(), "-c".into(), path_arg(&conf)]);
         group.namesrv = Some(ns.wait_for_port(namesrv_port));
         for (i, extra) in confs.iter().enumerate() {

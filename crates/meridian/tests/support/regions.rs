@@ -25,12 +25,17 @@ impl Region {
     /// Start region `name` with broker `broker-<name>`, small commit-log
     /// segments, and `extra` broker.conf lines.
     pub fn start(name: &str, extra: &str) -> Region {
+        Region::start_with_namesrv(name, "", extra)
+    }
+
+    /// [`Region::start`], with `namesrv_extra` lines in namesrv.conf.
+    pub fn start_with_namesrv(name: &str, namesrv_extra: &str, extra: &str) -> Region {
         let conf = format!(
             "regionId={name}\nbrokerName=broker-{name}\nmappedFileSizeCommitLog=8388608\n{extra}"
         );
         Region {
             name: name.to_string(),
-            group: BrokerGroup::start(&[&conf]),
+            group: BrokerGroup::start_with_namesrv(namesrv_extra, &[&conf]),
             proxy: None,
         }
     }
