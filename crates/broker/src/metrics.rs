@@ -194,6 +194,24 @@ fn storage(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
         "SYNC_FLUSH writes not on disk within syncFlushTimeout",
         st.flush_timeouts,
     )?;
+    let mut m = s.0.encode_descriptor(
+        "meridian_storage_flush_latency_seconds",
+        "Commit-log flushes (fdatasync of the new bytes) by how long they took",
+        None,
+        meridian_metrics::prometheus_client::metrics::MetricType::Histogram,
+    )?;
+    let buckets: Vec<(f64, u64)> = meridian_store::stats::FLUSH_BUCKETS_SECS
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .zip(st.flush_latency_buckets.iter().copied())
+        .collect();
+    m.encode_histogram::<Unlabeled>(st.flush_latency_sum_secs, st.flush_count, &buckets, None)?;
+    s.counter(
+        "meridian_storage_page_cache_releases",
+        "Passes that handed cold commit-log and index pages back to the page cache",
+        st.page_cache_releases,
+    )?;
     s.counter(
         "meridian_storage_segments_deleted",
         "Commit-log segments deleted by retention",

@@ -421,6 +421,8 @@ async fn the_dashboard_and_alert_rules_name_only_exported_metrics() {
         "meridian_relay_lag_messages",
         "meridian_relay_lag_seconds",
         "meridian_relay_present",
+        "meridian_storage_flush_latency_seconds",
+        "meridian_storage_page_cache_releases",
     ] {
         assert!(
             families.contains(required),

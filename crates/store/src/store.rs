@@ -642,6 +642,9 @@ impl MessageStore {
             get_miss: Counters::get(&c.get_miss),
             get_message_count: Counters::get(&c.get_message_count),
             flush_count: Counters::get(&c.flush_count),
+            flush_latency_buckets: c.flush_buckets.iter().map(Counters::get).collect(),
+            flush_latency_sum_secs: Counters::get(&c.flush_nanos) as f64 / 1e9,
+            page_cache_releases: Counters::get(&c.page_cache_releases),
             commit_log_min_offset: i.commit_log.min_offset(),
             commit_log_max_offset: i.commit_log.readable_offset(),
             flushed_offset: i.commit_log.flushed_offset(),
@@ -1084,9 +1087,10 @@ impl Inner {
         let whole_pages = periodic && self.config.flush_disk_type == FlushDiskType::AsyncFlush;
         let _g = self.flush_lock.lock();
         let before = self.commit_log.flushed_offset();
+        let started = std::time::Instant::now();
         let after = self.commit_log.flush(whole_pages)?;
         if after > before {
-            Counters::add(&self.counters.flush_count, 1);
+            self.counters.flushed(started.elapsed());
         }
         self.flushed_tx.send_replace(after);
         Ok(())
@@ -1161,16 +1165,22 @@ impl Inner {
             seg.prefault(pos, PREFAULT_BYTES);
         }
         let keep_from = end - HOT_COMMIT_LOG_BYTES;
+        let mut released = false;
         for seg in self.commit_log.segments() {
             if seg.start() >= keep_from {
                 break;
             }
             let upto = (keep_from.min(seg.end()) - seg.start()) as usize;
             seg.release(0, upto);
+            released = true;
         }
         let cold = self.index.lock().cold_ranges(HOT_INDEX_BYTES);
         for (map, pos, len) in cold {
             map.release(pos, len);
+            released = true;
+        }
+        if released {
+            Counters::add(&self.counters.page_cache_releases, 1);
         }
         for cq in self.all_queues() {
             cq.release_cold(HOT_QUEUE_BYTES);
