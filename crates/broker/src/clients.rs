@@ -90,6 +90,15 @@ impl ClientManager {
             .insert(channel.client_id.clone(), channel);
     }
 
+    /// Every connected producer of `group`.
+    pub fn producers_of(&self, group: &str) -> Vec<ClientChannel> {
+        self.producers
+            .read()
+            .get(group)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// A connected producer of `group`: the one heard from most recently.
     pub fn producer_channel(&self, group: &str) -> Option<ClientChannel> {
         self.producers

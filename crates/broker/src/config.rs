@@ -98,6 +98,13 @@ pub struct BrokerConfig {
     /// Messages a consumer may fail before they go to `%DLQ%` (RocketMQ's
     /// subscription group default `retryMaxTimes`).
     pub default_max_reconsume_times: i32,
+    /// `brokerPermission` (6, read and write): what the broker lets
+    /// clients do, whatever each topic allows. Without write, sends and
+    /// sends back are refused (NO_PERMISSION) and its topics are
+    /// registered read-only, so producers go to other brokers; without
+    /// read, pulls are refused. Relayed copies still arrive. Changes at
+    /// run time with `updateBrokerConfig`.
+    pub broker_permission: i32,
     pub store: StoreConfig,
     /// Raft (DLedger) mode, `enableDLegerCommitLog=true`: the group's
     /// members and this one; `brokerId` and `brokerRole` then follow the
@@ -164,6 +171,8 @@ impl BrokerConfig {
             max_pull_msgs: 32 * 32,
             max_pull_bytes: 4 * 1024 * 1024,
             default_max_reconsume_times: 16,
+            broker_permission: meridian_protocol::body::perm::PERM_READ
+                | meridian_protocol::body::perm::PERM_WRITE,
             store: StoreConfig::new(root),
             raft: None,
         }
@@ -313,6 +322,9 @@ impl BrokerConfig {
         }
         c.tls = meridian_remoting::tls::TlsSettings::from_conf(conf)?;
         c.metrics = meridian_metrics::MetricsConfig::from_conf(conf)?;
+        if let Some(v) = conf.str("brokerPermission") {
+            c.broker_permission = parse_broker_permission(&v)?;
+        }
         conf.refuse_if_on(
             &[
                 "authenticationEnabled",
@@ -549,6 +561,20 @@ fn default_ip() -> IpAddr {
         })
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// A `brokerPermission` value: RocketMQ's permission bits, read (4) and
+/// write (2) only.
+pub fn parse_broker_permission(v: &str) -> Result<i32, ConfError> {
+    use meridian_protocol::body::perm::{PERM_READ, PERM_WRITE};
+    match v.trim().parse::<i32>() {
+        Ok(p) if p & !(PERM_READ | PERM_WRITE) == 0 => Ok(p),
+        _ => Err(invalid(
+            "brokerPermission",
+            v,
+            "expected 6 (read and write), 4 (read only), 2 (write only) or 0",
+        )),
+    }
 }
 
 #[cfg(test)]

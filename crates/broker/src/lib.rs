@@ -29,6 +29,7 @@ pub mod offsets;
 pub mod processor;
 pub mod raft_state;
 pub mod register;
+pub mod runtime_config;
 pub mod slave_sync;
 pub mod timer;
 pub mod topics;
@@ -138,6 +139,8 @@ pub struct BrokerInner {
     /// Counted for the Prometheus endpoint (also when it is off: an atomic
     /// add per request).
     pub metrics: Arc<metrics::BrokerMetrics>,
+    /// `brokerPermission` now (see `runtime_config`).
+    pub broker_permission: std::sync::atomic::AtomicI32,
     /// Held while a delayed message's delivery (here, or another region's
     /// relayed in) is checked against what is held and stored: one
     /// delivery per `MERIDIAN_SCHEDULED` identity.
@@ -217,6 +220,20 @@ impl BrokerInner {
         }
     }
 
+    /// RocketMQ's answer to a client request this broker's
+    /// `brokerPermission` does not allow (`what`: "sending", "pulling").
+    pub fn forbids(&self, bit: i32, what: &str) -> Option<String> {
+        let p = self
+            .broker_permission
+            .load(std::sync::atomic::Ordering::Acquire);
+        (p & bit == 0).then(|| {
+            format!(
+                "the broker[{}] {what} message is forbidden (brokerPermission={p})",
+                self.config.broker_addr()
+            )
+        })
+    }
+
     /// A message the broker writes for itself (a transaction's op record,
     /// a Raft state record): born and stored here, queue 0.
     pub fn own_message(
@@ -290,7 +307,8 @@ impl Broker {
     /// Open the store, bind, and start serving. Returns once the port is
     /// bound; the first registration runs in the background (see
     /// [`Broker::register_once`]).
-    pub async fn start(config: BrokerConfig) -> anyhow::Result<Broker> {
+    pub async fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
+        runtime_config::apply_saved(&mut config).map_err(|e| anyhow::anyhow!(e))?;
         let delay_levels = meridian_store::message_delay_levels(&config.store.message_delay_level)
             .map_err(|e| anyhow::anyhow!("messageDelayLevel: {e}"))?;
         let store_config = config.store.clone();
@@ -385,6 +403,7 @@ impl Broker {
                 lp.arrived(topic, qid, max)
             }));
         }
+        let broker_permission = config.broker_permission;
         let inner = Arc::new(BrokerInner {
             config,
             store,
@@ -404,6 +423,7 @@ impl Broker {
             raft,
             relay_counters: RelayCounters::default(),
             metrics: Default::default(),
+            broker_permission: std::sync::atomic::AtomicI32::new(broker_permission),
             scheduled: tokio::sync::Mutex::new(()),
             transactions,
             selectors: filter::SelectorCache::default(),

@@ -9,8 +9,11 @@
 //! group and topic, replication (slaves and Raft followers), Raft term
 //! and role, relay copies, transactions and store totals.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
 
 use meridian_metrics::prometheus_client::collector::Collector;
 use meridian_metrics::prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
@@ -39,13 +42,25 @@ struct PeerLabels {
     replica: String,
 }
 
-/// What the broker counts as it works.
+/// RocketMQ 5's message types, in the order [`TopicCounts`] keeps them.
+const MESSAGE_TYPES: [&str; 3] = ["Normal", "Delay", "Transaction"];
+
+/// Messages and bytes, per message type: [messages, bytes] × 3.
+type TopicCounts = [AtomicU64; 6];
+
+/// Messages and bytes.
+type GroupCounts = [AtomicU64; 2];
+
+/// What the broker counts as it works. The counters of a send or a pull
+/// are found under a read lock by the names the request already holds
+/// (nothing is allocated once a topic or group has been seen) and added
+/// to atomically.
 #[derive(Debug, Default)]
 pub struct BrokerMetrics {
-    messages_in: Family<InLabels, Counter>,
-    throughput_in: Family<InLabels, Counter>,
-    messages_out: Family<GroupLabels, Counter>,
-    throughput_out: Family<GroupLabels, Counter>,
+    /// topic → counts by message type
+    sent: RwLock<HashMap<String, Arc<TopicCounts>>>,
+    /// consumer group → topic → counts
+    pulled: RwLock<HashMap<String, HashMap<String, Arc<GroupCounts>>>>,
     send_to_dlq: Family<GroupLabels, Counter>,
     /// Raft: how often this member became or stopped being the leader.
     pub raft_role_changes: AtomicU64,
@@ -56,12 +71,18 @@ pub struct BrokerMetrics {
 impl BrokerMetrics {
     /// Messages stored for producers: `n` messages of `bytes` body bytes.
     pub fn sent(&self, topic: &str, message_type: &'static str, n: u64, bytes: u64) {
-        let labels = InLabels {
-            topic: topic.to_string(),
-            message_type,
+        let t = MESSAGE_TYPES
+            .iter()
+            .position(|m| *m == message_type)
+            .unwrap_or(0);
+        let add = |c: &TopicCounts| {
+            c[2 * t].fetch_add(n, Ordering::Relaxed);
+            c[2 * t + 1].fetch_add(bytes, Ordering::Relaxed);
         };
-        self.messages_in.get_or_create(&labels).inc_by(n);
-        self.throughput_in.get_or_create(&labels).inc_by(bytes);
+        if let Some(c) = self.sent.read().get(topic) {
+            return add(c);
+        }
+        add(self.sent.write().entry(topic.to_string()).or_default());
     }
 
     /// Messages handed to a consumer group by a pull.
@@ -69,12 +90,20 @@ impl BrokerMetrics {
         if n == 0 {
             return;
         }
-        let labels = GroupLabels {
-            topic: topic.to_string(),
-            consumer_group: group.to_string(),
+        let add = |c: &GroupCounts| {
+            c[0].fetch_add(n, Ordering::Relaxed);
+            c[1].fetch_add(bytes, Ordering::Relaxed);
         };
-        self.messages_out.get_or_create(&labels).inc_by(n);
-        self.throughput_out.get_or_create(&labels).inc_by(bytes);
+        if let Some(c) = self.pulled.read().get(group).and_then(|t| t.get(topic)) {
+            return add(c);
+        }
+        add(self
+            .pulled
+            .write()
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default());
     }
 
     /// A message of `topic` that `group` failed too often, stored in the
@@ -91,30 +120,7 @@ impl BrokerMetrics {
     /// Register everything in `registry`, with the scrape-time values of
     /// `broker`.
     pub fn register(self: &Arc<Self>, registry: &mut Registry, broker: Weak<BrokerInner>) {
-        meridian_metrics::register_described(
-            registry,
-            "rocketmq_messages_in",
-            "Messages stored for producers, by topic and message type",
-            self.messages_in.clone(),
-        );
-        meridian_metrics::register_described(
-            registry,
-            "rocketmq_throughput_in",
-            "Body bytes stored for producers, by topic and message type",
-            self.throughput_in.clone(),
-        );
-        meridian_metrics::register_described(
-            registry,
-            "rocketmq_messages_out",
-            "Messages delivered to consumers, by topic and consumer group",
-            self.messages_out.clone(),
-        );
-        meridian_metrics::register_described(
-            registry,
-            "rocketmq_throughput_out",
-            "Body bytes delivered to consumers, by topic and consumer group",
-            self.throughput_out.clone(),
-        );
+        registry.register_collector(Box::new(TrafficCollector(Arc::clone(self))));
         meridian_metrics::register_described(
             registry,
             "rocketmq_send_to_dlq_messages",
@@ -128,6 +134,62 @@ impl BrokerMetrics {
     /// Request latency, once registered.
     pub fn rpc(&self) -> Option<Arc<RpcMetrics>> {
         self.rpc.lock().clone()
+    }
+}
+
+/// Messages and bytes in and out, from [`BrokerMetrics`]' tables.
+#[derive(Debug)]
+struct TrafficCollector(Arc<BrokerMetrics>);
+
+impl Collector for TrafficCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        let mut s = Scrape(encoder);
+        let (mut messages, mut bytes) = (Vec::new(), Vec::new());
+        for (topic, c) in self.0.sent.read().iter() {
+            for (t, message_type) in MESSAGE_TYPES.iter().enumerate() {
+                let n = c[2 * t].load(Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let labels = InLabels {
+                    topic: topic.clone(),
+                    message_type,
+                };
+                messages.push((labels.clone(), n));
+                bytes.push((labels, c[2 * t + 1].load(Ordering::Relaxed)));
+            }
+        }
+        s.counters(
+            "rocketmq_messages_in",
+            "Messages stored for producers, by topic and message type",
+            &messages,
+        )?;
+        s.counters(
+            "rocketmq_throughput_in",
+            "Body bytes stored for producers, by topic and message type",
+            &bytes,
+        )?;
+        let (mut messages, mut bytes) = (Vec::new(), Vec::new());
+        for (group, topics) in self.0.pulled.read().iter() {
+            for (topic, c) in topics {
+                let labels = GroupLabels {
+                    topic: topic.clone(),
+                    consumer_group: group.clone(),
+                };
+                messages.push((labels.clone(), c[0].load(Ordering::Relaxed)));
+                bytes.push((labels, c[1].load(Ordering::Relaxed)));
+            }
+        }
+        s.counters(
+            "rocketmq_messages_out",
+            "Messages delivered to consumers, by topic and consumer group",
+            &messages,
+        )?;
+        s.counters(
+            "rocketmq_throughput_out",
+            "Bytes delivered to consumers (whole stored records), by topic and consumer group",
+            &bytes,
+        )
     }
 }
 

@@ -30,8 +30,20 @@ pub async fn run(inner: Arc<BrokerInner>) {
 /// One registration with every name server, in parallel. Returns how many
 /// accepted it.
 pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
+    let mut wrapper = inner.topics.wrapper();
+    // As RocketMQ: a broker whose brokerPermission lacks read or write
+    // registers its topics without it, so clients route around it.
+    let allowed = inner
+        .broker_permission
+        .load(std::sync::atomic::Ordering::Acquire);
+    let rw = meridian_protocol::body::perm::PERM_READ | meridian_protocol::body::perm::PERM_WRITE;
+    if allowed & rw != rw {
+        for t in wrapper.topic_config_table.values_mut() {
+            t.perm &= allowed | meridian_protocol::body::perm::PERM_INHERIT;
+        }
+    }
     let body = RegisterBrokerBody {
-        topic_config_serialize_wrapper: inner.topics.wrapper(),
+        topic_config_serialize_wrapper: wrapper,
         ..Default::default()
     };
     let body = match serde_json::to_vec(&body) {

@@ -575,4 +575,104 @@ impl Admin {
         let kv: KVTable = Self::json("broker runtime info", &r.body)?;
         Ok(kv.table.into_iter().collect())
     }
+
+    /// The name server addresses this admin talks to.
+    pub fn namesrv_addrs(&self) -> &[String] {
+        &self.namesrv
+    }
+
+    /// WIPE_WRITE_PERM_OF_BROKER (`write == false`) or
+    /// ADD_WRITE_PERM_OF_BROKER on the name server at `namesrv`: how many
+    /// of the broker group's topics it changed.
+    pub async fn set_write_perm(
+        &self,
+        namesrv: &str,
+        broker_name: &str,
+        write: bool,
+    ) -> Result<i32> {
+        use meridian_protocol::header::namesrv::{
+            AddWritePermOfBrokerRequestHeader, AddWritePermOfBrokerResponseHeader,
+            WipeWritePermOfBrokerRequestHeader, WipeWritePermOfBrokerResponseHeader,
+        };
+        let (what, req) = if write {
+            let mut req = RemotingCommand::request(rc::ADD_WRITE_PERM_OF_BROKER);
+            AddWritePermOfBrokerRequestHeader {
+                broker_name: broker_name.to_string(),
+            }
+            .write(&mut req);
+            ("addWritePerm", req)
+        } else {
+            let mut req = RemotingCommand::request(rc::WIPE_WRITE_PERM_OF_BROKER);
+            WipeWritePermOfBrokerRequestHeader {
+                broker_name: broker_name.to_string(),
+            }
+            .write(&mut req);
+            ("wipeWritePerm", req)
+        };
+        let r = Self::expect_ok(what, self.call(namesrv, req).await?)?;
+        let decode = |e: meridian_protocol::ProtocolError| ClientError::Decode {
+            what: what.to_string(),
+            detail: e.to_string(),
+        };
+        Ok(if write {
+            AddWritePermOfBrokerResponseHeader::parse(&r)
+                .map_err(decode)?
+                .add_topic_count
+        } else {
+            WipeWritePermOfBrokerResponseHeader::parse(&r)
+                .map_err(decode)?
+                .wipe_topic_count
+        })
+    }
+
+    /// GET_BROKER_CONFIG: the broker's settings, `key=value`.
+    pub async fn broker_config(&self, addr: &str) -> Result<BTreeMap<String, String>> {
+        let r = self
+            .call(addr, RemotingCommand::request(rc::GET_BROKER_CONFIG))
+            .await?;
+        let r = Self::expect_ok("getBrokerConfig", r)?;
+        Ok(String::from_utf8_lossy(&r.body)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect())
+    }
+
+    /// UPDATE_BROKER_CONFIG with one `key=value`.
+    pub async fn update_broker_config(&self, addr: &str, key: &str, value: &str) -> Result<()> {
+        let req = RemotingCommand::request(rc::UPDATE_BROKER_CONFIG)
+            .with_body(format!("{key}={value}\n").into_bytes());
+        Self::expect_ok("updateBrokerConfig", self.call(addr, req).await?)?;
+        Ok(())
+    }
+
+    /// GET_CONSUMER_CONNECTION_LIST: a consumer group's clients on `addr`.
+    pub async fn consumer_connection(
+        &self,
+        addr: &str,
+        group: &str,
+    ) -> Result<meridian_protocol::body::ConsumerConnection> {
+        let mut req = RemotingCommand::request(rc::GET_CONSUMER_CONNECTION_LIST);
+        meridian_protocol::header::admin::GetConsumerConnectionListRequestHeader {
+            consumer_group: group.to_string(),
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("consumerConnection", self.call(addr, req).await?)?;
+        Self::json("consumer connections", &r.body)
+    }
+
+    /// GET_PRODUCER_CONNECTION_LIST: a producer group's clients on `addr`.
+    pub async fn producer_connection(
+        &self,
+        addr: &str,
+        group: &str,
+    ) -> Result<meridian_protocol::body::ProducerConnection> {
+        let mut req = RemotingCommand::request(rc::GET_PRODUCER_CONNECTION_LIST);
+        meridian_protocol::header::admin::GetProducerConnectionListRequestHeader {
+            producer_group: group.to_string(),
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("producerConnection", self.call(addr, req).await?)?;
+        Self::json("producer connections", &r.body)
+    }
 }

@@ -13,9 +13,11 @@
 //! `cluster`, `node_type`, `node_id`); Meridian's own series are named
 //! `meridian_*`. The text format itself is written by `prometheus-client`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,12 +27,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::conf::{Conf, ConfError};
 use meridian_remoting::{Connection, Handler, Reply};
+use parking_lot::RwLock;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, NoLabelSet,
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
 };
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 
 pub use prometheus_client;
@@ -305,14 +306,60 @@ pub struct RpcLabels {
     pub response_code: i32,
 }
 
-/// A histogram family whose histograms all get the same buckets.
-pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A histogram of fixed buckets updated with atomic adds only (no lock on
+/// the request path), encoded at scrape time.
+#[derive(Debug)]
+pub struct AtomicHistogram {
+    bounds: &'static [f64],
+    /// One per bound, and one for larger values.
+    buckets: Box<[AtomicU64]>,
+    /// Sum of the observations, in millionths of the unit.
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: &'static [f64]) -> AtomicHistogram {
+        AtomicHistogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&le| v <= le)
+            .unwrap_or(self.bounds.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((v.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Write this histogram's samples.
+    pub fn encode(&self, mut m: MetricEncoder) -> fmt::Result {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(self.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        m.encode_histogram::<NoLabelSet>(sum, self.count.load(Ordering::Relaxed), &buckets, None)
+    }
+}
 
 /// Request latency by request and response code, as RocketMQ 5's
-/// `rocketmq_rpc_latency` (milliseconds).
-#[derive(Debug)]
+/// `rocketmq_rpc_latency` (milliseconds). A request looks its histogram up
+/// under a read lock, by two integers, and adds atomically.
+#[derive(Debug, Default)]
 pub struct RpcMetrics {
-    latency: HistogramFamily<RpcLabels>,
+    latency: RwLock<HashMap<(i32, i32), Arc<AtomicHistogram>>>,
 }
 
 /// Milliseconds: RocketMQ 5's RPC latency buckets.
@@ -321,30 +368,56 @@ const RPC_BUCKETS_MS: [f64; 9] = [1.0, 3.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.
 impl RpcMetrics {
     /// Register `rocketmq_rpc_latency` in `registry`.
     pub fn register(registry: &mut Registry) -> Arc<RpcMetrics> {
-        let latency: HistogramFamily<RpcLabels> = Family::new_with_constructor(rpc_histogram);
-        register_described(
-            registry,
-            "rocketmq_rpc_latency",
-            "Remoting request latency in milliseconds, by request and response code",
-            latency.clone(),
-        );
-        Arc::new(RpcMetrics { latency })
+        let rpc = Arc::new(RpcMetrics::default());
+        registry.register_collector(Box::new(RpcCollector(Arc::clone(&rpc))));
+        rpc
     }
 
     /// Record one answered request.
     pub fn observe(&self, request_code: i32, response_code: i32, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let key = (request_code, response_code);
+        if let Some(h) = self.latency.read().get(&key) {
+            h.observe(ms);
+            return;
+        }
         self.latency
-            .get_or_create(&RpcLabels {
-                protocol_type: "remoting",
-                request_code,
-                response_code,
-            })
-            .observe(elapsed.as_secs_f64() * 1000.0);
+            .write()
+            .entry(key)
+            .or_insert_with(|| Arc::new(AtomicHistogram::new(&RPC_BUCKETS_MS)))
+            .observe(ms);
     }
 }
 
-fn rpc_histogram() -> Histogram {
-    Histogram::new(RPC_BUCKETS_MS)
+#[derive(Debug)]
+struct RpcCollector(Arc<RpcMetrics>);
+
+impl Collector for RpcCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let mut m = encoder.encode_descriptor(
+            "rocketmq_rpc_latency",
+            "Remoting request latency in milliseconds, by request and response code",
+            None,
+            MetricType::Histogram,
+        )?;
+        let mut all: Vec<((i32, i32), Arc<AtomicHistogram>)> = self
+            .0
+            .latency
+            .read()
+            .iter()
+            .map(|(k, h)| (*k, Arc::clone(h)))
+            .collect();
+        all.sort_by_key(|(k, _)| *k);
+        for ((request_code, response_code), h) in all {
+            let labels = RpcLabels {
+                protocol_type: "remoting",
+                request_code,
+                response_code,
+            };
+            h.encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// `handler` with every answered request's latency recorded in `rpc`

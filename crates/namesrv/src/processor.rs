@@ -6,8 +6,10 @@ use std::time::Duration;
 use meridian_protocol::body::{KVTable, RegisterBrokerBody, TopicList};
 use meridian_protocol::codes::{request_code as rc, response_code as resp};
 use meridian_protocol::header::namesrv::{
+    AddWritePermOfBrokerRequestHeader, AddWritePermOfBrokerResponseHeader,
     DeleteTopicFromNamesrvRequestHeader, GetRouteInfoRequestHeader, RegisterBrokerRequestHeader,
     RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
+    WipeWritePermOfBrokerRequestHeader, WipeWritePermOfBrokerResponseHeader,
 };
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Handler, Reply};
@@ -47,6 +49,30 @@ impl NamesrvProcessor {
                 Err(e) => Err(e.to_string()),
             },
             rc::DELETE_TOPIC_IN_NAMESRV => self.delete_topic(req),
+            rc::WIPE_WRITE_PERM_OF_BROKER => {
+                let h = WipeWritePermOfBrokerRequestHeader::parse(req).map_err(|e| e.to_string());
+                h.map(|h| {
+                    let n = self.routes.wipe_write_perm(&h.broker_name);
+                    let mut r = req.response_to(resp::SUCCESS, None);
+                    WipeWritePermOfBrokerResponseHeader {
+                        wipe_topic_count: n as i32,
+                    }
+                    .write(&mut r);
+                    r
+                })
+            }
+            rc::ADD_WRITE_PERM_OF_BROKER => {
+                let h = AddWritePermOfBrokerRequestHeader::parse(req).map_err(|e| e.to_string());
+                h.map(|h| {
+                    let n = self.routes.add_write_perm(&h.broker_name);
+                    let mut r = req.response_to(resp::SUCCESS, None);
+                    AddWritePermOfBrokerResponseHeader {
+                        add_topic_count: n as i32,
+                    }
+                    .write(&mut r);
+                    r
+                })
+            }
             rc::GET_KV_CONFIG => {
                 Ok(req.response_to(resp::QUERY_NOT_FOUND, "no such KV config".to_string()))
             }

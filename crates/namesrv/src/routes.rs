@@ -39,6 +39,13 @@ struct Tables {
     master_terms: HashMap<String, (u64, String)>,
     /// broker address → liveness
     live: HashMap<String, LiveBroker>,
+    /// Broker names whose write permission an operator wiped
+    /// (WIPE_WRITE_PERM_OF_BROKER): their queues are routed read-only until
+    /// ADD_WRITE_PERM_OF_BROKER, whatever the brokers register. Kept in
+    /// memory, as RocketMQ's name server keeps it: a restarted name server
+    /// routes writes to them again (a broker's own `brokerPermission`
+    /// persists).
+    write_wiped: BTreeSet<String>,
 }
 
 /// What a registration tells the name server.
@@ -228,6 +235,28 @@ impl RouteTable {
         }
     }
 
+    /// Stop routing writes to broker group `broker_name` (mqadmin
+    /// `wipeWritePerm`); returns how many topics it serves.
+    pub fn wipe_write_perm(&self, broker_name: &str) -> usize {
+        let mut t = self.tables.lock();
+        t.write_wiped.insert(broker_name.to_string());
+        tracing::info!(
+            broker = broker_name,
+            "write permission wiped: routes list the broker's queues read-only"
+        );
+        topics_served(&t, broker_name)
+    }
+
+    /// Route writes to `broker_name` again (mqadmin `addWritePerm`);
+    /// returns how many topics it serves.
+    pub fn add_write_perm(&self, broker_name: &str) -> usize {
+        let mut t = self.tables.lock();
+        if t.write_wiped.remove(broker_name) {
+            tracing::info!(broker = broker_name, "write permission added back");
+        }
+        topics_served(&t, broker_name)
+    }
+
     /// The route of `topic`, or `None` when no live broker serves it.
     pub fn route(&self, topic: &str) -> Option<TopicRouteData> {
         let t = self.tables.lock();
@@ -236,7 +265,11 @@ impl RouteTable {
         for (name, q) in by_broker {
             if let Some(b) = t.brokers.get(name) {
                 if !b.broker_addrs.is_empty() {
-                    route.queue_datas.push(q.clone());
+                    let mut q = q.clone();
+                    if t.write_wiped.contains(name) {
+                        q.perm &= !meridian_protocol::body::perm::PERM_WRITE;
+                    }
+                    route.queue_datas.push(q);
                     route.broker_datas.push(b.clone());
                 }
             }
@@ -350,6 +383,14 @@ fn remove_broker(t: &mut Tables, broker_addr: &str, reason: &str) {
             !by.is_empty()
         });
     }
+}
+
+/// Topics broker group `broker_name` serves.
+fn topics_served(t: &Tables, broker_name: &str) -> usize {
+    t.topic_queues
+        .values()
+        .filter(|by_broker| by_broker.contains_key(broker_name))
+        .count()
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use meridian_protocol::body::{
     Connection as ConnectionInfo, ConsumeStats, ConsumerConnection, KVTable, MessageQueue,
-    OffsetWrapper, ResetOffsetBody, TopicConfig, TopicOffset, TopicStatsTable,
+    OffsetWrapper, ProducerConnection, ResetOffsetBody, TopicConfig, TopicOffset, TopicStatsTable,
 };
 use meridian_protocol::codes::{request_code, response_code as rc};
 use meridian_protocol::header::admin::{
     CreateTopicRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsRequestHeader,
-    GetConsumerConnectionListRequestHeader, GetTopicStatsInfoRequestHeader,
-    QueryTopicConsumeByWhoRequestHeader,
+    GetConsumerConnectionListRequestHeader, GetProducerConnectionListRequestHeader,
+    GetTopicStatsInfoRequestHeader, QueryTopicConsumeByWhoRequestHeader,
 };
 use meridian_protocol::header::consumer::ResetOffsetRequestHeader;
 use meridian_protocol::RemotingCommand;
@@ -347,6 +347,32 @@ pub fn consumer_connections(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outc
     json_ok(req, &cc)
 }
 
+/// GET_PRODUCER_CONNECTION_LIST: the producers of a group that send
+/// heartbeats here.
+pub fn producer_connections(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = GetProducerConnectionListRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    let producers = b.clients.producers_of(&h.producer_group);
+    if producers.is_empty() {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!("the producer group[{}] not exist", h.producer_group),
+        ));
+    }
+    let body = ProducerConnection {
+        connection_set: producers
+            .into_iter()
+            .map(|c| ConnectionInfo {
+                client_addr: c.conn.peer().to_string(),
+                client_id: c.client_id,
+                language: c.language,
+                version: c.version,
+            })
+            .collect(),
+    };
+    json_ok(req, &body)
+}
+
 pub fn reset_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let h = ResetOffsetRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
     let n = existing_queue_count(b, req, &h.topic)?;
@@ -391,19 +417,72 @@ pub fn reset_offset(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
 
 pub fn broker_config(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
     let c = &b.config;
-    let text = format!(
-        "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nbrokerRole={:?}\nlistenPort={}\nnamesrvAddr={}\nstorePathRootDir={}\nflushDiskType={:?}\nautoCreateTopicEnable={}\ndefaultTopicQueueNums={}\nmaxMessageSize={}\n",
-        c.broker_cluster_name,
-        c.broker_name,
-        b.broker_id(),
-        b.broker_role(),
-        c.listen_port,
-        c.namesrv_addrs.join(";"),
-        c.store.root_dir.display(),
-        c.store.flush_disk_type,
-        c.auto_create_topic_enable,
-        c.default_topic_queue_nums,
-        c.store.max_message_size,
-    );
+    let role = match b.broker_role() {
+        crate::config::BrokerRole::AsyncMaster => "ASYNC_MASTER",
+        crate::config::BrokerRole::SyncMaster => "SYNC_MASTER",
+        crate::config::BrokerRole::Slave => "SLAVE",
+    };
+    let flush = match c.store.flush_disk_type {
+        meridian_store::FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+        meridian_store::FlushDiskType::SyncFlush => "SYNC_FLUSH",
+    };
+    let permission = b
+        .broker_permission
+        .load(std::sync::atomic::Ordering::Acquire);
+    let pairs: Vec<(&str, String)> = vec![
+        ("brokerClusterName", c.broker_cluster_name.clone()),
+        ("brokerName", c.broker_name.clone()),
+        ("brokerId", b.broker_id().to_string()),
+        ("brokerRole", role.to_string()),
+        ("brokerPermission", permission.to_string()),
+        ("regionId", c.region_id.clone()),
+        ("brokerIP1", c.broker_ip1.to_string()),
+        ("listenPort", c.listen_port.to_string()),
+        ("haListenPort", c.ha_listen_port.to_string()),
+        ("namesrvAddr", c.namesrv_addrs.join(";")),
+        ("storePathRootDir", c.store.root_dir.display().to_string()),
+        ("flushDiskType", flush.to_string()),
+        (
+            "mappedFileSizeCommitLog",
+            c.store.mapped_file_size_commit_log.to_string(),
+        ),
+        (
+            "autoCreateTopicEnable",
+            c.auto_create_topic_enable.to_string(),
+        ),
+        (
+            "autoCreateSubscriptionGroup",
+            c.auto_create_subscription_group.to_string(),
+        ),
+        (
+            "defaultTopicQueueNums",
+            c.default_topic_queue_nums.to_string(),
+        ),
+        ("maxMessageSize", c.store.max_message_size.to_string()),
+        ("enableDLegerCommitLog", c.raft.is_some().to_string()),
+        ("aclEnable", b.acl.is_some().to_string()),
+        (
+            "metricsExporterType",
+            if c.metrics.enabled() {
+                "PROM"
+            } else {
+                "DISABLE"
+            }
+            .to_string(),
+        ),
+    ];
+    let text: String = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     Ok(ok(req).with_body(text.into_bytes()))
+}
+
+/// UPDATE_BROKER_CONFIG: the body's `key=value` lines, for the keys that
+/// change at run time (see `runtime_config`).
+pub fn update_broker_config(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    match crate::runtime_config::update(b, &req.body) {
+        Ok(keys) => {
+            tracing::info!(keys = ?keys, "broker config updated at run time");
+            Ok(ok(req))
+        }
+        Err(why) => Err(error(req, rc::SYSTEM_ERROR, why)),
+    }
 }

@@ -135,6 +135,9 @@ fn check(
     req: &RemotingCommand,
     h: &PullMessageRequestHeader,
 ) -> Result<PullFilter, RemotingCommand> {
+    if let Some(why) = b.forbids(perm::PERM_READ, "pulling") {
+        return Err(error(req, rc::NO_PERMISSION, why));
+    }
     let Some(cfg) = b.topics.get(&h.topic) else {
         return Err(error(
             req,

@@ -115,6 +115,9 @@ pub(super) fn prepare(
     if let Some(why) = b.refuses_writes() {
         return Err(error(req, rc::SERVICE_NOT_AVAILABLE, why));
     }
+    if let Some(why) = b.forbids(perm::PERM_WRITE, "sending") {
+        return Err(error(req, rc::NO_PERMISSION, why));
+    }
     if let Err(e) = topics::validate_topic(&h.topic) {
         return Err(error(req, rc::SYSTEM_ERROR, e));
     }

@@ -64,6 +64,9 @@ pub fn process(b: &Arc<BrokerInner>, _conn: &Arc<Connection>, req: RemotingComma
 
 fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, RemotingCommand> {
     let h = ConsumerSendMsgBackRequestHeader::parse(req).map_err(|e| bad_header(req, e))?;
+    if let Some(why) = b.forbids(perm::PERM_WRITE, "sending") {
+        return Err(error(req, rc::NO_PERMISSION, why));
+    }
     let record = b.store.read_record(h.offset).ok_or_else(|| {
         error(
             req,

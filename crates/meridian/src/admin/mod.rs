@@ -14,6 +14,8 @@ use meridian_protocol::message::{decode_properties, MessageExt};
 use meridian_protocol::message_id::decode_offset_msg_id;
 use serde_json::json;
 
+mod ops;
+
 #[derive(Args)]
 pub struct AdminArgs {
     /// Name server address(es), `;`-separated.
@@ -73,6 +75,8 @@ impl TlsArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
     /// Create or update a topic on every master of a cluster (-c) or on one broker (-b).
     #[command(name = "updateTopic")]
     UpdateTopic {
@@ -229,6 +233,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let admin = Admin::new(&namesrv).with_security(credentials.clone(), connector.clone());
     let json = args.json;
     match args.command {
+        AdminCommand::Ops(cmd) => ops::run(&admin, json, cmd).await?,
         AdminCommand::UpdateTopic {
             topic,
             cluster,

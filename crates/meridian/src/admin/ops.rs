@@ -1,0 +1,356 @@
+//! The mqadmin commands of day-to-day operation: write permission of a
+//! broker group (`wipeWritePerm`, `addWritePerm`, `updateTopicPerm`),
+//! broker settings (`getBrokerConfig`, `updateBrokerConfig`), who is
+//! connected (`consumerConnection`, `producerConnection`) and where a topic
+//! lives (`topicClusterList`). Names, flags and output as mqadmin's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{anyhow, bail};
+use clap::Subcommand;
+use meridian_client::Admin;
+use serde_json::json;
+
+use super::{broker_or_cluster, print_table};
+
+#[derive(Subcommand)]
+pub enum OpsCommand {
+    /// Route no more writes to a broker group: every name server lists its
+    /// queues read-only (drain it before maintenance)
+    #[command(name = "wipeWritePerm")]
+    WipeWritePerm {
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: String,
+    },
+    /// Route writes to a broker group again
+    #[command(name = "addWritePerm")]
+    AddWritePerm {
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: String,
+    },
+    /// A broker's settings (every master of a cluster with -c)
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig {
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+    },
+    /// Change a broker setting at run time (brokerPermission); it is kept
+    /// across restarts. Other keys are refused: set them in broker.conf
+    #[command(name = "updateBrokerConfig")]
+    UpdateBrokerConfig {
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+        #[arg(short = 'k', long = "key")]
+        key: String,
+        #[arg(short = 'v', long = "value")]
+        value: String,
+    },
+    /// A consumer group's clients, subscriptions and consume settings
+    #[command(name = "consumerConnection")]
+    ConsumerConnection {
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        /// Ask this broker (default: the brokers of the group's retry topic)
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+    },
+    /// A producer group's clients, as the brokers of a topic see them
+    #[command(name = "producerConnection")]
+    ProducerConnection {
+        #[arg(short = 'g', long = "producerGroup")]
+        group: String,
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+    /// Change a topic's permission (2 write, 4 read, 6 both) on a broker
+    /// or on every master of a cluster
+    #[command(name = "updateTopicPerm")]
+    UpdateTopicPerm {
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+        #[arg(short = 'p', long = "perm")]
+        perm: i32,
+    },
+    /// The clusters a topic is on
+    #[command(name = "topicClusterList")]
+    TopicClusterList {
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+}
+
+pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<()> {
+    match cmd {
+        OpsCommand::WipeWritePerm { broker_name } => {
+            write_perm(admin, json, &broker_name, false).await
+        }
+        OpsCommand::AddWritePerm { broker_name } => {
+            write_perm(admin, json, &broker_name, true).await
+        }
+        OpsCommand::GetBrokerConfig { broker, cluster } => {
+            let mut all = BTreeMap::new();
+            for addr in broker_or_cluster(admin, broker, cluster).await? {
+                let cfg = admin.broker_config(&addr).await?;
+                if !json {
+                    println!("============{addr}============");
+                    for (k, v) in &cfg {
+                        println!("{k:<50}=  {v}");
+                    }
+                }
+                all.insert(addr, cfg);
+            }
+            if json {
+                println!("{}", serde_json::to_string(&all)?);
+            }
+            Ok(())
+        }
+        OpsCommand::UpdateBrokerConfig {
+            broker,
+            cluster,
+            key,
+            value,
+        } => {
+            let targets = broker_or_cluster(admin, broker, cluster).await?;
+            for addr in &targets {
+                admin.update_broker_config(addr, &key, &value).await?;
+                if !json {
+                    println!("update broker config success, {addr}");
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    json!({"brokers": targets, "key": key, "value": value})
+                );
+            }
+            Ok(())
+        }
+        OpsCommand::ConsumerConnection { group, broker } => {
+            consumer_connection(admin, json, &group, broker).await
+        }
+        OpsCommand::ProducerConnection { group, topic } => {
+            let mut seen = BTreeMap::new();
+            let mut last_error = None;
+            for (_, addr) in admin.topic_masters(&topic).await? {
+                match admin.producer_connection(&addr, &group).await {
+                    Ok(pc) => {
+                        for c in pc.connection_set {
+                            seen.insert(c.client_id.clone(), c);
+                        }
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            if seen.is_empty() {
+                return Err(match last_error {
+                    Some(e) => anyhow!(e),
+                    None => anyhow!("no broker serves topic `{topic}`"),
+                });
+            }
+            if json {
+                println!(
+                    "{}",
+                    json!({"producerGroup": group, "connectionSet": seen.values().collect::<Vec<_>>()})
+                );
+            } else {
+                for (i, c) in seen.values().enumerate() {
+                    println!(
+                        "{:04}  {:<32} {:<22} {:<8} {}",
+                        i + 1,
+                        c.client_id,
+                        c.client_addr,
+                        c.language,
+                        version_name(c.version)
+                    );
+                }
+            }
+            Ok(())
+        }
+        OpsCommand::UpdateTopicPerm {
+            topic,
+            broker,
+            cluster,
+            perm,
+        } => {
+            use meridian_protocol::body::perm::{PERM_READ, PERM_WRITE};
+            if perm & !(PERM_READ | PERM_WRITE) != 0 {
+                bail!("-p {perm}: expected 2 (write), 4 (read) or 6 (both)");
+            }
+            let targets = broker_or_cluster(admin, broker, cluster).await?;
+            for addr in &targets {
+                let mut cfg = admin
+                    .all_topic_config(addr)
+                    .await?
+                    .remove(&topic)
+                    .ok_or_else(|| anyhow!("topic `{topic}` does not exist on {addr}"))?;
+                let old = cfg.perm;
+                cfg.perm = perm;
+                admin.update_topic(addr, &cfg).await?;
+                if !json {
+                    println!("update topic perm from {old} to {perm} in {addr} success.");
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    json!({"topic": topic, "brokers": targets, "perm": perm})
+                );
+            }
+            Ok(())
+        }
+        OpsCommand::TopicClusterList { topic } => {
+            let route = admin
+                .route(&topic)
+                .await?
+                .ok_or_else(|| anyhow!("no route for topic `{topic}`"))?;
+            let names: BTreeSet<String> = route
+                .broker_datas
+                .iter()
+                .map(|b| b.broker_name.clone())
+                .collect();
+            let info = admin.cluster_info().await?;
+            let clusters: BTreeSet<String> = info
+                .cluster_addr_table
+                .iter()
+                .filter(|(_, brokers)| brokers.iter().any(|b| names.contains(b)))
+                .map(|(c, _)| c.clone())
+                .collect();
+            if json {
+                println!("{}", json!({"topic": topic, "clusters": clusters}));
+            } else {
+                for c in clusters {
+                    println!("{c}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `wipeWritePerm` / `addWritePerm` on every name server given with -n,
+/// as mqadmin does.
+async fn write_perm(
+    admin: &Admin,
+    json: bool,
+    broker_name: &str,
+    write: bool,
+) -> anyhow::Result<()> {
+    let what = if write { "add" } else { "wipe" };
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for ns in admin.namesrv_addrs().to_vec() {
+        match admin.set_write_perm(&ns, broker_name, write).await {
+            Ok(n) => {
+                if !json {
+                    println!(
+                        "{what} write perm of broker[{broker_name}] in name server[{ns}] OK, {n}"
+                    );
+                }
+                results.push(json!({"namesrv": ns, "topics": n}));
+            }
+            Err(e) => {
+                failed += 1;
+                if !json {
+                    println!("{what} write perm of broker[{broker_name}] in name server[{ns}] Failed: {e}");
+                }
+                results.push(json!({"namesrv": ns, "error": e.to_string()}));
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            json!({"brokerName": broker_name, "write": write, "nameServers": results})
+        );
+    }
+    if failed > 0 {
+        bail!("{failed} name server(s) did not take the change");
+    }
+    Ok(())
+}
+
+async fn consumer_connection(
+    admin: &Admin,
+    json: bool,
+    group: &str,
+    broker: Option<String>,
+) -> anyhow::Result<()> {
+    let brokers = match broker {
+        Some(b) => vec![b],
+        None => {
+            let retry = format!("%RETRY%{group}");
+            let mut v: Vec<String> = admin
+                .topic_masters(&retry)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect();
+            if v.is_empty() {
+                for (_, addrs) in admin.cluster_info().await?.broker_addr_table {
+                    v.extend(addrs.broker_addrs.get(&0).cloned());
+                }
+            }
+            v
+        }
+    };
+    let mut last_error = None;
+    for addr in brokers {
+        let cc = match admin.consumer_connection(&addr, group).await {
+            Ok(cc) => cc,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string(&cc)?);
+            return Ok(());
+        }
+        print_table(
+            &["#ClientId", "#ClientAddr", "#Language", "#Version"],
+            cc.connection_set
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.client_id.clone(),
+                        c.client_addr.clone(),
+                        c.language.clone(),
+                        version_name(c.version),
+                    ]
+                })
+                .collect(),
+        );
+        println!("\nBelow is subscription:");
+        for (i, (topic, sub)) in cc.subscription_table.iter().enumerate() {
+            println!(
+                "{:03}  Topic: {topic:<40} SubExpression: {}",
+                i + 1,
+                sub.sub_string
+            );
+        }
+        println!();
+        println!("ConsumeType: {:?}", cc.consume_type);
+        println!("MessageModel: {:?}", cc.message_model);
+        println!("ConsumeFromWhere: {:?}", cc.consume_from_where);
+        return Ok(());
+    }
+    Err(match last_error {
+        Some(e) => anyhow!(e),
+        None => anyhow!("no broker found to ask about consumer group `{group}`"),
+    })
+}
+
+/// A client's version: the ordinal of RocketMQ's `MQVersion.Version` it
+/// sends (401 is V4_9_4).
+fn version_name(v: i32) -> String {
+    v.to_string()
+}
