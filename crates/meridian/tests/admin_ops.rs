@@ -1,0 +1,241 @@
+//! The mqadmin commands of day-to-day operation against real processes
+//! and running stock `rocketmq-client-rust` clients: write permission of
+//! a broker group (`wipeWritePerm`, `addWritePerm`, `updateTopicPerm`),
+//! `brokerPermission` changed at run time (`updateBrokerConfig`,
+//! `getBrokerConfig`), who is connected (`consumerConnection`,
+//! `producerConnection`) and `topicClusterList`.
+
+mod support;
+
+use std::time::Duration;
+
+use rocketmq_client_rust::{DefaultMQProducer, MQPushConsumer, SendStatus};
+use support::{client_runtime, message, push_consumer, unique, Cluster, ClusterOpts, Inbox};
+
+async fn producer_in(namesrv: &str, group: &str) -> DefaultMQProducer {
+    let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
+        .producer_group(group.to_string())
+        .name_server_addr(namesrv.to_owned())
+        .send_msg_timeout(3_000)
+        .build();
+    producer.start().await.expect("producer starts");
+    producer
+}
+
+/// Whether one send of a fresh producer (a fresh route) succeeds.
+async fn fresh_send_ok(namesrv: &str, topic: &str) -> bool {
+    let mut p = producer_in(namesrv, &unique("pg")).await;
+    let r = p.send(message(topic, "TagA", "k", "body", &[])).await;
+    p.shutdown().await;
+    matches!(r, Ok(Some(ref s)) if s.send_status == SendStatus::SendOk)
+}
+
+/// The `perm` of `topic`'s queues in the route the name server gives.
+fn route_perm(cluster: &Cluster, topic: &str) -> i64 {
+    let route: serde_json::Value =
+        serde_json::from_str(&cluster.admin(&["topicRoute", "-t", topic])).expect("route JSON");
+    route["queueDatas"][0]["perm"]
+        .as_i64()
+        .expect("a queue perm")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiping_a_broker_groups_write_permission_routes_producers_away_until_it_is_added_back() {
+    let cluster = Cluster::separate(ClusterOpts::new());
+    let ns = cluster.namesrv_addr();
+    let topic = unique("drain");
+    cluster.create_topic(&topic, 4);
+    assert!(fresh_send_ok(&ns, &topic).await);
+
+    let out = cluster.admin(&["wipeWritePerm", "-b", "broker-a"]);
+    assert!(
+        out.contains(&format!(
+            "wipe write perm of broker[broker-a] in name server[{ns}] OK"
+        )),
+        "{out}"
+    );
+    assert_eq!(route_perm(&cluster, &topic), 4, "read-only after the wipe");
+    assert!(
+        !fresh_send_ok(&ns, &topic).await,
+        "a producer found a writable queue on a wiped broker"
+    );
+    // Registrations (every 30 s, or at once on a topic change) do not
+    // bring write back; only addWritePerm does.
+    cluster.create_topic(&unique("other"), 1);
+    assert_eq!(route_perm(&cluster, &topic), 4);
+
+    let out = cluster.admin(&["addWritePerm", "-b", "broker-a"]);
+    assert!(out.contains("add write perm of broker[broker-a]"), "{out}");
+    assert_eq!(route_perm(&cluster, &topic), 6);
+    assert!(fresh_send_ok(&ns, &topic).await);
+
+    // One topic's permission, on the broker itself.
+    let out = cluster.admin(&[
+        "updateTopicPerm",
+        "-t",
+        &topic,
+        "-b",
+        &cluster.broker_addr(),
+        "-p",
+        "4",
+    ]);
+    assert!(out.contains("update topic perm from 6 to 4"), "{out}");
+    assert_eq!(route_perm(&cluster, &topic), 4);
+    assert!(!fresh_send_ok(&ns, &topic).await);
+    let out = cluster.admin(&["topicClusterList", "-t", &topic]);
+    assert_eq!(out.trim(), "DefaultCluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_permission_changes_at_run_time_and_survives_a_restart() {
+    let mut cluster = Cluster::separate(ClusterOpts::new());
+    let ns = cluster.namesrv_addr();
+    let broker = cluster.broker_addr();
+    let topic = unique("perm");
+    cluster.create_topic(&topic, 4);
+    // A producer whose route still says writable: the broker itself refuses.
+    let mut producer = producer_in(&ns, &unique("pg")).await;
+    let r = producer
+        .send(message(&topic, "TagA", "k0", "before", &[]))
+        .await;
+    assert!(
+        matches!(r, Ok(Some(ref s)) if s.send_status == SendStatus::SendOk),
+        "{r:?}"
+    );
+
+    let out = cluster.admin(&[
+        "updateBrokerConfig",
+        "-b",
+        &broker,
+        "-k",
+        "brokerPermission",
+        "-v",
+        "4",
+    ]);
+    assert!(out.contains("update broker config success"), "{out}");
+    let cfg = cluster.admin(&["getBrokerConfig", "-b", &broker]);
+    assert!(
+        cfg.lines()
+            .any(|l| l.starts_with("brokerPermission") && l.trim_end().ends_with("=  4")),
+        "{cfg}"
+    );
+    let r = producer
+        .send(message(&topic, "TagA", "k1", "while read-only", &[]))
+        .await;
+    assert!(
+        !matches!(r, Ok(Some(ref s)) if s.send_status == SendStatus::SendOk),
+        "a send was taken by a broker with brokerPermission=4: {r:?}"
+    );
+    producer.shutdown().await;
+    // Registered read-only: routes say so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while route_perm(&cluster, &topic) != 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the route never became read-only"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Kept across a restart.
+    cluster.restart_broker();
+    let cfg = cluster.admin(&["getBrokerConfig", "-b", &broker]);
+    assert!(
+        cfg.contains("brokerPermission") && cfg.contains("=  4"),
+        "{cfg}"
+    );
+    assert!(!fresh_send_ok(&ns, &topic).await);
+
+    // Keys that need a restart are refused, and nothing changes.
+    let (ok, out) = cluster.admin_outcome(&[
+        "updateBrokerConfig",
+        "-b",
+        &broker,
+        "-k",
+        "listenPort",
+        "-v",
+        "1",
+    ]);
+    assert!(!ok && out.contains("cannot change at run time"), "{out}");
+    let (ok, out) = cluster.admin_outcome(&[
+        "updateBrokerConfig",
+        "-b",
+        &broker,
+        "-k",
+        "brokerPermission",
+        "-v",
+        "9",
+    ]);
+    assert!(!ok && out.contains("brokerPermission"), "{out}");
+
+    cluster.admin(&[
+        "updateBrokerConfig",
+        "-b",
+        &broker,
+        "-k",
+        "brokerPermission",
+        "-v",
+        "6",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while route_perm(&cluster, &topic) != 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the route never became writable again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(fresh_send_ok(&ns, &topic).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_of_running_stock_clients() {
+    let cluster = Cluster::separate(ClusterOpts::new());
+    let ns = cluster.namesrv_addr();
+    let topic = unique("conn");
+    cluster.create_topic(&topic, 4);
+    let producer_group = unique("pg");
+    let mut producer = producer_in(&ns, &producer_group).await;
+    let r = producer
+        .send(message(&topic, "TagA", "k", "hello", &[]))
+        .await;
+    assert!(matches!(r, Ok(Some(_))), "{r:?}");
+    let group = unique("cg");
+    let inbox = Inbox::new();
+    let mut consumer = push_consumer(&ns, &group).build();
+    consumer
+        .subscribe(&topic, "TagA || TagB")
+        .await
+        .expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    consumer.start().await.expect("consumer starts");
+    inbox.wait_for_count(1, Duration::from_secs(30)).await;
+
+    let out = cluster.admin(&["consumerConnection", "-g", &group]);
+    assert!(
+        out.contains("#ClientId") && out.contains("127.0.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Topic: {topic}")) && out.contains("TagA || TagB"),
+        "{out}"
+    );
+    assert!(out.contains("MessageModel: Clustering"), "{out}");
+    let json = cluster.admin(&["--json", "consumerConnection", "-g", &group]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        v["connectionSet"].as_array().map(Vec::len),
+        Some(1),
+        "{json}"
+    );
+
+    let out = cluster.admin(&["producerConnection", "-g", &producer_group, "-t", &topic]);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("0001")).collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(rows[0].contains("127.0.0.1"), "{out}");
+    let (ok, out) = cluster.admin_outcome(&["producerConnection", "-g", "nobody", "-t", &topic]);
+    assert!(!ok && out.contains("not exist"), "{out}");
+
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
