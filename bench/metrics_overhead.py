@@ -200,6 +200,12 @@ def main():
         *rows,
         "",
         "sync: 64 tasks, one send each at a time; async: 16 tasks with up to 64 sends in flight each.",
+        "Per-round msg/s, lowest to highest (the machine's noise against the difference): " + "; ".join(
+            f"{case} off {min(r['msgs_per_sec'] for r in results[(case, False)]):,.0f}–"
+            f"{max(r['msgs_per_sec'] for r in results[(case, False)]):,.0f}, on "
+            f"{min(r['msgs_per_sec'] for r in results[(case, True)]):,.0f}–"
+            f"{max(r['msgs_per_sec'] for r in results[(case, True)]):,.0f}"
+            for case in ("sync", "async")) + ".",
         f"Reproduce: `{cmd}` (writes this section; {time.time() - started:.0f} s here).",
     ])
     block = f"{BEGIN}\n{section}\n{END}"

@@ -467,6 +467,7 @@ impl Broker {
         let mut tasks = vec![
             tokio::spawn(register::run(inner.clone())),
             tokio::spawn(housekeeping(inner.clone())),
+            tokio::spawn(sample_tps(inner.clone())),
         ];
         if let Some(acl) = &inner.acl {
             tasks.push(tokio::spawn(acl::watch(acl.clone())));
@@ -596,6 +597,22 @@ async fn follow_master(inner: Arc<BrokerInner>) {
 }
 
 /// Periodic chores: persist offsets, drop silent clients.
+/// Once a second: how many messages were stored and delivered so far,
+/// for the runtime info's rates (`putTps`, `getTransferedTps`).
+async fn sample_tps(inner: Arc<BrokerInner>) {
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let st = inner.store.stats();
+        inner.metrics.tps.sample(
+            started.elapsed().as_secs_f64(),
+            st.put_message_count,
+            st.get_message_count,
+        );
+    }
+}
+
 async fn housekeeping(inner: Arc<BrokerInner>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {

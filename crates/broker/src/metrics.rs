@@ -66,6 +66,8 @@ pub struct BrokerMetrics {
     pub raft_role_changes: AtomicU64,
     /// Set once the exporter runs: request latency by code.
     rpc: parking_lot::Mutex<Option<Arc<RpcMetrics>>>,
+    /// Messages per second in and out, for the runtime info.
+    pub tps: TpsMeter,
 }
 
 impl BrokerMetrics {
@@ -463,4 +465,89 @@ fn others(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
         "Half messages discarded after transactionCheckMax check-backs",
         tx.discarded.load(Ordering::Relaxed),
     )
+}
+
+/// Messages per second stored and delivered, over the last 10 s, 1 min
+/// and 10 min (RocketMQ's `putTps` and `getTransferedTps` in the runtime
+/// info, which `clusterList` shows). Sampled once a second.
+#[derive(Debug, Default)]
+pub struct TpsMeter {
+    /// (seconds since start, messages stored, messages delivered), oldest
+    /// first, at most 601.
+    samples: parking_lot::Mutex<std::collections::VecDeque<(f64, u64, u64)>>,
+}
+
+/// The windows, in seconds.
+const TPS_WINDOWS: [f64; 3] = [10.0, 60.0, 600.0];
+
+impl TpsMeter {
+    pub fn sample(&self, at_secs: f64, put: u64, got: u64) {
+        let mut s = self.samples.lock();
+        s.push_back((at_secs, put, got));
+        while s.len() > 601 {
+            s.pop_front();
+        }
+    }
+
+    /// (stored, delivered) per second over each window, as RocketMQ
+    /// writes them: `"%.2f %.2f %.2f"`.
+    pub fn rates(&self) -> (String, String) {
+        let s = self.samples.lock();
+        let Some(&(now, put, got)) = s.back() else {
+            return ("0.00 0.00 0.00".into(), "0.00 0.00 0.00".into());
+        };
+        let rate = |window: f64, pick: fn(&(f64, u64, u64)) -> u64, last: u64| {
+            // The oldest sample inside the window (the first one if the
+            // broker has not run that long).
+            let from = s
+                .iter()
+                .find(|x| now - x.0 <= window + 0.5)
+                .copied()
+                .unwrap_or((now, put, got));
+            let secs = now - from.0;
+            if secs <= 0.0 {
+                0.0
+            } else {
+                last.saturating_sub(pick(&from)) as f64 / secs
+            }
+        };
+        let fmt = |pick: fn(&(f64, u64, u64)) -> u64, last: u64| {
+            TPS_WINDOWS
+                .iter()
+                .map(|w| format!("{:.2}", rate(*w, pick, last)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        (fmt(|x| x.1, put), fmt(|x| x.2, got))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_cover_ten_seconds_a_minute_and_ten_minutes() {
+        let m = TpsMeter::default();
+        assert_eq!(m.rates().0, "0.00 0.00 0.00");
+        // 100 stored a second for 10 minutes, then 1,000 a second for
+        // the last 10 s; 50 delivered a second throughout.
+        let mut put = 0;
+        for t in 0..=610u64 {
+            m.sample(t as f64, put, 50 * t);
+            put += if t >= 600 { 1_000 } else { 100 };
+        }
+        let (put_tps, get_tps) = m.rates();
+        let put: Vec<f64> = put_tps.split(' ').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(put[0], 1_000.0, "{put_tps}");
+        assert!(
+            (put[1] - (10.0 * 1_000.0 + 50.0 * 100.0) / 60.0).abs() < 0.01,
+            "{put_tps}"
+        );
+        assert!(
+            (put[2] - (10.0 * 1_000.0 + 590.0 * 100.0) / 600.0).abs() < 0.01,
+            "{put_tps}"
+        );
+        assert_eq!(get_tps, "50.00 50.00 50.00");
+    }
 }

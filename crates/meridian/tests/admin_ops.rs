@@ -236,6 +236,37 @@ async fn connections_of_running_stock_clients() {
     let (ok, out) = cluster.admin_outcome(&["producerConnection", "-g", "nobody", "-t", &topic]);
     assert!(!ok && out.contains("not exist"), "{out}");
 
+    // clusterList shows rates, not totals: messages a second over the
+    // last 10 s, stored (in) and delivered (out).
+    for i in 0..20 {
+        producer
+            .send(message(&topic, "TagA", &format!("r{i}"), "rate", &[]))
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let list = cluster.admin(&["clusterList"]);
+    assert!(
+        list.contains("#InTPS") && list.contains("#OutTPS"),
+        "{list}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&cluster.admin(&["--json", "clusterList"])).expect("JSON");
+    let rt = &v["brokers"][0]["runtime"];
+    let first = |key: &str| -> f64 {
+        rt[key]
+            .as_str()
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {rt}"))
+    };
+    let put = first("putTps");
+    assert!(
+        (2.0..=21.0).contains(&put),
+        "putTps over 10 s: {put} ({rt})"
+    );
+    assert!(first("getTransferedTps") > 0.0, "{rt}");
+
     consumer.shutdown().await;
     producer.shutdown().await;
 }

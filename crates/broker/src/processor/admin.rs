@@ -135,6 +135,9 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         "commitLogFlushedOffset",
         b.store.flushed_offset().to_string(),
     );
+    let (put_tps, get_tps) = b.metrics.tps.rates();
+    put("putTps", put_tps);
+    put("getTransferedTps", get_tps);
     put("msgPutTotal", s.put_message_count.to_string());
     put("msgPutBytesTotal", s.put_message_bytes.to_string());
     put("msgPutFailures", s.put_failures.to_string());

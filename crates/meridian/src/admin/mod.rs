@@ -380,6 +380,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                         "#BID",
                         "#Addr",
                         "#Version",
+                        "#InTPS",
+                        "#OutTPS",
                         "#Put Total",
                         "#Commit Log Max",
                     ],
@@ -392,6 +394,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                                 id.to_string(),
                                 a.clone(),
                                 rt.get("brokerVersionDesc").cloned().unwrap_or_default(),
+                                first_rate(rt.get("putTps")),
+                                first_rate(rt.get("getTransferedTps")),
                                 rt.get("msgPutTotal").cloned().unwrap_or_default(),
                                 rt.get("commitLogMaxOffset").cloned().unwrap_or_default(),
                             ]
@@ -597,6 +601,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 
 /// mqadmin's `-b brokerAddr | -c clusterName`: that broker, or every
 /// master of the cluster.
+/// The 10-second rate of a runtime-info `putTps`-style value
+/// (`"10s 1min 10min"`).
+fn first_rate(v: Option<&String>) -> String {
+    v.and_then(|v| v.split_whitespace().next())
+        .unwrap_or("-")
+        .to_string()
+}
+
 async fn broker_or_cluster(
     admin: &Admin,
     broker: Option<String>,
