@@ -675,4 +675,24 @@ impl Admin {
         let r = Self::expect_ok("producerConnection", self.call(addr, req).await?)?;
         Self::json("producer connections", &r.body)
     }
+
+    /// GET_MIN_OFFSET: the first offset still held in a queue.
+    pub async fn min_offset(&self, addr: &str, topic: &str, queue_id: i32) -> Result<i64> {
+        use meridian_protocol::header::offset::{
+            GetMinOffsetRequestHeader, GetMinOffsetResponseHeader,
+        };
+        let mut req = RemotingCommand::request(rc::GET_MIN_OFFSET);
+        GetMinOffsetRequestHeader {
+            topic: topic.to_string(),
+            queue_id,
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("getMinOffset", self.call(addr, req).await?)?;
+        Ok(GetMinOffsetResponseHeader::parse(&r)
+            .map_err(|e| ClientError::Decode {
+                what: "getMinOffset".into(),
+                detail: e.to_string(),
+            })?
+            .offset)
+    }
 }

@@ -270,3 +270,133 @@ async fn connections_of_running_stock_clients() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// `consumerProgress --json` of `group` on `topic`: the total lag.
+fn total_lag(cluster: &Cluster, group: &str, topic: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "consumerProgress",
+        "-g",
+        group,
+        "-t",
+        topic,
+    ]))
+    .expect("consumerProgress JSON");
+    v["totalLag"].as_i64().expect("totalLag")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_sent_and_read_back_and_group_offsets_cloned_and_skipped() {
+    let cluster = Cluster::separate(ClusterOpts::new());
+    let ns = cluster.namesrv_addr();
+    let topic = unique("msgs");
+    cluster.create_topic(&topic, 2);
+    let sent: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "sendMessage",
+        "-t",
+        &topic,
+        "-p",
+        "hello",
+        "-k",
+        "k1",
+        "-c",
+        "TagA",
+        "-b",
+        "broker-a",
+        "-i",
+        "1",
+    ]))
+    .expect("sendMessage JSON");
+    assert_eq!(sent["sendResult"], "SEND_OK", "{sent}");
+    assert_eq!(sent["queueId"], 1, "{sent}");
+    let id = sent["msgId"].as_str().expect("msgId").to_string();
+    let by_key: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "queryMsgByUniqueKey",
+        "-i",
+        &id,
+        "-t",
+        &topic,
+    ]))
+    .expect("JSON");
+    assert_eq!(by_key["body"], "hello", "{by_key}");
+    let by_offset: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "queryMsgByOffset",
+        "-t",
+        &topic,
+        "-b",
+        "broker-a",
+        "-i",
+        "1",
+        "-o",
+        "0",
+    ]))
+    .expect("JSON");
+    assert_eq!(by_offset["body"], "hello", "{by_offset}");
+    assert_eq!(by_offset["tags"], "TagA", "{by_offset}");
+    let (ok, out) = cluster.admin_outcome(&[
+        "queryMsgByOffset",
+        "-t",
+        &topic,
+        "-b",
+        "broker-a",
+        "-i",
+        "1",
+        "-o",
+        "5",
+    ]);
+    assert!(!ok && out.contains("no message at offset 5"), "{out}");
+    for i in 0..5 {
+        cluster.admin(&["sendMessage", "-t", &topic, "-p", &format!("m{i}")]);
+    }
+    let read: serde_json::Value =
+        serde_json::from_str(&cluster.admin(&["--json", "consumeMessage", "-t", &topic]))
+            .expect("JSON");
+    let mut bodies: Vec<String> = read["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or_default().to_string())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["hello", "m0", "m1", "m2", "m3", "m4"]);
+    let some: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "consumeMessage",
+        "-t",
+        &topic,
+        "-c",
+        "3",
+    ]))
+    .expect("JSON");
+    assert_eq!(some["messages"].as_array().map(Vec::len), Some(3));
+
+    // A stock consumer group reads all six and commits; a second group
+    // takes its offsets, then skips what arrives later.
+    let group = unique("cg");
+    let inbox = Inbox::new();
+    let mut consumer = push_consumer(&ns, &group).build();
+    consumer.subscribe(&topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(inbox.listener());
+    consumer.start().await.expect("consumer starts");
+    inbox.wait_for_count(6, Duration::from_secs(30)).await;
+    consumer.shutdown().await;
+    assert_eq!(total_lag(&cluster, &group, &topic), 0);
+    let copy = unique("cg-copy");
+    let out = cluster.admin(&["cloneGroupOffset", "-s", &group, "-d", &copy, "-t", &topic]);
+    assert!(out.contains("clone group offset success"), "{out}");
+    assert_eq!(total_lag(&cluster, &copy, &topic), 0);
+    for i in 0..4 {
+        cluster.admin(&["sendMessage", "-t", &topic, "-p", &format!("later{i}")]);
+    }
+    assert_eq!(total_lag(&cluster, &copy, &topic), 4);
+    cluster.admin(&["skipAccumulatedMessage", "-g", &copy, "-t", &topic]);
+    assert_eq!(total_lag(&cluster, &copy, &topic), 0);
+    assert_eq!(
+        total_lag(&cluster, &group, &topic),
+        4,
+        "the source group is untouched"
+    );
+}

@@ -14,6 +14,7 @@ use meridian_protocol::message::{decode_properties, MessageExt};
 use meridian_protocol::message_id::decode_offset_msg_id;
 use serde_json::json;
 
+mod messages;
 mod ops;
 
 #[derive(Args)]
@@ -77,6 +78,8 @@ impl TlsArgs {
 enum AdminCommand {
     #[command(flatten)]
     Ops(ops::OpsCommand),
+    #[command(flatten)]
+    Messages(messages::MessageCommand),
     /// Create or update a topic on every master of a cluster (-c) or on one broker (-b).
     #[command(name = "updateTopic")]
     UpdateTopic {
@@ -234,6 +237,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let json = args.json;
     match args.command {
         AdminCommand::Ops(cmd) => ops::run(&admin, json, cmd).await?,
+        AdminCommand::Messages(cmd) => messages::run(&admin, json, cmd).await?,
         AdminCommand::UpdateTopic {
             topic,
             cluster,
