@@ -263,6 +263,22 @@ async fn async_master_replicates_and_the_whole_group_restarts() {
     let (acked, _) = load.stop().await;
     let seen = wait_caught_up(&ns, &group.broker_addr(1), acked.len()).await;
     assert_all_present("slave", &acked, &seen);
+    // `haStatus` shows the slave, holding what the master holds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = group.admin(&["--json", "haStatus", "-b", &group.broker_addr(0)]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("haStatus JSON");
+        let row = &v["ha"][0];
+        assert_eq!(row["slaveNum"], "1", "{out}");
+        if row["diff"] == "0" && row["slaveAckOffset"] == row["masterCommitLogMaxOffset"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never caught up in haStatus: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A consumer offset committed on the master reaches the slave.
     let admin = Admin::new(&ns);

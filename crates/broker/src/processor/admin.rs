@@ -201,6 +201,21 @@ pub fn runtime_info(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
         put("haListenAddr", addr.to_string());
     }
     put("haConnectedSlaves", ha.slaves.len().to_string());
+    put("haMaxOffset", ha.max_offset.to_string());
+    for sl in &ha.slaves {
+        put(
+            &format!("haSlave.{}.ackOffset", sl.addr),
+            sl.acked_offset.to_string(),
+        );
+        put(
+            &format!("haSlave.{}.lagBytes", sl.addr),
+            sl.lag_bytes.to_string(),
+        );
+        put(
+            &format!("haSlave.{}.lastReportMs", sl.addr),
+            sl.last_report_ms.to_string(),
+        );
+    }
     if let Some(lag) = ha.slaves.iter().map(|s| s.lag_bytes).min() {
         put("haSlaveLagBytes", lag.to_string());
     }

@@ -79,6 +79,15 @@ pub enum OpsCommand {
         #[arg(short = 'p', long = "perm")]
         perm: i32,
     },
+    /// Master/slave replication: each master's slaves, what they hold and
+    /// how far behind they are (a cluster's masters with -c)
+    #[command(name = "haStatus")]
+    HaStatus {
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+    },
     /// The clusters a topic is on
     #[command(name = "topicClusterList")]
     TopicClusterList {
@@ -202,6 +211,63 @@ pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<(
                 println!(
                     "{}",
                     json!({"topic": topic, "brokers": targets, "perm": perm})
+                );
+            }
+            Ok(())
+        }
+        OpsCommand::HaStatus { broker, cluster } => {
+            let mut rows = Vec::new();
+            for addr in broker_or_cluster(admin, broker, cluster).await? {
+                let rt = admin.runtime_info(&addr).await?;
+                let max = rt.get("haMaxOffset").cloned().unwrap_or_default();
+                let slaves: BTreeSet<&str> = rt
+                    .keys()
+                    .filter_map(|k| k.strip_prefix("haSlave."))
+                    .filter_map(|k| k.rsplit_once('.').map(|(a, _)| a))
+                    .collect();
+                if slaves.is_empty() {
+                    rows.push(vec![
+                        addr.clone(),
+                        max.clone(),
+                        "0".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ]);
+                }
+                for slave in &slaves {
+                    let get = |f: &str| {
+                        rt.get(&format!("haSlave.{slave}.{f}"))
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    rows.push(vec![
+                        addr.clone(),
+                        max.clone(),
+                        slaves.len().to_string(),
+                        slave.to_string(),
+                        get("ackOffset"),
+                        get("lagBytes"),
+                    ]);
+                }
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|r| json!({"masterAddr": r[0], "masterCommitLogMaxOffset": r[1], "slaveNum": r[2], "slaveAddr": r[3], "slaveAckOffset": r[4], "diff": r[5]}))
+                    .collect();
+                println!("{}", json!({"ha": v}));
+            } else {
+                print_table(
+                    &[
+                        "#MasterAddr",
+                        "#MasterCommitLogMaxOffset",
+                        "#SlaveNum",
+                        "#SlaveAddr",
+                        "#SlaveAckOffset",
+                        "#Diff",
+                    ],
+                    rows,
                 );
             }
             Ok(())
