@@ -695,4 +695,25 @@ impl Admin {
             })?
             .offset)
     }
+
+    /// GET_CONSUMER_RUNNING_INFO through the broker at `addr`: the running
+    /// info the consumer `client_id` of `group` reports (its JSON, as the
+    /// client wrote it).
+    pub async fn consumer_running_info(
+        &self,
+        addr: &str,
+        group: &str,
+        client_id: &str,
+        jstack: bool,
+    ) -> Result<Vec<u8>> {
+        let mut req = RemotingCommand::request(rc::GET_CONSUMER_RUNNING_INFO);
+        meridian_protocol::header::consumer::GetConsumerRunningInfoRequestHeader {
+            consumer_group: group.to_string(),
+            client_id: client_id.to_string(),
+            jstack_enable: jstack,
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("consumerStatus", self.call(addr, req).await?)?;
+        Ok(r.body.to_vec())
+    }
 }

@@ -229,6 +229,20 @@ async fn connections_of_running_stock_clients() {
         "{json}"
     );
 
+    // The consumer's own report, asked through the broker.
+    let status = cluster.admin(&["--json", "consumerStatus", "-g", &group]);
+    let v: serde_json::Value = serde_json::from_str(&status).expect("consumerStatus JSON");
+    let client = &v["clients"][0];
+    assert!(client["error"].is_null(), "{status}");
+    let report = client["runningInfo"].to_string();
+    assert!(
+        report.contains(&topic),
+        "the running info names no subscription: {status}"
+    );
+    let (ok, out) =
+        cluster.admin_outcome(&["consumerStatus", "-g", &group, "-i", "127.0.0.1@nobody"]);
+    assert!(!ok && out.contains("not online"), "{out}");
+
     let out = cluster.admin(&["producerConnection", "-g", &producer_group, "-t", &topic]);
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("0001")).collect();
     assert_eq!(rows.len(), 1, "{out}");

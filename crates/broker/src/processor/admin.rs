@@ -504,3 +504,58 @@ pub fn update_broker_config(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outc
         Err(why) => Err(error(req, rc::SYSTEM_ERROR, why)),
     }
 }
+
+/// GET_CONSUMER_RUNNING_INFO from an admin tool: asked of the consumer
+/// itself, on its connection to this broker, and its answer (the client's
+/// `ConsumerRunningInfo`) passed back as it came.
+pub fn consumer_running_info(
+    b: &Arc<BrokerInner>,
+    req: RemotingCommand,
+) -> meridian_remoting::Reply {
+    use meridian_protocol::header::consumer::GetConsumerRunningInfoRequestHeader;
+    let h = match GetConsumerRunningInfoRequestHeader::parse(&req) {
+        Ok(h) => h,
+        Err(e) => return meridian_remoting::Reply::Now(Some(bad_header(&req, e))),
+    };
+    let online = b
+        .clients
+        .group(&h.consumer_group)
+        .is_some_and(|g| g.clients.contains_key(&h.client_id));
+    let channel = b.clients.channel_of_client(&h.client_id).filter(|_| online);
+    let Some(channel) = channel else {
+        return meridian_remoting::Reply::Now(Some(error(
+            &req,
+            rc::SYSTEM_ERROR,
+            format!(
+                "The Consumer <{}> <{}> not online",
+                h.consumer_group, h.client_id
+            ),
+        )));
+    };
+    let mut ask = RemotingCommand::request(request_code::GET_CONSUMER_RUNNING_INFO);
+    h.write(&mut ask);
+    meridian_remoting::Reply::Later(Box::pin(async move {
+        Some(
+            match channel
+                .conn
+                .invoke(ask, std::time::Duration::from_secs(5))
+                .await
+            {
+                Ok(answer) => {
+                    let mut r = req.response_to(answer.code, answer.remark);
+                    r.body = answer.body;
+                    r
+                }
+                Err(e) => error(
+                    &req,
+                    rc::SYSTEM_ERROR,
+                    format!(
+                        "the consumer {} at {} did not answer: {e}",
+                        channel.client_id,
+                        channel.conn.peer()
+                    ),
+                ),
+            },
+        )
+    }))
+}

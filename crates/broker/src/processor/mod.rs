@@ -88,6 +88,7 @@ impl Handler for BrokerProcessor {
             rc::QUERY_TOPIC_CONSUME_BY_WHO => now(admin::consumed_by_who(b, &req)),
             rc::GET_CONSUMER_CONNECTION_LIST => now(admin::consumer_connections(b, &req)),
             rc::GET_PRODUCER_CONNECTION_LIST => now(admin::producer_connections(b, &req)),
+            rc::GET_CONSUMER_RUNNING_INFO => admin::consumer_running_info(b, req),
             rc::INVOKE_BROKER_TO_RESET_OFFSET => synced(b, admin::reset_offset(b, &req)),
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::UPDATE_BROKER_CONFIG => now(admin::update_broker_config(b, &req)),

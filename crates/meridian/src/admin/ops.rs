@@ -58,6 +58,21 @@ pub enum OpsCommand {
         #[arg(short = 'b', long = "brokerAddr")]
         broker: Option<String>,
     },
+    /// What each consumer of a group reports about itself (its running
+    /// info: settings, subscriptions, queues it holds), asked through a
+    /// broker; the whole report of one client with -i
+    #[command(name = "consumerStatus")]
+    ConsumerStatus {
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        #[arg(short = 'i', long = "clientId")]
+        client_id: Option<String>,
+        /// Ask for the client's thread stacks too (Java clients)
+        #[arg(short = 's', long = "jstackEnable")]
+        jstack: bool,
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+    },
     /// A producer group's clients, as the brokers of a topic see them
     #[command(name = "producerConnection")]
     ProducerConnection {
@@ -144,6 +159,69 @@ pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<(
         }
         OpsCommand::ConsumerConnection { group, broker } => {
             consumer_connection(admin, json, &group, broker).await
+        }
+        OpsCommand::ConsumerStatus {
+            group,
+            client_id,
+            jstack,
+            broker,
+        } => {
+            let (addr, cc) = find_consumer_group(admin, &group, broker).await?;
+            let clients: Vec<String> = match client_id {
+                Some(id) => vec![id],
+                None => cc
+                    .connection_set
+                    .iter()
+                    .map(|c| c.client_id.clone())
+                    .collect(),
+            };
+            let mut reports = Vec::new();
+            for id in &clients {
+                let body = admin.consumer_running_info(&addr, &group, id, jstack).await;
+                reports.push((id.clone(), body));
+            }
+            if json {
+                let v: Vec<_> = reports
+                    .iter()
+                    .map(|(id, r)| match r {
+                        Ok(body) => {
+                            let text = String::from_utf8_lossy(body).to_string();
+                            let parsed: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+                            json!({"clientId": id, "runningInfo": parsed.unwrap_or(serde_json::Value::String(text))})
+                        }
+                        Err(e) => json!({"clientId": id, "error": e.to_string()}),
+                    })
+                    .collect();
+                println!("{}", json!({"consumerGroup": group, "clients": v}));
+            } else if reports.len() == 1 {
+                let (id, r) = &reports[0];
+                match r {
+                    Ok(body) => println!("{}", String::from_utf8_lossy(body)),
+                    Err(e) => bail!("{id}: {e}"),
+                }
+            } else {
+                print_table(
+                    &["#Index", "#ClientId", "#RunningInfo"],
+                    reports
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (id, r))| {
+                            vec![
+                                format!("{:03}", i + 1),
+                                id.clone(),
+                                match r {
+                                    Ok(b) => format!("{} bytes (show it with -i {id})", b.len()),
+                                    Err(e) => format!("no answer: {e}"),
+                                },
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+            if reports.iter().any(|(_, r)| r.is_err()) && reports.len() == 1 {
+                bail!("the client did not answer");
+            }
+            Ok(())
         }
         OpsCommand::ProducerConnection { group, topic } => {
             let mut seen = BTreeMap::new();
@@ -343,12 +421,13 @@ async fn write_perm(
     Ok(())
 }
 
-async fn consumer_connection(
+/// A broker that knows consumer group `group` (the one given, else the
+/// brokers of its retry topic, else every master), and what it knows.
+async fn find_consumer_group(
     admin: &Admin,
-    json: bool,
     group: &str,
     broker: Option<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(String, meridian_protocol::body::ConsumerConnection)> {
     let brokers = match broker {
         Some(b) => vec![b],
         None => {
@@ -370,49 +449,55 @@ async fn consumer_connection(
     };
     let mut last_error = None;
     for addr in brokers {
-        let cc = match admin.consumer_connection(&addr, group).await {
-            Ok(cc) => cc,
-            Err(e) => {
-                last_error = Some(e);
-                continue;
-            }
-        };
-        if json {
-            println!("{}", serde_json::to_string(&cc)?);
-            return Ok(());
+        match admin.consumer_connection(&addr, group).await {
+            Ok(cc) => return Ok((addr, cc)),
+            Err(e) => last_error = Some(e),
         }
-        print_table(
-            &["#ClientId", "#ClientAddr", "#Language", "#Version"],
-            cc.connection_set
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.client_id.clone(),
-                        c.client_addr.clone(),
-                        c.language.clone(),
-                        version_name(c.version),
-                    ]
-                })
-                .collect(),
-        );
-        println!("\nBelow is subscription:");
-        for (i, (topic, sub)) in cc.subscription_table.iter().enumerate() {
-            println!(
-                "{:03}  Topic: {topic:<40} SubExpression: {}",
-                i + 1,
-                sub.sub_string
-            );
-        }
-        println!();
-        println!("ConsumeType: {:?}", cc.consume_type);
-        println!("MessageModel: {:?}", cc.message_model);
-        println!("ConsumeFromWhere: {:?}", cc.consume_from_where);
-        return Ok(());
     }
     Err(match last_error {
         Some(e) => anyhow!(e),
         None => anyhow!("no broker found to ask about consumer group `{group}`"),
     })
+}
+
+async fn consumer_connection(
+    admin: &Admin,
+    json: bool,
+    group: &str,
+    broker: Option<String>,
+) -> anyhow::Result<()> {
+    let (_, cc) = find_consumer_group(admin, group, broker).await?;
+    if json {
+        println!("{}", serde_json::to_string(&cc)?);
+        return Ok(());
+    }
+    print_table(
+        &["#ClientId", "#ClientAddr", "#Language", "#Version"],
+        cc.connection_set
+            .iter()
+            .map(|c| {
+                vec![
+                    c.client_id.clone(),
+                    c.client_addr.clone(),
+                    c.language.clone(),
+                    version_name(c.version),
+                ]
+            })
+            .collect(),
+    );
+    println!("\nBelow is subscription:");
+    for (i, (topic, sub)) in cc.subscription_table.iter().enumerate() {
+        println!(
+            "{:03}  Topic: {topic:<40} SubExpression: {}",
+            i + 1,
+            sub.sub_string
+        );
+    }
+    println!();
+    println!("ConsumeType: {:?}", cc.consume_type);
+    println!("MessageModel: {:?}", cc.message_model);
+    println!("ConsumeFromWhere: {:?}", cc.consume_from_where);
+    Ok(())
 }
 
 /// A client's version: the ordinal of RocketMQ's `MQVersion.Version` it
