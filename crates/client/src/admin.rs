@@ -716,4 +716,44 @@ impl Admin {
         let r = Self::expect_ok("consumerStatus", self.call(addr, req).await?)?;
         Ok(r.body.to_vec())
     }
+
+    /// GET_NAMESRV_CONFIG of the name server at `namesrv`: its settings.
+    pub async fn namesrv_config(&self, namesrv: &str) -> Result<BTreeMap<String, String>> {
+        let r = self
+            .call(namesrv, RemotingCommand::request(rc::GET_NAMESRV_CONFIG))
+            .await?;
+        let r = Self::expect_ok("getNamesrvConfig", r)?;
+        Ok(String::from_utf8_lossy(&r.body)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect())
+    }
+
+    /// UPDATE_NAMESRV_CONFIG with one `key=value`.
+    pub async fn update_namesrv_config(&self, namesrv: &str, key: &str, value: &str) -> Result<()> {
+        let req = RemotingCommand::request(rc::UPDATE_NAMESRV_CONFIG)
+            .with_body(format!("{key}={value}\n").into_bytes());
+        Self::expect_ok("updateNamesrvConfig", self.call(namesrv, req).await?)?;
+        Ok(())
+    }
+
+    /// GET_ALL_CONSUMER_OFFSET: every committed offset on `addr`, by
+    /// `topic@group` and queue.
+    pub async fn all_consumer_offsets(
+        &self,
+        addr: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<i32, i64>>> {
+        let r = self
+            .call(addr, RemotingCommand::request(rc::GET_ALL_CONSUMER_OFFSET))
+            .await?;
+        let r = Self::expect_ok("getAllConsumerOffset", r)?;
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct Offsets {
+            offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+        }
+        let o: Offsets = Self::json("consumer offsets", &r.body)?;
+        Ok(o.offset_table)
+    }
 }

@@ -406,6 +406,24 @@ async fn messages_are_sent_and_read_back_and_group_offsets_cloned_and_skipped() 
         cluster.admin(&["sendMessage", "-t", &topic, "-p", &format!("later{i}")]);
     }
     assert_eq!(total_lag(&cluster, &copy, &topic), 4);
+    // Every group's progress on the broker at once.
+    let stats: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "brokerConsumeStats",
+        "-b",
+        &cluster.broker_addr(),
+    ]))
+    .expect("brokerConsumeStats JSON");
+    let diff_of = |g: &str| -> i64 {
+        stats["consumeStats"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter(|r| r["group"] == g && r["topic"] == topic.as_str())
+            .map(|r| r["diff"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!((diff_of(&group), diff_of(&copy)), (4, 4), "{stats}");
     cluster.admin(&["skipAccumulatedMessage", "-g", &copy, "-t", &topic]);
     assert_eq!(total_lag(&cluster, &copy, &topic), 0);
     assert_eq!(
@@ -413,4 +431,34 @@ async fn messages_are_sent_and_read_back_and_group_offsets_cloned_and_skipped() 
         4,
         "the source group is untouched"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_server_settings_and_cluster_round_trips() {
+    let cluster = Cluster::separate(ClusterOpts::new());
+    let ns = cluster.namesrv_addr();
+    let port = ns.rsplit(':').next().expect("a port").to_string();
+    let cfg = cluster.admin(&["getNamesrvConfig"]);
+    assert!(
+        cfg.contains(&format!("============{ns}============")),
+        "{cfg}"
+    );
+    assert!(
+        cfg.lines()
+            .any(|l| l.starts_with("listenPort") && l.trim_end().ends_with(&format!("=  {port}"))),
+        "{cfg}"
+    );
+    let (ok, out) = cluster.admin_outcome(&["updateNamesrvConfig", "-k", "listenPort", "-v", "1"]);
+    assert!(!ok && out.contains("restart the name server"), "{out}");
+    let rt: serde_json::Value =
+        serde_json::from_str(&cluster.admin(&["--json", "clusterRT", "-a", "5", "-s", "64"]))
+            .expect("clusterRT JSON");
+    let row = &rt["clusterRT"][0];
+    assert_eq!(row["brokerName"], "broker-a", "{rt}");
+    assert_eq!(
+        (row["successCount"].as_u64(), row["failCount"].as_u64()),
+        (Some(5), Some(0)),
+        "{rt}"
+    );
+    assert!(row["rtMs"].as_f64().is_some_and(|ms| ms > 0.0), "{rt}");
 }

@@ -29,6 +29,22 @@ impl Default for NamesrvConfig {
 }
 
 impl NamesrvConfig {
+    /// The settings as GET_NAMESRV_CONFIG shows them.
+    pub fn to_properties(&self) -> String {
+        let mode = match self.tls.server_mode {
+            meridian_remoting::tls::TlsMode::Disabled => "disabled",
+            meridian_remoting::tls::TlsMode::Permissive => "permissive",
+            meridian_remoting::tls::TlsMode::Enforcing => "enforcing",
+        };
+        format!(
+            "listenPort={}\nbindAddress={}\ntls.server.mode={mode}\nmetricsExporterType={}\nmetricsPromExporterPort={}\n",
+            self.listen_port,
+            self.listen_ip,
+            if self.metrics.enabled() { "PROM" } else { "DISABLE" },
+            self.metrics.port,
+        )
+    }
+
     /// Read the keys this server knows from `conf`; returns the config and
     /// the keys it does not know (for a start-up warning).
     pub fn from_conf(conf: &mut Conf) -> Result<(NamesrvConfig, Vec<String>), ConfError> {

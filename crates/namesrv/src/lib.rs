@@ -34,8 +34,9 @@ impl NameServer {
     /// Bind and start serving.
     pub async fn start(config: NamesrvConfig) -> anyhow::Result<NameServer> {
         let routes = Arc::new(routes::RouteTable::default());
-        let mut handler: Arc<dyn meridian_remoting::Handler> =
-            Arc::new(processor::NamesrvProcessor::new(routes.clone()));
+        let mut handler: Arc<dyn meridian_remoting::Handler> = Arc::new(
+            processor::NamesrvProcessor::new(routes.clone()).with_config(config.to_properties()),
+        );
         let exporter = if config.metrics.enabled() {
             let node = meridian_metrics::Node {
                 cluster: String::new(),

@@ -18,11 +18,22 @@ use crate::routes::{Registration, RouteTable};
 
 pub struct NamesrvProcessor {
     routes: Arc<RouteTable>,
+    /// The settings GET_NAMESRV_CONFIG shows, `key=value` lines.
+    config_text: String,
 }
 
 impl NamesrvProcessor {
     pub fn new(routes: Arc<RouteTable>) -> Self {
-        NamesrvProcessor { routes }
+        NamesrvProcessor {
+            routes,
+            config_text: String::new(),
+        }
+    }
+
+    /// Answer GET_NAMESRV_CONFIG with `config` (`key=value` lines).
+    pub fn with_config(mut self, config: String) -> Self {
+        self.config_text = config;
+        self
     }
 
     fn process(&self, conn: &Arc<Connection>, req: &RemotingCommand) -> RemotingCommand {
@@ -49,6 +60,14 @@ impl NamesrvProcessor {
                 Err(e) => Err(e.to_string()),
             },
             rc::DELETE_TOPIC_IN_NAMESRV => self.delete_topic(req),
+            rc::GET_NAMESRV_CONFIG => Ok(req
+                .response_to(resp::SUCCESS, None)
+                .with_body(self.config_text.clone().into_bytes())),
+            rc::UPDATE_NAMESRV_CONFIG => Ok(req.response_to(
+                resp::SYSTEM_ERROR,
+                "no name server setting changes at run time: set it in namesrv.conf and restart the name server"
+                    .to_string(),
+            )),
             rc::WIPE_WRITE_PERM_OF_BROKER => {
                 let h = WipeWritePermOfBrokerRequestHeader::parse(req).map_err(|e| e.to_string());
                 h.map(|h| {

@@ -103,6 +103,39 @@ pub enum OpsCommand {
         #[arg(short = 'c', long = "clusterName")]
         cluster: Option<String>,
     },
+    /// Every name server's settings
+    #[command(name = "getNamesrvConfig")]
+    GetNamesrvConfig,
+    /// Name server settings do not change at run time: says so
+    #[command(name = "updateNamesrvConfig")]
+    UpdateNamesrvConfig {
+        #[arg(short = 'k', long = "key")]
+        key: String,
+        #[arg(short = 'v', long = "value")]
+        value: String,
+    },
+    /// Every consumer group's progress on one broker: per queue, the
+    /// broker's offset, the group's, and the difference
+    #[command(name = "brokerConsumeStats")]
+    BrokerConsumeStats {
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+        /// Only rows at least this far behind
+        #[arg(short = 'l', long = "level", default_value_t = 0)]
+        level: i64,
+    },
+    /// Send round trip to every master of a cluster (every cluster
+    /// without -c): -a messages of -s bytes each, to the topic each broker
+    /// serves under its own name
+    #[command(name = "clusterRT")]
+    ClusterRt {
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+        #[arg(short = 'a', long = "amount", default_value_t = 100)]
+        amount: usize,
+        #[arg(short = 's', long = "size", default_value_t = 128)]
+        size: usize,
+    },
     /// The clusters a topic is on
     #[command(name = "topicClusterList")]
     TopicClusterList {
@@ -346,6 +379,171 @@ pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<(
                         "#Diff",
                     ],
                     rows,
+                );
+            }
+            Ok(())
+        }
+        OpsCommand::GetNamesrvConfig => {
+            let mut all = BTreeMap::new();
+            for ns in admin.namesrv_addrs().to_vec() {
+                let cfg = admin.namesrv_config(&ns).await?;
+                if !json {
+                    println!("============{ns}============");
+                    for (k, v) in &cfg {
+                        println!("{k:<50}=  {v}");
+                    }
+                }
+                all.insert(ns, cfg);
+            }
+            if json {
+                println!("{}", serde_json::to_string(&all)?);
+            }
+            Ok(())
+        }
+        OpsCommand::UpdateNamesrvConfig { key, value } => {
+            for ns in admin.namesrv_addrs().to_vec() {
+                admin.update_namesrv_config(&ns, &key, &value).await?;
+            }
+            Ok(())
+        }
+        OpsCommand::BrokerConsumeStats { broker, level } => {
+            let mut rows = Vec::new();
+            for key in admin.all_consumer_offsets(&broker).await?.keys() {
+                let Some((topic, group)) = key.split_once('@') else {
+                    continue;
+                };
+                let stats = admin.consume_stats(&broker, group, Some(topic)).await?;
+                for (mq, w) in stats.offset_table {
+                    let diff = (w.broker_offset - w.consumer_offset.max(0)).max(0);
+                    if diff >= level {
+                        rows.push((
+                            topic.to_string(),
+                            group.to_string(),
+                            mq.broker_name,
+                            mq.queue_id,
+                            w.broker_offset,
+                            w.consumer_offset,
+                            diff,
+                            w.last_timestamp,
+                        ));
+                    }
+                }
+            }
+            rows.sort();
+            let total: i64 = rows.iter().map(|r| r.6).sum();
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(t, g, b, q, bo, co, d, ts)| json!({"topic": t, "group": g, "brokerName": b, "queueId": q, "brokerOffset": bo, "consumerOffset": co, "diff": d, "lastTimestamp": ts}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"brokerAddr": broker, "consumeStats": v, "totalDiff": total})
+                );
+            } else {
+                print_table(
+                    &[
+                        "#Topic",
+                        "#Group",
+                        "#Broker Name",
+                        "#QID",
+                        "#Broker Offset",
+                        "#Consumer Offset",
+                        "#Diff",
+                        "#LastTime",
+                    ],
+                    rows.iter()
+                        .map(|(t, g, b, q, bo, co, d, ts)| {
+                            vec![
+                                t.clone(),
+                                g.clone(),
+                                b.clone(),
+                                q.to_string(),
+                                bo.to_string(),
+                                co.to_string(),
+                                d.to_string(),
+                                super::format_ts(*ts),
+                            ]
+                        })
+                        .collect(),
+                );
+                println!("\nDiff Total: {total}");
+            }
+            Ok(())
+        }
+        OpsCommand::ClusterRt {
+            cluster,
+            amount,
+            size,
+        } => {
+            let info = admin.cluster_info().await?;
+            let producer = meridian_client::Producer::new(
+                &admin.namesrv_addrs().join(";"),
+                "TOOLS_CLUSTER_RT",
+            );
+            let mut rows = Vec::new();
+            for (c, names) in &info.cluster_addr_table {
+                if cluster.as_deref().is_some_and(|want| want != c) {
+                    continue;
+                }
+                for name in names {
+                    let Some(addr) = info
+                        .broker_addr_table
+                        .get(name)
+                        .and_then(|b| b.broker_addrs.get(&0))
+                    else {
+                        continue;
+                    };
+                    let msg = meridian_client::producer::Message {
+                        topic: name.clone(),
+                        body: vec![b'x'; size].into(),
+                        ..Default::default()
+                    };
+                    let (mut ok, mut failed, mut took) = (0u64, 0u64, std::time::Duration::ZERO);
+                    for _ in 0..amount {
+                        let started = std::time::Instant::now();
+                        match producer.send_to(addr, name, 0, &msg).await {
+                            Ok(_) => {
+                                ok += 1;
+                                took += started.elapsed();
+                            }
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    let rt = if ok > 0 {
+                        took.as_secs_f64() * 1000.0 / ok as f64
+                    } else {
+                        f64::NAN
+                    };
+                    rows.push((c.clone(), name.clone(), rt, ok, failed));
+                }
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(c, b, rt, ok, f)| json!({"cluster": c, "brokerName": b, "rtMs": rt, "successCount": ok, "failCount": f}))
+                    .collect();
+                println!("{}", json!({"clusterRT": v}));
+            } else {
+                print_table(
+                    &[
+                        "#Cluster Name",
+                        "#Broker Name",
+                        "#RT(ms)",
+                        "#successCount",
+                        "#failCount",
+                    ],
+                    rows.iter()
+                        .map(|(c, b, rt, ok, f)| {
+                            vec![
+                                c.clone(),
+                                b.clone(),
+                                format!("{rt:.2}"),
+                                ok.to_string(),
+                                f.to_string(),
+                            ]
+                        })
+                        .collect(),
                 );
             }
             Ok(())
