@@ -31,6 +31,7 @@ pub mod raft_state;
 pub mod register;
 pub mod runtime_config;
 pub mod slave_sync;
+pub mod subscriptions;
 pub mod timer;
 pub mod topics;
 pub mod transaction;
@@ -141,6 +142,8 @@ pub struct BrokerInner {
     pub metrics: Arc<metrics::BrokerMetrics>,
     /// `brokerPermission` now (see `runtime_config`).
     pub broker_permission: std::sync::atomic::AtomicI32,
+    /// Consumer groups' settings (`updateSubGroup`).
+    pub subscription_groups: subscriptions::SubscriptionGroupManager,
     /// Held while a delayed message's delivery (here, or another region's
     /// relayed in) is checked against what is held and stored: one
     /// delivery per `MERIDIAN_SCHEDULED` identity.
@@ -319,6 +322,8 @@ impl Broker {
         tracing::info!("{recovery}");
         let topics = topics::TopicConfigManager::open(&config, delay_levels.len())?;
         let offsets = offsets::ConsumerOffsetManager::open(&config.store.root_dir)?;
+        let subscription_groups =
+            subscriptions::SubscriptionGroupManager::open(&config.store.root_dir)?;
         let long_poll = long_poll::LongPoll::new(config.max_long_poll_waiters);
         let delay = delay::DelayService::open(&config.store.root_dir, delay_levels)?;
         let transactions = transaction::TransactionService::open(&config.store.root_dir)?;
@@ -424,6 +429,7 @@ impl Broker {
             relay_counters: RelayCounters::default(),
             metrics: Default::default(),
             broker_permission: std::sync::atomic::AtomicI32::new(broker_permission),
+            subscription_groups,
             scheduled: tokio::sync::Mutex::new(()),
             transactions,
             selectors: filter::SelectorCache::default(),

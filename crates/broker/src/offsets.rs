@@ -268,6 +268,13 @@ impl ConsumerOffsetManager {
         v
     }
 
+    /// Forget every offset `group` committed here.
+    pub fn delete_group(&self, group: &str) {
+        let suffix = format!("@{group}");
+        self.table.write().retain(|k, _| !k.ends_with(&suffix));
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+    }
+
     pub fn delete_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");
         self.table.write().retain(|k, _| !k.starts_with(&prefix));

@@ -1,5 +1,5 @@
 //! A slave keeps what is not in the commit log — topic configs, consumer
-//! offsets, delay cursors — in step with its master, by asking for them
+//! offsets, delay cursors, subscription groups — in step with its master, by asking for them
 //! every few seconds (RocketMQ's SlaveSynchronize). The commit log itself
 //! arrives through replication.
 
@@ -58,15 +58,29 @@ async fn fetch(inner: &BrokerInner, addr: &str, code: i32) -> Result<bytes::Byte
     Ok(r.body)
 }
 
-/// Copy the master's topics, consumer offsets and delay cursors (in Raft
-/// mode only the delay cursors: topics and offsets come through the log,
-/// see `raft_state`).
+/// Copy the master's topics, consumer offsets, delay cursors and
+/// subscription groups (in Raft mode not topics and offsets: they come
+/// through the log, see `raft_state`).
 pub async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String> {
     if inner.raft_state.is_none() {
         copy_topics_and_offsets(inner, master).await?;
     }
     let delay = fetch(inner, master, request_code::GET_ALL_DELAY_OFFSET).await?;
     inner.delay.replace_from_json(&delay)?;
+    let groups = fetch(
+        inner,
+        master,
+        request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+    )
+    .await?;
+    let groups: meridian_protocol::body::SubscriptionGroupWrapper =
+        serde_json::from_slice(&groups).map_err(|e| format!("subscription groups: {e}"))?;
+    if inner
+        .subscription_groups
+        .replace_all(groups.subscription_group_table)
+    {
+        tracing::info!(master, "subscription groups copied from the master");
+    }
     Ok(())
 }
 

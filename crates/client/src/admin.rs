@@ -756,4 +756,48 @@ impl Admin {
         let o: Offsets = Self::json("consumer offsets", &r.body)?;
         Ok(o.offset_table)
     }
+
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: every consumer group's settings on `addr`.
+    pub async fn subscription_groups(
+        &self,
+        addr: &str,
+    ) -> Result<meridian_protocol::body::SubscriptionGroupWrapper> {
+        let r = self
+            .call(
+                addr,
+                RemotingCommand::request(rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG),
+            )
+            .await?;
+        let r = Self::expect_ok("getAllSubscriptionGroup", r)?;
+        Self::json("subscription groups", &r.body)
+    }
+
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP.
+    pub async fn update_subscription_group(
+        &self,
+        addr: &str,
+        cfg: &meridian_protocol::body::SubscriptionGroupConfig,
+    ) -> Result<()> {
+        let body = serde_json::to_vec(cfg).map_err(|e| ClientError::Other(e.to_string()))?;
+        let req = RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(body);
+        Self::expect_ok("updateSubGroup", self.call(addr, req).await?)?;
+        Ok(())
+    }
+
+    /// DELETE_SUBSCRIPTIONGROUP (and the group's offsets with `clean_offset`).
+    pub async fn delete_subscription_group(
+        &self,
+        addr: &str,
+        group: &str,
+        clean_offset: bool,
+    ) -> Result<()> {
+        let mut req = RemotingCommand::request(rc::DELETE_SUBSCRIPTIONGROUP);
+        meridian_protocol::header::admin::DeleteSubscriptionGroupRequestHeader {
+            group_name: group.to_string(),
+            clean_offset,
+        }
+        .write(&mut req);
+        Self::expect_ok("deleteSubGroup", self.call(addr, req).await?)?;
+        Ok(())
+    }
 }

@@ -462,3 +462,87 @@ async fn name_server_settings_and_cluster_round_trips() {
     );
     assert!(row["rtMs"].as_f64().is_some_and(|ms| ms > 0.0), "{rt}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_groups_settings_are_honoured_and_kept() {
+    use rocketmq_client_rust::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus};
+    use rocketmq_model::common::message::message_ext::MessageExt;
+    let mut cluster = Cluster::separate(ClusterOpts::new());
+    let ns = cluster.namesrv_addr();
+    let broker = cluster.broker_addr();
+    let topic = unique("subgroup");
+    cluster.create_topic(&topic, 2);
+    let group = unique("cg");
+    let out = cluster.admin(&[
+        "updateSubGroup",
+        "-g",
+        &group,
+        "-b",
+        &broker,
+        "-s",
+        "false",
+        "-q",
+        "3",
+    ]);
+    assert!(
+        out.contains("create subscription group to") && out.contains("\"consumeEnable\":false"),
+        "{out}"
+    );
+    // Kept across a restart.
+    cluster.restart_broker();
+
+    let mut producer = producer_in(&ns, &unique("pg")).await;
+    for i in 0..3 {
+        producer
+            .send(message(
+                &topic,
+                "TagA",
+                &format!("k{i}"),
+                &format!("m{i}"),
+                &[],
+            ))
+            .await
+            .expect("send");
+    }
+    // A consumer of a group that may not consume gets nothing.
+    let inbox = Inbox::new();
+    let recorder = inbox.clone();
+    let mut consumer = push_consumer(&ns, &group).build();
+    consumer.subscribe(&topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(
+        move |msgs: &[&MessageExt], _context: &ConsumeConcurrentlyContext| {
+            recorder.record(msgs);
+            // Every message fails once: the retry goes to the group's
+            // retry topic, spread over its retry queues.
+            if msgs.iter().all(|m| m.reconsume_times() == 0) {
+                Ok(ConsumeConcurrentlyStatus::ReconsumeLater)
+            } else {
+                Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+            }
+        },
+    );
+    consumer.start().await.expect("consumer starts");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        inbox.len(),
+        0,
+        "a disabled group consumed: {:?}",
+        inbox.bodies()
+    );
+
+    // Enabled: everything arrives, and the retries use 3 retry queues.
+    cluster.admin(&["updateSubGroup", "-g", &group, "-b", &broker, "-s", "true"]);
+    inbox.wait_for_count(6, Duration::from_secs(60)).await;
+    let retry: serde_json::Value =
+        serde_json::from_str(&cluster.admin(&["topicRoute", "-t", &format!("%RETRY%{group}")]))
+            .expect("retry topic route");
+    assert_eq!(retry["queueDatas"][0]["writeQueueNums"], 3, "{retry}");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+
+    let out = cluster.admin(&["deleteSubGroup", "-g", &group, "-b", &broker, "-r", "true"]);
+    assert!(out.contains("success"), "{out}");
+    let (ok, out) =
+        cluster.admin_outcome(&["updateSubGroup", "-g", &group, "-b", &broker, "-q", "0"]);
+    assert!(!ok && out.contains("retryQueueNums"), "{out}");
+}

@@ -559,3 +559,42 @@ pub fn consumer_running_info(
         )
     }))
 }
+
+/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: a group's settings (body: the
+/// `SubscriptionGroupConfig` JSON).
+pub fn update_subscription_group(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let cfg: meridian_protocol::body::SubscriptionGroupConfig = serde_json::from_slice(&req.body)
+        .map_err(|e| {
+        error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!("the body is not a subscription group config: {e}"),
+        )
+    })?;
+    if cfg.group_name.trim().is_empty() {
+        return Err(error(req, rc::SYSTEM_ERROR, "groupName is empty"));
+    }
+    if !(1..=64).contains(&cfg.retry_queue_nums) || cfg.retry_max_times < 0 {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            "retryQueueNums must be 1 to 64 and retryMaxTimes at least 0",
+        ));
+    }
+    tracing::info!(group = %cfg.group_name, consume_enable = cfg.consume_enable, broadcast = cfg.consume_broadcast_enable, retry_queues = cfg.retry_queue_nums, retry_max = cfg.retry_max_times, "subscription group updated");
+    b.subscription_groups.upsert(cfg);
+    Ok(ok(req))
+}
+
+/// DELETE_SUBSCRIPTIONGROUP: forget a group's settings (and, with
+/// `cleanOffset`, its committed offsets on this broker).
+pub fn delete_subscription_group(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let h = meridian_protocol::header::admin::DeleteSubscriptionGroupRequestHeader::parse(req)
+        .map_err(|e| bad_header(req, e))?;
+    let removed = b.subscription_groups.delete(&h.group_name);
+    if h.clean_offset {
+        b.offsets.delete_group(&h.group_name);
+    }
+    tracing::info!(group = %h.group_name, removed, clean_offset = h.clean_offset, "subscription group deleted");
+    Ok(ok(req))
+}

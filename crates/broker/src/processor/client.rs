@@ -61,10 +61,15 @@ pub fn heartbeat(b: &Arc<BrokerInner>, conn: &Arc<Connection>, req: &RemotingCom
         }
         // A clustering group's failed messages come back through its retry
         // topic, which exists from the group's first heartbeat.
+        // It gets the group's `retryQueueNums` (`updateSubGroup`).
         if c.message_model == MessageModel::Clustering {
+            let queues = b
+                .subscription_groups
+                .get(&c.group_name)
+                .map_or(1, |g| g.retry_queue_nums.max(1));
             let (_, created) = b.topics.ensure(
                 &topics::retry_topic(&c.group_name),
-                1,
+                queues,
                 perm::PERM_READ | perm::PERM_WRITE,
             );
             if created {

@@ -89,6 +89,13 @@ impl Handler for BrokerProcessor {
             rc::GET_CONSUMER_CONNECTION_LIST => now(admin::consumer_connections(b, &req)),
             rc::GET_PRODUCER_CONNECTION_LIST => now(admin::producer_connections(b, &req)),
             rc::GET_CONSUMER_RUNNING_INFO => admin::consumer_running_info(b, req),
+            rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
+                now(admin::update_subscription_group(b, &req))
+            }
+            rc::DELETE_SUBSCRIPTIONGROUP => now(admin::delete_subscription_group(b, &req)),
+            rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => Reply::Now(Some(ok(&req).with_body(
+                serde_json::to_vec(&b.subscription_groups.wrapper()).unwrap_or_default(),
+            ))),
             rc::INVOKE_BROKER_TO_RESET_OFFSET => synced(b, admin::reset_offset(b, &req)),
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::UPDATE_BROKER_CONFIG => now(admin::update_broker_config(b, &req)),

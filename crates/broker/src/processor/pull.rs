@@ -152,6 +152,41 @@ fn check(
             format!("the topic[{}] pulling message is forbidden", h.topic),
         ));
     }
+    match b.subscription_groups.get(&h.consumer_group) {
+        Some(g) if !g.consume_enable => {
+            return Err(error(
+                req,
+                rc::NO_PERMISSION,
+                format!("subscription group no permission, {}", h.consumer_group),
+            ))
+        }
+        Some(g)
+            if !g.consume_broadcast_enable
+                && b.clients.group(&h.consumer_group).is_some_and(|c| {
+                    c.message_model == meridian_protocol::body::MessageModel::Broadcasting
+                }) =>
+        {
+            return Err(error(
+                req,
+                rc::NO_PERMISSION,
+                format!(
+                    "the consumer group[{}] can not consume by broadcast way",
+                    h.consumer_group
+                ),
+            ))
+        }
+        None if !b.config.auto_create_subscription_group => {
+            return Err(error(
+                req,
+                rc::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!(
+                    "subscription group [{}] does not exist, apply first please!",
+                    h.consumer_group
+                ),
+            ))
+        }
+        _ => {}
+    }
     if h.queue_id < 0 || h.queue_id >= cfg.read_queue_nums.max(cfg.write_queue_nums) {
         return Err(error(
             req,

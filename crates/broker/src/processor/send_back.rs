@@ -104,10 +104,20 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, Re
         k != property::DELAY && k != property::REAL_TOPIC && k != property::REAL_QID
     });
 
+    // The group's settings (`updateSubGroup`): its retry limit unless the
+    // client says its own, and how many retry queues it spreads over.
+    let group_cfg = b.subscription_groups.get(&h.group);
     let max_times = h
         .max_reconsume_times
         .filter(|m| *m >= 0)
-        .unwrap_or(b.config.default_max_reconsume_times);
+        .unwrap_or_else(|| {
+            group_cfg
+                .as_ref()
+                .map_or(b.config.default_max_reconsume_times, |g| {
+                    g.retry_max_times.clamp(0, i32::MAX as i64) as i32
+                })
+        });
+    let retry_queues = group_cfg.as_ref().map_or(1, |g| g.retry_queue_nums.max(1));
     let reconsume_times = m.reconsume_times;
     let mut delay_level = h.delay_level;
     let (topic, to_dlq) = if reconsume_times >= max_times || delay_level < 0 {
@@ -118,9 +128,17 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, Re
         }
         (topics::retry_topic(&h.group), false)
     };
-    let (_, created) = b
+    let queues = if to_dlq { 1 } else { retry_queues };
+    let (cfg, created) = b
         .topics
-        .ensure(&topic, 1, perm::PERM_READ | perm::PERM_WRITE);
+        .ensure(&topic, queues, perm::PERM_READ | perm::PERM_WRITE);
+    // Spread over the queues the topic has (made before the group's
+    // settings changed, it keeps its count).
+    let queue_id = if to_dlq {
+        0
+    } else {
+        (crate::now_ms().unsigned_abs() % cfg.write_queue_nums.max(1) as u64) as i32
+    };
     if created {
         b.register_soon();
     }
@@ -129,7 +147,7 @@ fn prepare(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Result<PutMessage, Re
     } else {
         props.push((property::DELAY.to_string(), delay_level.to_string()));
     }
-    let mut msg = crate::store_again(&m, topic, 0, &props, b.store_host);
+    let mut msg = crate::store_again(&m, topic, queue_id, &props, b.store_host);
     msg.reconsume_times = reconsume_times + 1;
     msg.prepared_transaction_offset = 0;
     if !to_dlq {

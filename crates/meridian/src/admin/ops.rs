@@ -136,6 +136,50 @@ pub enum OpsCommand {
         #[arg(short = 's', long = "size", default_value_t = 128)]
         size: usize,
     },
+    /// Create or change a consumer group's settings on a broker or on
+    /// every master of a cluster; settings not given keep their value
+    #[command(name = "updateSubGroup")]
+    UpdateSubGroup {
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+        /// The group may pull
+        #[arg(short = 's', long = "consumeEnable")]
+        consume_enable: Option<bool>,
+        #[arg(short = 'm', long = "consumeFromMinEnable")]
+        consume_from_min_enable: Option<bool>,
+        /// The group may consume in broadcast mode
+        #[arg(short = 'd', long = "consumeBroadcastEnable")]
+        consume_broadcast_enable: Option<bool>,
+        /// Queues of its retry topic
+        #[arg(short = 'q', long = "retryQueueNums")]
+        retry_queue_nums: Option<i32>,
+        /// Failures before a message is dead-lettered (unless the client
+        /// says its own limit)
+        #[arg(short = 'r', long = "retryMaxTimes")]
+        retry_max_times: Option<i64>,
+        #[arg(short = 'i', long = "brokerId")]
+        broker_id: Option<i64>,
+        #[arg(short = 'w', long = "whichBrokerWhenConsumeSlowly")]
+        which_broker_when_consume_slowly: Option<i64>,
+        #[arg(short = 'a', long = "notifyConsumerIdsChanged")]
+        notify_consumer_ids_changed: Option<bool>,
+    },
+    /// Remove a consumer group's settings (and its offsets with -r true)
+    #[command(name = "deleteSubGroup")]
+    DeleteSubGroup {
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+        #[arg(short = 'r', long = "removeOffset", action = clap::ArgAction::Set, default_value_t = false)]
+        remove_offset: bool,
+    },
     /// The clusters a topic is on
     #[command(name = "topicClusterList")]
     TopicClusterList {
@@ -544,6 +588,89 @@ pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<(
                             ]
                         })
                         .collect(),
+                );
+            }
+            Ok(())
+        }
+        OpsCommand::UpdateSubGroup {
+            group,
+            broker,
+            cluster,
+            consume_enable,
+            consume_from_min_enable,
+            consume_broadcast_enable,
+            retry_queue_nums,
+            retry_max_times,
+            broker_id,
+            which_broker_when_consume_slowly,
+            notify_consumer_ids_changed,
+        } => {
+            let targets = broker_or_cluster(admin, broker, cluster).await?;
+            let mut written = Vec::new();
+            for addr in &targets {
+                let mut cfg = admin
+                    .subscription_groups(addr)
+                    .await?
+                    .subscription_group_table
+                    .remove(&group)
+                    .unwrap_or_else(|| {
+                        meridian_protocol::body::SubscriptionGroupConfig::new(group.clone())
+                    });
+                if let Some(v) = consume_enable {
+                    cfg.consume_enable = v;
+                }
+                if let Some(v) = consume_from_min_enable {
+                    cfg.consume_from_min_enable = v;
+                }
+                if let Some(v) = consume_broadcast_enable {
+                    cfg.consume_broadcast_enable = v;
+                }
+                if let Some(v) = retry_queue_nums {
+                    cfg.retry_queue_nums = v;
+                }
+                if let Some(v) = retry_max_times {
+                    cfg.retry_max_times = v;
+                }
+                if let Some(v) = broker_id {
+                    cfg.broker_id = v;
+                }
+                if let Some(v) = which_broker_when_consume_slowly {
+                    cfg.which_broker_when_consume_slowly = v;
+                }
+                if let Some(v) = notify_consumer_ids_changed {
+                    cfg.notify_consumer_ids_changed_enable = v;
+                }
+                admin.update_subscription_group(addr, &cfg).await?;
+                if !json {
+                    println!("create subscription group to {addr} success.");
+                    println!("{}", serde_json::to_string(&cfg)?);
+                }
+                written.push(cfg);
+            }
+            if json {
+                println!("{}", json!({"brokers": targets, "configs": written}));
+            }
+            Ok(())
+        }
+        OpsCommand::DeleteSubGroup {
+            group,
+            broker,
+            cluster,
+            remove_offset,
+        } => {
+            let targets = broker_or_cluster(admin, broker, cluster).await?;
+            for addr in &targets {
+                admin
+                    .delete_subscription_group(addr, &group, remove_offset)
+                    .await?;
+                if !json {
+                    println!("delete subscription group [{group}] from broker [{addr}] success.");
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    json!({"group": group, "brokers": targets, "removeOffset": remove_offset})
                 );
             }
             Ok(())

@@ -32,6 +32,7 @@ pub mod queue;
 pub mod relay;
 pub mod route;
 pub mod stats;
+pub mod subscription;
 pub mod topic;
 
 pub use consumer::{
@@ -49,6 +50,7 @@ pub use queue::{
 };
 pub use route::{BrokerData, ClusterInfo, QueueData, TopicRouteData};
 pub use stats::{ConsumeStats, OffsetWrapper, TopicOffset, TopicStatsTable};
+pub use subscription::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 pub use topic::{
     perm, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper, TopicList,
 };
