@@ -800,4 +800,32 @@ impl Admin {
         Self::expect_ok("deleteSubGroup", self.call(addr, req).await?)?;
         Ok(())
     }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP: the first offset of a queue stored at or
+    /// after `timestamp` (ms).
+    pub async fn search_offset(
+        &self,
+        addr: &str,
+        topic: &str,
+        queue_id: i32,
+        timestamp: i64,
+    ) -> Result<i64> {
+        use meridian_protocol::header::offset::{
+            SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+        };
+        let mut req = RemotingCommand::request(rc::SEARCH_OFFSET_BY_TIMESTAMP);
+        SearchOffsetRequestHeader {
+            topic: topic.to_string(),
+            queue_id,
+            timestamp,
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("searchOffset", self.call(addr, req).await?)?;
+        Ok(SearchOffsetResponseHeader::parse(&r)
+            .map_err(|e| ClientError::Decode {
+                what: "searchOffset".into(),
+                detail: e.to_string(),
+            })?
+            .offset)
+    }
 }

@@ -386,6 +386,23 @@ async fn messages_are_sent_and_read_back_and_group_offsets_cloned_and_skipped() 
     ]))
     .expect("JSON");
     assert_eq!(some["messages"].as_array().map(Vec::len), Some(3));
+    // printMsg: by time range and tag.
+    let count = |args: &[&str]| -> usize {
+        let mut full = vec!["--json", "printMsg", "-t", topic.as_str()];
+        full.extend_from_slice(args);
+        let v: serde_json::Value =
+            serde_json::from_str(&cluster.admin(&full)).expect("printMsg JSON");
+        v["messages"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count(&[]), 6);
+    assert_eq!(count(&["-s", "TagA"]), 1, "only `hello` has a tag");
+    let later = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        .to_string();
+    assert_eq!(count(&["-b", &later]), 0);
+    assert_eq!(count(&["-e", "1000"]), 0);
 
     // A stock consumer group reads all six and commits; a second group
     // takes its offsets, then skips what arrives later.

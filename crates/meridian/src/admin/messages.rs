@@ -1,6 +1,6 @@
 //! mqadmin's commands that read and write single messages:
 //! `queryMsgByUniqueKey`, `queryMsgByOffset`, `sendMessage`,
-//! `consumeMessage`, and the consumer-group offset commands
+//! `consumeMessage`, `printMsg`, and the consumer-group offset commands
 //! `cloneGroupOffset` and `skipAccumulatedMessage`.
 
 use anyhow::{anyhow, bail};
@@ -69,6 +69,25 @@ pub enum MessageCommand {
         /// Most messages to print
         #[arg(short = 'c', long = "MessageNumber", default_value_t = 128)]
         count: usize,
+    },
+    /// Print every message of a topic stored in a time range (all of them
+    /// by default), queue by queue
+    #[command(name = "printMsg")]
+    PrintMsg {
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Only messages whose tag is one of these (`TagA || TagB`, `*`)
+        #[arg(short = 's', long = "subExpression", default_value = "*")]
+        sub_expression: String,
+        /// From (ms since the epoch, or `yyyy-MM-dd#HH:mm:ss:SSS`)
+        #[arg(short = 'b', long = "beginTimestamp")]
+        begin: Option<String>,
+        /// Until (exclusive)
+        #[arg(short = 'e', long = "endTimestamp")]
+        end: Option<String>,
+        /// Print the bodies (true by default)
+        #[arg(short = 'd', long = "printBody", action = clap::ArgAction::Set, default_value_t = true)]
+        print_body: bool,
     },
     /// Give a consumer group the offsets another group committed
     #[command(name = "cloneGroupOffset")]
@@ -225,6 +244,94 @@ pub async fn run(admin: &Admin, json: bool, cmd: MessageCommand) -> anyhow::Resu
                         m.queue_offset,
                         message_json(m)["msgId"].as_str().unwrap_or_default(),
                         String::from_utf8_lossy(&m.body)
+                    );
+                }
+                println!("{} message(s)", printed.len());
+            }
+            Ok(())
+        }
+        MessageCommand::PrintMsg {
+            topic,
+            sub_expression,
+            begin,
+            end,
+            print_body,
+        } => {
+            let begin = begin.as_deref().map(super::parse_timestamp).transpose()?;
+            let end = end.as_deref().map(super::parse_timestamp).transpose()?;
+            let tags: Option<Vec<String>> = (sub_expression.trim() != "*").then(|| {
+                sub_expression
+                    .split("||")
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            });
+            let route = admin
+                .route(&topic)
+                .await?
+                .ok_or_else(|| anyhow!("no route for topic `{topic}`"))?;
+            let mut printed = Vec::new();
+            for q in &route.queue_datas {
+                let Some(addr) = route
+                    .broker_datas
+                    .iter()
+                    .find(|b| b.broker_name == q.broker_name)
+                    .and_then(|b| b.master_addr())
+                else {
+                    continue;
+                };
+                for id in 0..q.read_queue_nums {
+                    let mut next = match begin {
+                        Some(t) => admin.search_offset(addr, &topic, id, t).await?,
+                        None => admin.min_offset(addr, &topic, id).await?,
+                    };
+                    'queue: loop {
+                        let (code, after, msgs) =
+                            admin.pull(addr, TOOLS_GROUP, &topic, id, next, 32).await?;
+                        if code != response_code::SUCCESS || msgs.is_empty() {
+                            break;
+                        }
+                        for m in msgs {
+                            if end.is_some_and(|e| m.store_timestamp >= e) {
+                                break 'queue;
+                            }
+                            let tag = m.tags().map(str::to_string);
+                            if let Some(want) = &tags {
+                                if !tag.as_ref().is_some_and(|t| want.contains(t)) {
+                                    continue;
+                                }
+                            }
+                            printed.push((q.broker_name.clone(), m));
+                        }
+                        next = after;
+                    }
+                }
+            }
+            if json {
+                let v: Vec<_> = printed
+                    .iter()
+                    .map(|(_, m)| {
+                        let mut v = message_json(m);
+                        if !print_body {
+                            v["body"] = serde_json::Value::Null;
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", json!({"topic": topic, "messages": v}));
+            } else {
+                for (name, m) in &printed {
+                    let body = if print_body {
+                        format!(" BODY: {}", String::from_utf8_lossy(&m.body))
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "MSGID: {} BROKER: {name} QUEUE: {} OFFSET: {} TAGS: {}{body}",
+                        message_json(m)["msgId"].as_str().unwrap_or_default(),
+                        m.queue_id,
+                        m.queue_offset,
+                        m.tags().unwrap_or(""),
                     );
                 }
                 println!("{} message(s)", printed.len());
