@@ -606,16 +606,17 @@ async fn follow_master(inner: Arc<BrokerInner>) {
 /// Once a second: how many messages were stored and delivered so far,
 /// for the runtime info's rates (`putTps`, `getTransferedTps`).
 async fn sample_tps(inner: Arc<BrokerInner>) {
-    let started = std::time::Instant::now();
+    let started = *inner.metrics.started.get_or_init(std::time::Instant::now);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let st = inner.store.stats();
-        inner.metrics.tps.sample(
-            started.elapsed().as_secs_f64(),
-            st.put_message_count,
-            st.get_message_count,
-        );
+        let at = started.elapsed().as_secs_f64();
+        inner
+            .metrics
+            .tps
+            .sample(at, st.put_message_count, st.get_message_count);
+        inner.metrics.history.sample(at, &inner.metrics);
     }
 }
 

@@ -68,6 +68,10 @@ pub struct BrokerMetrics {
     rpc: parking_lot::Mutex<Option<Arc<RpcMetrics>>>,
     /// Messages per second in and out, for the runtime info.
     pub tps: TpsMeter,
+    /// Per topic and group, for VIEW_BROKER_STATS_DATA.
+    pub history: StatsHistory,
+    /// When sampling began: the clock of `tps` and `history`.
+    pub started: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl BrokerMetrics {
@@ -522,6 +526,116 @@ impl TpsMeter {
     }
 }
 
+/// Per-key message counts over the last minute, hour and day, for
+/// VIEW_BROKER_STATS_DATA (`meridian admin statsAll`): snapshots of the
+/// cumulative counters every 10 s for the minute, every 10 min for the
+/// hour and the day.
+#[derive(Debug, Default)]
+pub struct StatsHistory {
+    inner: parking_lot::Mutex<StatsRings>,
+}
+
+#[derive(Debug, Default)]
+struct StatsRings {
+    /// (seconds since start, counts by `TOPIC_PUT_NUMS@topic` /
+    /// `GROUP_GET_NUMS@topic@group`), oldest first.
+    fine: std::collections::VecDeque<(f64, HashMap<String, u64>)>,
+    coarse: std::collections::VecDeque<(f64, HashMap<String, u64>)>,
+}
+
+/// One window's figures: messages, and messages a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowStats {
+    pub sum: u64,
+    pub tps: f64,
+}
+
+impl StatsHistory {
+    /// Take a snapshot of `m`'s counters at `at` seconds since start.
+    pub fn sample(&self, at: f64, m: &BrokerMetrics) {
+        let mut now = HashMap::new();
+        for (topic, c) in m.sent.read().iter() {
+            let n: u64 = (0..MESSAGE_TYPES.len())
+                .map(|t| c[2 * t].load(Ordering::Relaxed))
+                .sum();
+            now.insert(format!("TOPIC_PUT_NUMS@{topic}"), n);
+        }
+        for (group, topics) in m.pulled.read().iter() {
+            for (topic, c) in topics {
+                now.insert(
+                    format!("GROUP_GET_NUMS@{topic}@{group}"),
+                    c[0].load(Ordering::Relaxed),
+                );
+            }
+        }
+        let mut r = self.inner.lock();
+        if r.fine.back().is_none_or(|(t, _)| at - t >= 10.0) {
+            r.fine.push_back((at, now.clone()));
+            while r.fine.len() > 8 {
+                r.fine.pop_front();
+            }
+        }
+        if r.coarse.back().is_none_or(|(t, _)| at - t >= 600.0) {
+            r.coarse.push_back((at, now));
+            while r.coarse.len() > 24 * 6 + 2 {
+                r.coarse.pop_front();
+            }
+        }
+    }
+
+    /// The minute, hour and day of `stats_name`@`key` (RocketMQ's names:
+    /// `TOPIC_PUT_NUMS` by topic, `GROUP_GET_NUMS` by `topic@group`), up to
+    /// `now` where the counter stands at `current`.
+    pub fn windows(&self, stats_name: &str, key: &str, now: f64, current: u64) -> [WindowStats; 3] {
+        let id = format!("{stats_name}@{key}");
+        let r = self.inner.lock();
+        let over = |ring: &std::collections::VecDeque<(f64, HashMap<String, u64>)>, window: f64| {
+            // The oldest snapshot within the window; counters start at 0
+            // with the broker, so a window longer than its life counts from 0.
+            let (from_t, from_n) = ring
+                .iter()
+                .find(|(t, _)| now - t <= window + 1.0)
+                .map(|(t, counts)| (*t, counts.get(&id).copied().unwrap_or(0)))
+                .unwrap_or((now, current));
+            let sum = current.saturating_sub(from_n);
+            let secs = (now - from_t).max(1.0);
+            WindowStats {
+                sum,
+                tps: sum as f64 / secs,
+            }
+        };
+        [
+            over(&r.fine, 60.0),
+            over(&r.coarse, 3600.0),
+            over(&r.coarse, 86_400.0),
+        ]
+    }
+}
+
+impl BrokerMetrics {
+    /// The cumulative count behind a `stats_name`@`key`.
+    pub fn count_of(&self, stats_name: &str, key: &str) -> Option<u64> {
+        match stats_name {
+            "TOPIC_PUT_NUMS" => self.sent.read().get(key).map(|c| {
+                (0..MESSAGE_TYPES.len())
+                    .map(|t| c[2 * t].load(Ordering::Relaxed))
+                    .sum()
+            }),
+            "GROUP_GET_NUMS" => {
+                let (topic, group) = key.split_once('@')?;
+                Some(
+                    self.pulled
+                        .read()
+                        .get(group)
+                        .and_then(|t| t.get(topic))
+                        .map_or(0, |c| c[0].load(Ordering::Relaxed)),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,5 +663,29 @@ mod tests {
             "{put_tps}"
         );
         assert_eq!(get_tps, "50.00 50.00 50.00");
+    }
+
+    #[test]
+    fn stats_windows_count_the_last_minute_hour_and_day() {
+        let m = BrokerMetrics::default();
+        let h = StatsHistory::default();
+        // 10 messages a second for two hours.
+        for t in 0..=7_200u64 {
+            if t > 0 {
+                m.sent("T", "Normal", 10, 100);
+                m.pulled("G", "T", 5, 50);
+            }
+            h.sample(t as f64, &m);
+        }
+        let now = m.count_of("TOPIC_PUT_NUMS", "T").unwrap();
+        assert_eq!(now, 72_000);
+        let [minute, hour, day] = h.windows("TOPIC_PUT_NUMS", "T", 7_200.0, now);
+        assert_eq!((minute.sum, minute.tps), (600, 10.0));
+        assert_eq!((hour.sum, hour.tps), (36_000, 10.0));
+        // The broker has run two hours: the day counts from its start.
+        assert_eq!(day.sum, 72_000);
+        let out = m.count_of("GROUP_GET_NUMS", "T@G").unwrap();
+        assert_eq!(h.windows("GROUP_GET_NUMS", "T@G", 7_200.0, out)[0].sum, 300);
+        assert_eq!(m.count_of("TOPIC_PUT_NUMS", "other"), None);
     }
 }

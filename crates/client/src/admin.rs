@@ -828,4 +828,46 @@ impl Admin {
             })?
             .offset)
     }
+
+    /// VIEW_BROKER_STATS_DATA: (sum, tps) over the last minute, hour and
+    /// day of `stats_name` (`TOPIC_PUT_NUMS`, `GROUP_GET_NUMS`) for `key`.
+    pub async fn broker_stats(
+        &self,
+        addr: &str,
+        stats_name: &str,
+        key: &str,
+    ) -> Result<[(u64, f64); 3]> {
+        let req = RemotingCommand::request(rc::VIEW_BROKER_STATS_DATA)
+            .with_ext("statsName", stats_name)
+            .with_ext("statsKey", key);
+        let r = Self::expect_ok("viewBrokerStatsData", self.call(addr, req).await?)?;
+        let v: serde_json::Value = Self::json("broker stats", &r.body)?;
+        let w = |k: &str| {
+            (
+                v[k]["sum"].as_u64().unwrap_or(0),
+                v[k]["tps"].as_f64().unwrap_or(0.0),
+            )
+        };
+        Ok([w("statsMinute"), w("statsHour"), w("statsDay")])
+    }
+
+    /// QUERY_TOPIC_CONSUME_BY_WHO: the consumer groups of `topic` on `addr`
+    /// (with committed offsets or subscribed now).
+    pub async fn consumed_by_who(&self, addr: &str, topic: &str) -> Result<Vec<String>> {
+        let mut req = RemotingCommand::request(rc::QUERY_TOPIC_CONSUME_BY_WHO);
+        meridian_protocol::header::admin::QueryTopicConsumeByWhoRequestHeader {
+            topic: topic.to_string(),
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("queryTopicConsumeByWho", self.call(addr, req).await?)?;
+        let v: serde_json::Value = Self::json("consumer groups", &r.body)?;
+        Ok(v["groupList"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
 }

@@ -441,6 +441,25 @@ async fn messages_are_sent_and_read_back_and_group_offsets_cloned_and_skipped() 
             .sum()
     };
     assert_eq!((diff_of(&group), diff_of(&copy)), (4, 4), "{stats}");
+    // statsAll: per topic and group, waiting messages and the day's in
+    // and out (10 stored; the group took the first 6).
+    let all: serde_json::Value =
+        serde_json::from_str(&cluster.admin(&["--json", "statsAll", "-t", &topic]))
+            .expect("statsAll JSON");
+    let row = all["stats"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["consumerGroup"] == group.as_str())
+        .unwrap_or_else(|| panic!("no row for {group}: {all}"))
+        .clone();
+    assert_eq!(row["inMsg24Hour"], 10, "{all}");
+    assert_eq!(row["accumulation"], 4, "{all}");
+    assert!(
+        row["outMsg24Hour"].as_u64().is_some_and(|n| n >= 6),
+        "{all}"
+    );
+    assert!(row["inTps"].as_f64().is_some_and(|t| t > 0.0), "{all}");
     cluster.admin(&["skipAccumulatedMessage", "-g", &copy, "-t", &topic]);
     assert_eq!(total_lag(&cluster, &copy, &topic), 0);
     assert_eq!(

@@ -598,3 +598,29 @@ pub fn delete_subscription_group(b: &Arc<BrokerInner>, req: &RemotingCommand) ->
     tracing::info!(group = %h.group_name, removed, clean_offset = h.clean_offset, "subscription group deleted");
     Ok(ok(req))
 }
+
+/// VIEW_BROKER_STATS_DATA: messages stored for a topic (`TOPIC_PUT_NUMS`,
+/// key `topic`) or delivered to a group (`GROUP_GET_NUMS`, key
+/// `topic@group`) over the last minute, hour and day.
+pub fn broker_stats_data(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    let name = req.ext("statsName").unwrap_or_default().to_string();
+    let key = req.ext("statsKey").unwrap_or_default().to_string();
+    let Some(current) = b.metrics.count_of(&name, &key) else {
+        return Err(error(
+            req,
+            rc::SYSTEM_ERROR,
+            format!("The stats <{name}> <{key}> not exist"),
+        ));
+    };
+    let now = b
+        .metrics
+        .started
+        .get()
+        .map_or(0.0, |s| s.elapsed().as_secs_f64());
+    let [minute, hour, day] = b.metrics.history.windows(&name, &key, now, current);
+    let item = |w: crate::metrics::WindowStats| serde_json::json!({"sum": w.sum, "tps": w.tps, "avgpt": 0.0});
+    json_ok(
+        req,
+        &serde_json::json!({"statsMinute": item(minute), "statsHour": item(hour), "statsDay": item(day)}),
+    )
+}

@@ -180,6 +180,18 @@ pub enum OpsCommand {
         #[arg(short = 'r', long = "removeOffset", action = clap::ArgAction::Set, default_value_t = false)]
         remove_offset: bool,
     },
+    /// Per topic and consumer group: messages waiting, messages a second
+    /// in and out over the last minute, and messages in and out over the
+    /// last day
+    #[command(name = "statsAll")]
+    StatsAll {
+        /// Only this topic
+        #[arg(short = 't', long = "topic")]
+        topic: Option<String>,
+        /// Only topics that took or gave messages in the last minute
+        #[arg(short = 'a', long = "activeTopic")]
+        active: bool,
+    },
     /// The clusters a topic is on
     #[command(name = "topicClusterList")]
     TopicClusterList {
@@ -675,6 +687,89 @@ pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<(
             }
             Ok(())
         }
+        OpsCommand::StatsAll { topic, active } => {
+            let topics: Vec<String> = match topic {
+                Some(t) => vec![t],
+                None => admin
+                    .topic_list()
+                    .await?
+                    .into_iter()
+                    .filter(|t| !is_system_topic(t))
+                    .collect(),
+            };
+            let mut rows = Vec::new();
+            for t in topics {
+                let masters = admin.topic_masters(&t).await.unwrap_or_default();
+                let (mut in_tps, mut in_day) = (0.0, 0u64);
+                let mut groups = BTreeSet::new();
+                for (_, addr) in &masters {
+                    if let Ok(w) = admin.broker_stats(addr, "TOPIC_PUT_NUMS", &t).await {
+                        in_tps += w[0].1;
+                        in_day += w[2].0;
+                    }
+                    groups.extend(admin.consumed_by_who(addr, &t).await.unwrap_or_default());
+                }
+                if groups.is_empty() {
+                    rows.push((t.clone(), String::new(), 0i64, in_tps, 0.0, in_day, 0u64));
+                }
+                for g in groups {
+                    let (mut out_tps, mut out_day, mut waiting) = (0.0, 0u64, 0i64);
+                    for (_, addr) in &masters {
+                        if let Ok(w) = admin
+                            .broker_stats(addr, "GROUP_GET_NUMS", &format!("{t}@{g}"))
+                            .await
+                        {
+                            out_tps += w[0].1;
+                            out_day += w[2].0;
+                        }
+                        if let Ok(cs) = admin.consume_stats(addr, &g, Some(&t)).await {
+                            waiting += cs
+                                .offset_table
+                                .values()
+                                .map(|w| (w.broker_offset - w.consumer_offset.max(0)).max(0))
+                                .sum::<i64>();
+                        }
+                    }
+                    rows.push((t.clone(), g, waiting, in_tps, out_tps, in_day, out_day));
+                }
+            }
+            if active {
+                rows.retain(|r| r.3 > 0.0 || r.4 > 0.0);
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(t, g, acc, i, o, id, od)| json!({"topic": t, "consumerGroup": g, "accumulation": acc, "inTps": i, "outTps": o, "inMsg24Hour": id, "outMsg24Hour": od}))
+                    .collect();
+                println!("{}", json!({"stats": v}));
+            } else {
+                print_table(
+                    &[
+                        "#Topic",
+                        "#Consumer Group",
+                        "#Accumulation",
+                        "#InTPS",
+                        "#OutTPS",
+                        "#InMsg24Hour",
+                        "#OutMsg24Hour",
+                    ],
+                    rows.iter()
+                        .map(|(t, g, acc, i, o, id, od)| {
+                            vec![
+                                t.clone(),
+                                g.clone(),
+                                acc.to_string(),
+                                format!("{i:.2}"),
+                                format!("{o:.2}"),
+                                id.to_string(),
+                                od.to_string(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+            Ok(())
+        }
         OpsCommand::TopicClusterList { topic } => {
             let route = admin
                 .route(&topic)
@@ -829,4 +924,23 @@ async fn consumer_connection(
 /// sends (401 is V4_9_4).
 fn version_name(v: i32) -> String {
     v.to_string()
+}
+
+/// Topics of the broker's own (retry, dead-letter, system): statsAll
+/// leaves them out unless asked for one with -t.
+fn is_system_topic(t: &str) -> bool {
+    t.starts_with("%RETRY%")
+        || t.starts_with("%DLQ%")
+        || t.starts_with("rmq_sys")
+        || t.starts_with("RMQ_SYS")
+        || t.starts_with("SCHEDULE_TOPIC")
+        || t.ends_with("_REPLY_TOPIC")
+        || matches!(
+            t,
+            "TBW102"
+                | "BenchmarkTest"
+                | "SELF_TEST_TOPIC"
+                | "OFFSET_MOVED_EVENT"
+                | "TRANS_CHECK_MAX_TIME_TOPIC"
+        )
 }
