@@ -9,7 +9,7 @@
 //! group and topic, replication (slaves and Raft followers), Raft term
 //! and role, relay copies, transactions and store totals.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -72,6 +72,10 @@ pub struct BrokerMetrics {
     pub history: StatsHistory,
     /// When sampling began: the clock of `tps` and `history`.
     pub started: std::sync::OnceLock<std::time::Instant>,
+    /// consumer group → topic → queue → where its last pull ended: with
+    /// the committed offsets, what is in flight (RocketMQ 5's pull offset
+    /// table).
+    pull_offsets: parking_lot::Mutex<HashMap<String, HashMap<String, BTreeMap<i32, i64>>>>,
 }
 
 impl BrokerMetrics {
@@ -110,6 +114,20 @@ impl BrokerMetrics {
             .or_default()
             .entry(topic.to_string())
             .or_default());
+    }
+
+    /// A pull of `group` on `topic`/`queue` ended at `next`.
+    pub fn pulled_to(&self, group: &str, topic: &str, queue: i32, next: i64) {
+        let mut m = self.pull_offsets.lock();
+        if let Some(q) = m.get_mut(group).and_then(|t| t.get_mut(topic)) {
+            q.insert(queue, next);
+            return;
+        }
+        m.entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default()
+            .insert(queue, next);
     }
 
     /// A message of `topic` that `group` failed too often, stored in the
@@ -336,6 +354,40 @@ fn consumer_lag(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
         "rocketmq_consumer_lag_messages",
         "Messages stored but not yet consumed (committed), by consumer group and topic",
         &lag,
+    )?;
+    // In flight: pulled and not yet committed, per group and topic.
+    let pulled: Vec<(String, String, BTreeMap<i32, i64>)> = b
+        .metrics
+        .pull_offsets
+        .lock()
+        .iter()
+        .flat_map(|(g, topics)| {
+            topics
+                .iter()
+                .map(move |(t, q)| (g.clone(), t.clone(), q.clone()))
+        })
+        .collect();
+    let inflight: Vec<(GroupLabels, i64)> = pulled
+        .into_iter()
+        .map(|(group, topic, queues)| {
+            let committed = b.offsets.queue_offsets(&group, &topic);
+            let n: i64 = queues
+                .iter()
+                .map(|(q, next)| (next - committed.get(q).copied().unwrap_or(*next)).max(0))
+                .sum();
+            (
+                GroupLabels {
+                    topic,
+                    consumer_group: group,
+                },
+                n,
+            )
+        })
+        .collect();
+    s.gauges(
+        "rocketmq_consumer_inflight_messages",
+        "Messages pulled by a consumer group and not yet committed, by consumer group and topic",
+        &inflight,
     )?;
     s.gauges(
         "rocketmq_consumer_lag_latency",

@@ -242,6 +242,18 @@ async fn prometheus_scrapes_brokers_name_servers_and_relays_and_sees_the_traffic
     consumer.start().await.expect("consumer starts");
     inbox.expect_exactly_once(&first).await;
     consumer.shutdown().await;
+    // It committed all it pulled before it stopped: nothing in flight.
+    // (Checked before more messages arrive: a pull still waiting at the
+    // broker when the client went away is answered with them, and counts.)
+    prometheus.ready().await;
+    prometheus
+        .expect(
+            &format!(
+                "sum(rocketmq_consumer_inflight_messages{{node_id=\"broker-east\", topic=\"{topic}\", consumer_group=\"{group}\"}})"
+            ),
+            0.0,
+        )
+        .await;
     produce(&producer, &topic, 40, 10).await;
 
     // Every endpoint is scraped.
@@ -405,6 +417,7 @@ async fn the_dashboard_and_alert_rules_name_only_exported_metrics() {
         "rocketmq_throughput_out",
         "rocketmq_consumer_lag_messages",
         "rocketmq_consumer_lag_latency",
+        "rocketmq_consumer_inflight_messages",
         "rocketmq_rpc_latency",
         "rocketmq_storage_size",
         "rocketmq_storage_flush_behind_bytes",

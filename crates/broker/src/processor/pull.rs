@@ -334,6 +334,12 @@ fn pull_once(
             got.messages.len() as u64,
             got.total_bytes as u64,
         );
+        b.metrics.pulled_to(
+            &h.consumer_group,
+            &h.topic,
+            h.queue_id,
+            got.next_begin_offset,
+        );
         response.body = concat(got.messages, got.total_bytes);
     }
     response
