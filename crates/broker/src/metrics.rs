@@ -51,6 +51,9 @@ type TopicCounts = [AtomicU64; 6];
 /// Messages and bytes.
 type GroupCounts = [AtomicU64; 2];
 
+/// consumer group → topic → queue → offset.
+type PullOffsets = HashMap<String, HashMap<String, BTreeMap<i32, i64>>>;
+
 /// What the broker counts as it works. The counters of a send or a pull
 /// are found under a read lock by the names the request already holds
 /// (nothing is allocated once a topic or group has been seen) and added
@@ -75,7 +78,7 @@ pub struct BrokerMetrics {
     /// consumer group → topic → queue → where its last pull ended: with
     /// the committed offsets, what is in flight (RocketMQ 5's pull offset
     /// table).
-    pull_offsets: parking_lot::Mutex<HashMap<String, HashMap<String, BTreeMap<i32, i64>>>>,
+    pull_offsets: parking_lot::Mutex<PullOffsets>,
 }
 
 impl BrokerMetrics {
