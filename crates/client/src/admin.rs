@@ -870,4 +870,27 @@ impl Admin {
             })
             .unwrap_or_default())
     }
+
+    /// CONSUME_MESSAGE_DIRECTLY through the broker at `addr`: the message
+    /// with offset id `msg_id` handed to consumer `client_id` of `group`;
+    /// its answer (the client's `ConsumeMessageDirectlyResult` JSON).
+    pub async fn consume_message_directly(
+        &self,
+        addr: &str,
+        group: &str,
+        client_id: &str,
+        msg_id: &str,
+    ) -> Result<Vec<u8>> {
+        let mut req = RemotingCommand::request(rc::CONSUME_MESSAGE_DIRECTLY);
+        meridian_protocol::header::consumer::ConsumeMessageDirectlyResultRequestHeader {
+            consumer_group: group.to_string(),
+            client_id: client_id.to_string(),
+            msg_id: msg_id.to_string(),
+            broker_name: None,
+            topic: None,
+        }
+        .write(&mut req);
+        let r = Self::expect_ok("consumeMessageDirectly", self.call(addr, req).await?)?;
+        Ok(r.body.to_vec())
+    }
 }

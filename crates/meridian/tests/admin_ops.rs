@@ -239,6 +239,53 @@ async fn connections_of_running_stock_clients() {
         report.contains(&topic),
         "the running info names no subscription: {status}"
     );
+    // One stored message handed to this consumer again: it consumes it and
+    // says how it went.
+    let first = inbox.all()[0].clone();
+    let stored: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "queryMsgByOffset",
+        "-t",
+        &topic,
+        "-b",
+        "broker-a",
+        "-i",
+        &first.queue_id.to_string(),
+        "-o",
+        &first.queue_offset.to_string(),
+    ]))
+    .expect("queryMsgByOffset JSON");
+    let offset_id = stored["offsetMsgId"]
+        .as_str()
+        .expect("offsetMsgId")
+        .to_string();
+    let client_id = client["clientId"].as_str().expect("clientId").to_string();
+    let direct: serde_json::Value = serde_json::from_str(&cluster.admin(&[
+        "--json",
+        "queryMsgById",
+        "-i",
+        &offset_id,
+        "-g",
+        &group,
+        "-d",
+        &client_id,
+    ]))
+    .expect("consume directly JSON");
+    // (rocketmq-client-rust 1.0.0 writes the result's fields in snake case,
+    // the Java client in camel case; the broker passes either on.)
+    let result = &direct["result"];
+    let outcome = if result["consumeResult"].is_null() {
+        &result["consume_result"]
+    } else {
+        &result["consumeResult"]
+    };
+    assert_eq!(outcome, "CR_SUCCESS", "{direct}");
+    inbox.wait_for_count(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        inbox.all()[1].body,
+        first.body,
+        "the message handed over directly"
+    );
     let (ok, out) =
         cluster.admin_outcome(&["consumerStatus", "-g", &group, "-i", "127.0.0.1@nobody"]);
     assert!(!ok && out.contains("not online"), "{out}");

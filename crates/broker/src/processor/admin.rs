@@ -534,30 +534,7 @@ pub fn consumer_running_info(
     };
     let mut ask = RemotingCommand::request(request_code::GET_CONSUMER_RUNNING_INFO);
     h.write(&mut ask);
-    meridian_remoting::Reply::Later(Box::pin(async move {
-        Some(
-            match channel
-                .conn
-                .invoke(ask, std::time::Duration::from_secs(5))
-                .await
-            {
-                Ok(answer) => {
-                    let mut r = req.response_to(answer.code, answer.remark);
-                    r.body = answer.body;
-                    r
-                }
-                Err(e) => error(
-                    &req,
-                    rc::SYSTEM_ERROR,
-                    format!(
-                        "the consumer {} at {} did not answer: {e}",
-                        channel.client_id,
-                        channel.conn.peer()
-                    ),
-                ),
-            },
-        )
-    }))
+    forward_to_client(req, channel, ask)
 }
 
 /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: a group's settings (body: the
@@ -623,4 +600,88 @@ pub fn broker_stats_data(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome
         req,
         &serde_json::json!({"statsMinute": item(minute), "statsHour": item(hour), "statsDay": item(day)}),
     )
+}
+
+/// CONSUME_MESSAGE_DIRECTLY from an admin tool: the stored message named
+/// by `msgId` (an offset message id of this broker) is handed to the
+/// consumer `clientId` of the group on its connection, and its answer (a
+/// `ConsumeMessageDirectlyResult`) passed back as it came.
+pub fn consume_message_directly(
+    b: &Arc<BrokerInner>,
+    req: RemotingCommand,
+) -> meridian_remoting::Reply {
+    use meridian_protocol::header::consumer::ConsumeMessageDirectlyResultRequestHeader;
+    let now = |r: RemotingCommand| meridian_remoting::Reply::Now(Some(r));
+    let h = match ConsumeMessageDirectlyResultRequestHeader::parse(&req) {
+        Ok(h) => h,
+        Err(e) => return now(bad_header(&req, e)),
+    };
+    let record = meridian_protocol::message_id::decode_offset_msg_id(&h.msg_id)
+        .ok()
+        .and_then(|(_, offset)| b.store.read_record(offset));
+    let Some(record) = record else {
+        return now(error(
+            &req,
+            rc::SYSTEM_ERROR,
+            format!(
+                "no message with offset message id {} on this broker",
+                h.msg_id
+            ),
+        ));
+    };
+    let online = b
+        .clients
+        .group(&h.consumer_group)
+        .is_some_and(|g| g.clients.contains_key(&h.client_id));
+    let Some(channel) = b.clients.channel_of_client(&h.client_id).filter(|_| online) else {
+        return now(error(
+            &req,
+            rc::SYSTEM_ERROR,
+            format!(
+                "The Consumer <{}> <{}> not online",
+                h.consumer_group, h.client_id
+            ),
+        ));
+    };
+    let mut ask =
+        RemotingCommand::request(request_code::CONSUME_MESSAGE_DIRECTLY).with_body(record);
+    ConsumeMessageDirectlyResultRequestHeader {
+        broker_name: Some(b.config.broker_name.clone()),
+        ..h
+    }
+    .write(&mut ask);
+    forward_to_client(req, channel, ask)
+}
+
+/// Send `ask` to a client on its connection and answer `req` with what it
+/// answers (code, remark, body), or with an error naming the client.
+fn forward_to_client(
+    req: RemotingCommand,
+    channel: crate::clients::ClientChannel,
+    ask: RemotingCommand,
+) -> meridian_remoting::Reply {
+    meridian_remoting::Reply::Later(Box::pin(async move {
+        Some(
+            match channel
+                .conn
+                .invoke(ask, std::time::Duration::from_secs(5))
+                .await
+            {
+                Ok(answer) => {
+                    let mut r = req.response_to(answer.code, answer.remark);
+                    r.body = answer.body;
+                    r
+                }
+                Err(e) => error(
+                    &req,
+                    rc::SYSTEM_ERROR,
+                    format!(
+                        "the consumer {} at {} did not answer: {e}",
+                        channel.client_id,
+                        channel.conn.peer()
+                    ),
+                ),
+            },
+        )
+    }))
 }

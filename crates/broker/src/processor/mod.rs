@@ -89,6 +89,7 @@ impl Handler for BrokerProcessor {
             rc::GET_CONSUMER_CONNECTION_LIST => now(admin::consumer_connections(b, &req)),
             rc::GET_PRODUCER_CONNECTION_LIST => now(admin::producer_connections(b, &req)),
             rc::GET_CONSUMER_RUNNING_INFO => admin::consumer_running_info(b, req),
+            rc::CONSUME_MESSAGE_DIRECTLY => admin::consume_message_directly(b, req),
             rc::VIEW_BROKER_STATS_DATA => now(admin::broker_stats_data(b, &req)),
             rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
                 now(admin::update_subscription_group(b, &req))

@@ -140,6 +140,13 @@ enum AdminCommand {
         id: String,
         #[arg(short = 't', long = "topic")]
         topic: Option<String>,
+        /// With -d: hand the message to this group's consumer
+        #[arg(short = 'g', long = "consumerGroup", requires = "client_id")]
+        group: Option<String>,
+        /// The consumer (client id) to hand the message to, which consumes
+        /// it again and says how it went
+        #[arg(short = 'd', long = "clientId", requires = "group")]
+        client_id: Option<String>,
     },
     /// Messages of a topic by key.
     #[command(name = "queryMsgByKey")]
@@ -480,7 +487,30 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 println!("Diff Total: {total}");
             }
         }
-        AdminCommand::QueryMsgById { id, topic } => {
+        AdminCommand::QueryMsgById {
+            id,
+            group: Some(group),
+            client_id: Some(client_id),
+            ..
+        } => {
+            let (addr, _) = decode_offset_msg_id(&id)
+                .map_err(|e| anyhow!("`{id}` is not an offset message id: {e}"))?;
+            let body = admin
+                .consume_message_directly(&addr.to_string(), &group, &client_id, &id)
+                .await?;
+            let text = String::from_utf8_lossy(&body).to_string();
+            if json {
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+                println!(
+                    "{}",
+                    json!({"msgId": id, "consumerGroup": group, "clientId": client_id, "result": v})
+                );
+            } else {
+                println!("{text}");
+            }
+        }
+        AdminCommand::QueryMsgById { id, topic, .. } => {
             let msg = match decode_offset_msg_id(&id) {
                 Ok((addr, offset)) => match admin.view_message(&addr.to_string(), offset).await {
                     Ok(m) => Some(m),

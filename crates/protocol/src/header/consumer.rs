@@ -88,6 +88,19 @@ header! {
 }
 
 header! {
+    /// CONSUME_MESSAGE_DIRECTLY (admin to broker, broker to consumer): hand
+    /// one stored message to one consumer (body, to the consumer: the
+    /// stored record).
+    pub struct ConsumeMessageDirectlyResultRequestHeader {
+        consumer_group: String = "consumerGroup",
+        client_id: String = "clientId",
+        msg_id: String = "msgId",
+        broker_name: Option<String> = "brokerName",
+        topic: Option<String> = "topic",
+    }
+}
+
+header! {
     /// QUERY_CONSUME_TIME_SPAN: per queue, the time range of stored messages
     /// and how far the group has consumed.
     pub struct QueryConsumeTimeSpanRequestHeader {
