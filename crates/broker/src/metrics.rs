@@ -418,6 +418,37 @@ fn replication(b: &BrokerInner, s: &mut Scrape) -> std::fmt::Result {
         "Master: commit-log bytes each connected slave lacks",
         &slaves,
     )?;
+    // Seconds: since the store time of the first record the slave lacks.
+    let now = crate::now_ms();
+    let slave_secs: Vec<(PeerLabels, f64)> = ha
+        .slaves
+        .iter()
+        .map(|sl| {
+            let ms = if sl.lag_bytes > 0 {
+                b.store
+                    .read_record(sl.acked_offset)
+                    .and_then(|r| {
+                        meridian_protocol::message::parse_record(&r)
+                            .ok()
+                            .map(|v| v.store_timestamp)
+                    })
+                    .map_or(0, |t| (now - t).max(0))
+            } else {
+                0
+            };
+            (
+                PeerLabels {
+                    replica: sl.addr.to_string(),
+                },
+                ms as f64 / 1000.0,
+            )
+        })
+        .collect();
+    s.gauges(
+        "meridian_ha_replication_lag_seconds",
+        "Master: seconds since the store time of the first record each connected slave lacks (0 when it lacks none)",
+        &slave_secs,
+    )?;
     // A slave's view of its master (no samples on a master).
     let following = ha.master_addr.is_some();
     let one = |v: i64| -> Vec<(Unlabeled, i64)> {

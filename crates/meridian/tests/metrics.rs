@@ -426,6 +426,7 @@ async fn the_dashboard_and_alert_rules_name_only_exported_metrics() {
         "rocketmq_producer_connections",
         "rocketmq_consumer_connections",
         "meridian_ha_replication_lag_bytes",
+        "meridian_ha_replication_lag_seconds",
         "meridian_raft_replication_lag_bytes",
         "meridian_raft_replication_lag_seconds",
         "meridian_raft_term",
