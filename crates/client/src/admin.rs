@@ -488,10 +488,11 @@ impl Admin {
         .request();
         req.set_ext(meridian_protocol::origin::PULL_PLACEHOLDERS_EXT, "true");
         let r = self.call(addr, req).await?;
-        let h = PullMessageResponseHeader::parse(&r).map_err(|e| ClientError::Decode {
-            what: "pull response".into(),
-            detail: e.to_string(),
-        })?;
+        // An error answer (no such topic yet, no permission) has no pull
+        // header: say what the broker said.
+        let Ok(h) = PullMessageResponseHeader::parse(&r) else {
+            return Err(ClientError::broker("pull", &r));
+        };
         let mut msgs = Vec::new();
         if r.code == response_code::SUCCESS {
             let mut rest: &[u8] = &r.body;

@@ -14,11 +14,22 @@ use meridian_protocol::message::MessageExt;
 pub async fn read_queue(admin: &Admin, addr: &str, topic: &str, queue_id: i32) -> Vec<MessageExt> {
     let mut all = Vec::new();
     let mut offset = 0;
+    // A member that has just started may answer an error (its topic table
+    // not caught up yet) for a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let (code, next, msgs) = admin
+        let (code, next, msgs) = match admin
             .pull(addr, "queue-checker", topic, queue_id, offset, 32)
             .await
-            .unwrap_or_else(|e| panic!("pull from {addr}: {e}"));
+        {
+            Ok(answer) => answer,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("pull from {addr} refused, retrying: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => panic!("pull from {addr}: {e}"),
+        };
         if code != response_code::SUCCESS {
             if all.is_empty() && msgs.is_empty() && next > offset {
                 // The queue starts later (a copy of a queue whose first
