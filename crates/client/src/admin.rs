@@ -632,11 +632,7 @@ impl Admin {
             .call(addr, RemotingCommand::request(rc::GET_BROKER_CONFIG))
             .await?;
         let r = Self::expect_ok("getBrokerConfig", r)?;
-        Ok(String::from_utf8_lossy(&r.body)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect())
+        Ok(properties(&r.body))
     }
 
     /// UPDATE_BROKER_CONFIG with one `key=value`.
@@ -724,11 +720,7 @@ impl Admin {
             .call(namesrv, RemotingCommand::request(rc::GET_NAMESRV_CONFIG))
             .await?;
         let r = Self::expect_ok("getNamesrvConfig", r)?;
-        Ok(String::from_utf8_lossy(&r.body)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect())
+        Ok(properties(&r.body))
     }
 
     /// UPDATE_NAMESRV_CONFIG with one `key=value`.
@@ -894,4 +886,13 @@ impl Admin {
         let r = Self::expect_ok("consumeMessageDirectly", self.call(addr, req).await?)?;
         Ok(r.body.to_vec())
     }
+}
+
+/// A `key=value` lines body (GET_BROKER_CONFIG, GET_NAMESRV_CONFIG).
+fn properties(body: &[u8]) -> BTreeMap<String, String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }

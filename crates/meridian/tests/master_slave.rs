@@ -280,8 +280,38 @@ async fn async_master_replicates_and_the_whole_group_restarts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // A consumer offset committed on the master reaches the slave.
+    // A consumer group's settings made on the master reach the slave.
+    let out = group.admin(&[
+        "updateSubGroup",
+        "-g",
+        "g-settings",
+        "-b",
+        &group.broker_addr(0),
+        "-q",
+        "2",
+    ]);
+    assert!(out.contains("success"), "{out}");
     let admin = Admin::new(&ns);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let copied = admin
+            .subscription_groups(&group.broker_addr(1))
+            .await
+            .expect("slave's subscription groups")
+            .subscription_group_table
+            .get("g-settings")
+            .map(|g| g.retry_queue_nums);
+        if copied == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never copied the group's settings: {copied:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A consumer offset committed on the master reaches the slave.
     let mut update = meridian_protocol::RemotingCommand::request(
         meridian_protocol::codes::request_code::UPDATE_CONSUMER_OFFSET,
     );

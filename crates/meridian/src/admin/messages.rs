@@ -184,29 +184,7 @@ pub async fn run(admin: &Admin, json: bool, cmd: MessageCommand) -> anyhow::Resu
             offset,
             count,
         } => {
-            let route = admin
-                .route(&topic)
-                .await?
-                .ok_or_else(|| anyhow!("no route for topic `{topic}`"))?;
-            let mut queues = Vec::new();
-            for q in &route.queue_datas {
-                if broker_name.as_deref().is_some_and(|b| b != q.broker_name) {
-                    continue;
-                }
-                let Some(addr) = route
-                    .broker_datas
-                    .iter()
-                    .find(|b| b.broker_name == q.broker_name)
-                    .and_then(|b| b.master_addr())
-                else {
-                    continue;
-                };
-                for id in 0..q.read_queue_nums {
-                    if queue_id.is_none_or(|want| want == id) {
-                        queues.push((q.broker_name.clone(), addr.to_string(), id));
-                    }
-                }
-            }
+            let queues = readable_queues(admin, &topic, broker_name.as_deref(), queue_id).await?;
             if queues.is_empty() {
                 bail!("no readable queue of `{topic}` matches");
             }
@@ -266,45 +244,32 @@ pub async fn run(admin: &Admin, json: bool, cmd: MessageCommand) -> anyhow::Resu
                     .filter(|t| !t.is_empty())
                     .collect()
             });
-            let route = admin
-                .route(&topic)
-                .await?
-                .ok_or_else(|| anyhow!("no route for topic `{topic}`"))?;
             let mut printed = Vec::new();
-            for q in &route.queue_datas {
-                let Some(addr) = route
-                    .broker_datas
-                    .iter()
-                    .find(|b| b.broker_name == q.broker_name)
-                    .and_then(|b| b.master_addr())
-                else {
-                    continue;
+            for (name, addr, id) in readable_queues(admin, &topic, None, None).await? {
+                let addr = addr.as_str();
+                let mut next = match begin {
+                    Some(t) => admin.search_offset(addr, &topic, id, t).await?,
+                    None => admin.min_offset(addr, &topic, id).await?,
                 };
-                for id in 0..q.read_queue_nums {
-                    let mut next = match begin {
-                        Some(t) => admin.search_offset(addr, &topic, id, t).await?,
-                        None => admin.min_offset(addr, &topic, id).await?,
-                    };
-                    'queue: loop {
-                        let (code, after, msgs) =
-                            admin.pull(addr, TOOLS_GROUP, &topic, id, next, 32).await?;
-                        if code != response_code::SUCCESS || msgs.is_empty() {
-                            break;
-                        }
-                        for m in msgs {
-                            if end.is_some_and(|e| m.store_timestamp >= e) {
-                                break 'queue;
-                            }
-                            let tag = m.tags().map(str::to_string);
-                            if let Some(want) = &tags {
-                                if !tag.as_ref().is_some_and(|t| want.contains(t)) {
-                                    continue;
-                                }
-                            }
-                            printed.push((q.broker_name.clone(), m));
-                        }
-                        next = after;
+                'queue: loop {
+                    let (code, after, msgs) =
+                        admin.pull(addr, TOOLS_GROUP, &topic, id, next, 32).await?;
+                    if code != response_code::SUCCESS || msgs.is_empty() {
+                        break;
                     }
+                    for m in msgs {
+                        if end.is_some_and(|e| m.store_timestamp >= e) {
+                            break 'queue;
+                        }
+                        let tag = m.tags().map(str::to_string);
+                        if let Some(want) = &tags {
+                            if !tag.as_ref().is_some_and(|t| want.contains(t)) {
+                                continue;
+                            }
+                        }
+                        printed.push((name.clone(), m));
+                    }
+                    next = after;
                 }
             }
             if json {
@@ -403,10 +368,7 @@ pub async fn run(admin: &Admin, json: bool, cmd: MessageCommand) -> anyhow::Resu
 
 /// The master address of broker group `broker_name`, from `topic`'s route.
 async fn master_of(admin: &Admin, topic: &str, broker_name: &str) -> anyhow::Result<String> {
-    let route = admin
-        .route(topic)
-        .await?
-        .ok_or_else(|| anyhow!("no route for topic `{topic}`"))?;
+    let route = route_of(admin, topic).await?;
     route
         .broker_datas
         .iter()
@@ -414,4 +376,45 @@ async fn master_of(admin: &Admin, topic: &str, broker_name: &str) -> anyhow::Res
         .and_then(|b| b.master_addr())
         .map(str::to_string)
         .ok_or_else(|| anyhow!("broker `{broker_name}` does not serve `{topic}` or has no master"))
+}
+
+async fn route_of(
+    admin: &Admin,
+    topic: &str,
+) -> anyhow::Result<meridian_protocol::body::TopicRouteData> {
+    admin
+        .route(topic)
+        .await?
+        .ok_or_else(|| anyhow!("no route for topic `{topic}`"))
+}
+
+/// `topic`'s readable queues, as (broker name, master address, queue id),
+/// of one broker group and one queue when given.
+async fn readable_queues(
+    admin: &Admin,
+    topic: &str,
+    broker_name: Option<&str>,
+    queue_id: Option<i32>,
+) -> anyhow::Result<Vec<(String, String, i32)>> {
+    let route = route_of(admin, topic).await?;
+    let mut queues = Vec::new();
+    for q in &route.queue_datas {
+        if broker_name.is_some_and(|b| b != q.broker_name) {
+            continue;
+        }
+        let Some(addr) = route
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == q.broker_name)
+            .and_then(|b| b.master_addr())
+        else {
+            continue;
+        };
+        for id in 0..q.read_queue_nums {
+            if queue_id.is_none_or(|want| want == id) {
+                queues.push((q.broker_name.clone(), addr.to_string(), id));
+            }
+        }
+    }
+    Ok(queues)
 }

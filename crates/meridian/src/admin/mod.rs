@@ -416,22 +416,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         AdminCommand::ConsumerProgress { group, topic } => {
-            let retry = format!("%RETRY%{group}");
-            let mut brokers: BTreeMap<String, String> = BTreeMap::new();
-            for t in [Some(retry.clone()), topic.clone()].into_iter().flatten() {
-                if let Ok(masters) = admin.topic_masters(&t).await {
-                    brokers.extend(masters);
-                }
-            }
-            if brokers.is_empty() {
-                // No topic to route by: ask every master the name server knows.
-                let info = admin.cluster_info().await?;
-                for (name, b) in info.broker_addr_table {
-                    if let Some(a) = b.broker_addrs.get(&0) {
-                        brokers.insert(name, a.clone());
-                    }
-                }
-            }
+            let brokers = group_masters(&admin, &group, topic.as_deref()).await?;
             let mut rows = Vec::new();
             for (name, addr) in &brokers {
                 let stats = admin.consume_stats(addr, &group, topic.as_deref()).await?;
@@ -635,6 +620,31 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 
 /// mqadmin's `-b brokerAddr | -c clusterName`: that broker, or every
 /// master of the cluster.
+/// The masters that know consumer group `group`, by broker name: those
+/// of its retry topic (and of `topic`, when given), else every master the
+/// name server knows.
+async fn group_masters(
+    admin: &Admin,
+    group: &str,
+    topic: Option<&str>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let retry = format!("%RETRY%{group}");
+    let mut brokers = BTreeMap::new();
+    for t in std::iter::once(retry.as_str()).chain(topic) {
+        if let Ok(masters) = admin.topic_masters(t).await {
+            brokers.extend(masters);
+        }
+    }
+    if brokers.is_empty() {
+        for (name, b) in admin.cluster_info().await?.broker_addr_table {
+            if let Some(a) = b.broker_addrs.get(&0) {
+                brokers.insert(name, a.clone());
+            }
+        }
+    }
+    Ok(brokers)
+}
+
 /// The 10-second rate of a runtime-info `putTps`-style value
 /// (`"10s 1min 10min"`).
 fn first_rate(v: Option<&String>) -> String {

@@ -212,18 +212,9 @@ pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<(
             let mut all = BTreeMap::new();
             for addr in broker_or_cluster(admin, broker, cluster).await? {
                 let cfg = admin.broker_config(&addr).await?;
-                if !json {
-                    println!("============{addr}============");
-                    for (k, v) in &cfg {
-                        println!("{k:<50}=  {v}");
-                    }
-                }
                 all.insert(addr, cfg);
             }
-            if json {
-                println!("{}", serde_json::to_string(&all)?);
-            }
-            Ok(())
+            print_configs(json, &all)
         }
         OpsCommand::UpdateBrokerConfig {
             broker,
@@ -443,18 +434,9 @@ pub async fn run(admin: &Admin, json: bool, cmd: OpsCommand) -> anyhow::Result<(
             let mut all = BTreeMap::new();
             for ns in admin.namesrv_addrs().to_vec() {
                 let cfg = admin.namesrv_config(&ns).await?;
-                if !json {
-                    println!("============{ns}============");
-                    for (k, v) in &cfg {
-                        println!("{k:<50}=  {v}");
-                    }
-                }
                 all.insert(ns, cfg);
             }
-            if json {
-                println!("{}", serde_json::to_string(&all)?);
-            }
-            Ok(())
+            print_configs(json, &all)
         }
         OpsCommand::UpdateNamesrvConfig { key, value } => {
             for ns in admin.namesrv_addrs().to_vec() {
@@ -850,22 +832,10 @@ async fn find_consumer_group(
 ) -> anyhow::Result<(String, meridian_protocol::body::ConsumerConnection)> {
     let brokers = match broker {
         Some(b) => vec![b],
-        None => {
-            let retry = format!("%RETRY%{group}");
-            let mut v: Vec<String> = admin
-                .topic_masters(&retry)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(_, a)| a)
-                .collect();
-            if v.is_empty() {
-                for (_, addrs) in admin.cluster_info().await?.broker_addr_table {
-                    v.extend(addrs.broker_addrs.get(&0).cloned());
-                }
-            }
-            v
-        }
+        None => super::group_masters(admin, group, None)
+            .await?
+            .into_values()
+            .collect(),
     };
     let mut last_error = None;
     for addr in brokers {
@@ -943,4 +913,23 @@ fn is_system_topic(t: &str) -> bool {
                 | "OFFSET_MOVED_EVENT"
                 | "TRANS_CHECK_MAX_TIME_TOPIC"
         )
+}
+
+/// Servers' settings as mqadmin prints them: a `====addr====` line, then
+/// `key = value` lines; or one JSON document by address.
+fn print_configs(
+    json: bool,
+    all: &BTreeMap<String, BTreeMap<String, String>>,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(all)?);
+        return Ok(());
+    }
+    for (addr, cfg) in all {
+        println!("============{addr}============");
+        for (k, v) in cfg {
+            println!("{k:<50}=  {v}");
+        }
+    }
+    Ok(())
 }
