@@ -102,6 +102,12 @@ impl Admin {
         }
     }
 
+    /// Give up on a request after `timeout` (10 s unless set).
+    pub fn with_timeout(mut self, timeout: Duration) -> Admin {
+        self.timeout = timeout;
+        self
+    }
+
     /// Sign every request with `credentials` (brokers with `aclEnable=true`).
     pub fn with_credentials(
         self,

@@ -157,6 +157,7 @@ pub async fn dev(
         tls,
         // The broker of `meridian dev` exports the metrics (one port).
         metrics: Default::default(),
+        regions: None,
     })
     .await?;
     let ns_addr = format!("127.0.0.1:{}", ns.local_addr().port());

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod processor;
+pub mod regions;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub struct NameServer {
     server: meridian_remoting::Server,
     routes: Arc<routes::RouteTable>,
     scan: tokio::task::JoinHandle<()>,
+    regions: Option<(Arc<regions::Regions>, tokio::task::JoinHandle<()>)>,
     /// The Prometheus endpoint, when `metricsExporterType=PROM`.
     exporter: Option<meridian_metrics::Exporter>,
 }
@@ -34,8 +36,31 @@ impl NameServer {
     /// Bind and start serving.
     pub async fn start(config: NamesrvConfig) -> anyhow::Result<NameServer> {
         let routes = Arc::new(routes::RouteTable::default());
+        let regions = match &config.regions {
+            Some(cfg) => {
+                let connector = config
+                    .tls
+                    .connector()
+                    .map_err(|e| anyhow::anyhow!("name server TLS: {e}"))?;
+                let ip = if config.listen_ip.is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    config.listen_ip
+                };
+                let me = format!("{ip}:{}", config.listen_port);
+                Some(Arc::new(regions::Regions::new(
+                    cfg.clone(),
+                    me,
+                    routes.clone(),
+                    connector,
+                )?))
+            }
+            None => None,
+        };
         let mut handler: Arc<dyn meridian_remoting::Handler> = Arc::new(
-            processor::NamesrvProcessor::new(routes.clone()).with_config(config.to_properties()),
+            processor::NamesrvProcessor::new(routes.clone())
+                .with_config(config.to_properties())
+                .with_regions(regions.clone()),
         );
         let exporter = if config.metrics.enabled() {
             let node = meridian_metrics::Node {
@@ -70,11 +95,16 @@ impl NameServer {
                 scan_routes.expire_silent_brokers();
             }
         });
+        let regions = regions.map(|r| {
+            let task = tokio::spawn(r.clone().run());
+            (r, task)
+        });
         tracing::info!(addr = %server.local_addr(), "name server listening");
         Ok(NameServer {
             server,
             routes,
             scan,
+            regions,
             exporter,
         })
     }
@@ -92,9 +122,17 @@ impl NameServer {
         &self.routes
     }
 
+    /// This name server's part in the regions, with `regionPeers`.
+    pub fn regions(&self) -> Option<&Arc<regions::Regions>> {
+        self.regions.as_ref().map(|(r, _)| r)
+    }
+
     pub fn stop(&self) {
         self.server.stop();
         self.scan.abort();
+        if let Some((_, task)) = &self.regions {
+            task.abort();
+        }
     }
 }
 

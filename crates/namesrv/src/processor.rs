@@ -14,10 +14,13 @@ use meridian_protocol::header::namesrv::{
 use meridian_protocol::RemotingCommand;
 use meridian_remoting::{Connection, Handler, Reply};
 
+use crate::regions::{Regions, Report};
 use crate::routes::{Registration, RouteTable};
 
 pub struct NamesrvProcessor {
     routes: Arc<RouteTable>,
+    /// This name server's part in the regions, with `regionPeers`.
+    regions: Option<Arc<Regions>>,
     /// The settings GET_NAMESRV_CONFIG shows, `key=value` lines.
     config_text: String,
 }
@@ -26,8 +29,15 @@ impl NamesrvProcessor {
     pub fn new(routes: Arc<RouteTable>) -> Self {
         NamesrvProcessor {
             routes,
+            regions: None,
             config_text: String::new(),
         }
+    }
+
+    /// Take part in the regions.
+    pub fn with_regions(mut self, regions: Option<Arc<Regions>>) -> Self {
+        self.regions = regions;
+        self
     }
 
     /// Answer GET_NAMESRV_CONFIG with `config` (`key=value` lines).
@@ -92,6 +102,7 @@ impl NamesrvProcessor {
                     r
                 })
             }
+            rc::REGION_EXCHANGE | rc::REGION_STATUS | rc::REGION_SWITCH => self.region_request(req),
             rc::GET_KV_CONFIG => {
                 Ok(req.response_to(resp::QUERY_NOT_FOUND, "no such KV config".to_string()))
             }
@@ -150,6 +161,46 @@ impl NamesrvProcessor {
         Ok(response.with_body(serde_json::to_vec(&KVTable::default()).unwrap_or_default()))
     }
 
+    fn region_request(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
+        let Some(regions) = &self.regions else {
+            return Ok(req.response_to(
+                resp::SYSTEM_ERROR,
+                "this name server knows no other region (set regionId and regionPeers in namesrv.conf)"
+                    .to_string(),
+            ));
+        };
+        match req.code {
+            rc::REGION_EXCHANGE => {
+                let report: Report = serde_json::from_slice(&req.body)
+                    .map_err(|e| format!("invalid region report: {e}"))?;
+                regions.receive(report);
+                json_response(req, &regions.report())
+            }
+            rc::REGION_STATUS => json_response(req, &regions.status()),
+            _ => {
+                let region = req.req_str("region").map_err(|e| e.to_string())?;
+                let target = req.ext("target").filter(|t| !t.is_empty());
+                let epoch = match req.ext("epoch").filter(|e| !e.is_empty()) {
+                    Some(e) => Some(
+                        e.parse::<u64>()
+                            .map_err(|_| format!("epoch `{e}` is not a number"))?,
+                    ),
+                    None => None,
+                };
+                let reason = req.ext("reason").unwrap_or("meridian admin switchover");
+                match regions.switch(region, target, epoch, reason) {
+                    Ok(state) => {
+                        // Tell the other regions now rather than at the next round.
+                        let r = regions.clone();
+                        tokio::spawn(async move { r.round().await });
+                        json_response(req, &state)
+                    }
+                    Err(why) => Ok(req.response_to(resp::SYSTEM_ERROR, why)),
+                }
+            }
+        }
+    }
+
     fn unregister_broker(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
         let h = UnRegisterBrokerRequestHeader::parse(req).map_err(|e| e.to_string())?;
         self.routes.unregister(&h.broker_addr, "it unregistered");
@@ -170,6 +221,51 @@ impl NamesrvProcessor {
         }
     }
 
+    /// A route query in a deployment of regions: refused until the region
+    /// state is known, answered by the target region's name servers while
+    /// this region is moved. `None`: answer from this name server's table.
+    fn region_route(&self, req: &RemotingCommand) -> Option<Reply> {
+        let regions = self.regions.as_ref()?;
+        if !regions.routes_ready() {
+            return Some(Reply::Now(Some(req.response_to(
+                resp::SYSTEM_BUSY,
+                "this name server has not yet heard from the other regions whether its region is moved; try again in a few seconds"
+                    .to_string(),
+            ))));
+        }
+        let (target, addrs) = regions.redirect()?;
+        let h = match GetRouteInfoRequestHeader::parse(req) {
+            Ok(h) => h,
+            Err(e) => {
+                return Some(Reply::Now(Some(
+                    req.response_to(resp::SYSTEM_ERROR, e.to_string()),
+                )))
+            }
+        };
+        let regions = regions.clone();
+        let req = req.clone();
+        Some(Reply::Later(Box::pin(async move {
+            let answer = match regions.route_in(&target, &addrs, &h.topic).await {
+                Ok(Some(route)) => json_response(&req, &route)
+                    .unwrap_or_else(|e| req.response_to(resp::SYSTEM_ERROR, e)),
+                Ok(None) => req.response_to(
+                    resp::TOPIC_NOT_EXIST,
+                    format!(
+                        "No topic route info in name server for the topic: {} (this region's clients are routed to region {target}, which has no such topic)",
+                        h.topic
+                    ),
+                ),
+                Err(e) => req.response_to(
+                    resp::SYSTEM_ERROR,
+                    format!(
+                        "this region's clients are routed to region {target}, whose name servers cannot be reached: {e}"
+                    ),
+                ),
+            };
+            Some(answer)
+        })))
+    }
+
     fn delete_topic(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
         let h = DeleteTopicFromNamesrvRequestHeader::parse(req).map_err(|e| e.to_string())?;
         self.routes.delete_topic(
@@ -182,6 +278,11 @@ impl NamesrvProcessor {
 
 impl Handler for NamesrvProcessor {
     fn handle(&self, conn: &Arc<Connection>, request: RemotingCommand) -> Reply {
+        if request.code == rc::GET_ROUTEINFO_BY_TOPIC {
+            if let Some(reply) = self.region_route(&request) {
+                return reply;
+            }
+        }
         Reply::Now(Some(self.process(conn, &request)))
     }
 

@@ -330,6 +330,24 @@ impl RouteTable {
         }
     }
 
+    /// The live brokers of groups registered in `region` (their zone), or
+    /// with no region: `(brokerName, address, brokerId)`.
+    pub fn brokers_of_region(&self, region: &str) -> Vec<(String, String, i64)> {
+        let t = self.tables.lock();
+        let mut v: Vec<_> = t
+            .live
+            .iter()
+            .filter(|(_, l)| {
+                t.brokers.get(&l.broker_name).is_none_or(|b| {
+                    b.zone_name.as_deref().is_none_or(|z| z.is_empty() || z == region)
+                })
+            })
+            .map(|(a, l)| (l.broker_name.clone(), a.clone(), l.broker_id))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Live broker addresses with their cluster, name and id (for tests and
     /// admin).
     pub fn live_brokers(&self) -> Vec<(String, String, String, i64)> {

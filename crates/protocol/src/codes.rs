@@ -242,6 +242,17 @@ pub mod request_code {
         /// promote or remove; `nodeId`; `addr` for addPeer / addLearner).
         /// addPeer is for every member; the others only the leader does.
         RAFT_CHANGE_MEMBERSHIP = 9005,
+        /// Name server to name server of another region: what each sees
+        /// (body both ways: a JSON region report — its live brokers, its
+        /// view of every other region, the region routing state).
+        REGION_EXCHANGE = 9010,
+        /// Admin to a name server: its region report, views and verdicts
+        /// (answer: JSON).
+        REGION_STATUS = 9011,
+        /// Admin to a name server: route a region's clients to another
+        /// region, or back (ext fields `region`, `target` — empty for
+        /// back —, `epoch` expected, `reason`); answer: the new state.
+        REGION_SWITCH = 9012,
     }
 }
 

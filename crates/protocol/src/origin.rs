@@ -11,6 +11,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+/// The topic of the name servers' region canaries: every relay link
+/// carries it, so a canary sent into one region is read in every other
+/// region it reaches, end to end.
+pub const REGION_CANARY_TOPIC: &str = "MERIDIAN_REGION_CANARY";
+
 /// The topic-config attribute listing a topic's copy queues on a broker:
 /// `4=east/broker-a/0;5=east/broker-a/1`.
 pub const COPY_QUEUES_ATTRIBUTE: &str = "meridian.copyQueues";

@@ -16,7 +16,7 @@ use meridian_protocol::body::relay::CarriedOffset;
 use meridian_protocol::body::{ClusterInfo, TopicConfig};
 use meridian_protocol::codes::{request_code, response_code};
 use meridian_protocol::header::relay::RelayGetOffsetsRequestHeader;
-use meridian_protocol::origin::{copy_queues, OriginQueue};
+use meridian_protocol::origin::{copy_queues, OriginQueue, REGION_CANARY_TOPIC};
 use meridian_protocol::RemotingCommand;
 
 use crate::config::RelayConfig;
@@ -129,8 +129,12 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         tracing::warn!(regions = ?dst_regions, "the target cluster's brokers name several regions; relaying into {target_region}");
     }
     let mut topics: BTreeSet<String> = cfg.topics.names.iter().cloned().collect();
+    let all = src.topic_list().await?;
+    // The name servers' canaries travel every link (see docs/regions.md).
+    if all.contains(REGION_CANARY_TOPIC) {
+        topics.insert(REGION_CANARY_TOPIC.to_string());
+    }
     if cfg.topics.has_patterns() || cfg.group_topics {
-        let all = src.topic_list().await?;
         for t in &all {
             if cfg.topics.matches(t) {
                 topics.insert(t.clone());

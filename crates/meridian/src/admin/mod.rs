@@ -16,6 +16,7 @@ use serde_json::json;
 
 mod messages;
 mod ops;
+mod regions;
 
 #[derive(Args)]
 pub struct AdminArgs {
@@ -78,6 +79,8 @@ impl TlsArgs {
 enum AdminCommand {
     #[command(flatten)]
     Ops(ops::OpsCommand),
+    #[command(flatten)]
+    Regions(regions::RegionCommand),
     #[command(flatten)]
     Messages(messages::MessageCommand),
     /// Create or update a topic on every master of a cluster (-c) or on one broker (-b).
@@ -244,6 +247,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let json = args.json;
     match args.command {
         AdminCommand::Ops(cmd) => ops::run(&admin, json, cmd).await?,
+        AdminCommand::Regions(cmd) => {
+            let r = regions::Regions {
+                admin: &admin,
+                credentials: credentials.clone(),
+                connector: connector.clone(),
+            };
+            regions::run(r, json, cmd).await?
+        }
         AdminCommand::Messages(cmd) => messages::run(&admin, json, cmd).await?,
         AdminCommand::UpdateTopic {
             topic,
