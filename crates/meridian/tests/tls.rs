@@ -1,10 +1,12 @@
 //! TLS against the real `meridian` binary: `rocketmq-client-rust` with TLS
 //! (verifying the server against a CA made by the test), `meridian admin
 //! --tls`, plaintext clients refused in `enforcing` mode and served in
-//! `permissive` mode, and mutual TLS.
+//! `permissive` mode, and mutual TLS: clients, slaves and Raft members
+//! without a certificate from the trusted CA are turned away.
 
 mod support;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -302,13 +304,14 @@ async fn a_stranger_cannot_pose_as_a_slave() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_raft_group_replicates_over_mutual_tls() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pki = make_pki(dir.path());
-    let extra = format!(
+/// broker.conf lines for mutual TLS on the links between brokers with
+/// `pki`'s certificates: certificates required on the HA and Raft ports,
+/// and presented (and the server's verified when `verify_server`) on this
+/// broker's links to the others.
+fn peer_mtls(pki: &Pki, verify_server: bool) -> String {
+    format!(
         "tls.server.certPath={}\ntls.server.keyPath={}\ntls.server.trustCertPath={}\n\
-         tls.peer.need.client.auth=require\ntls.peer.enable=true\ntls.client.authServer=true\n\
+         tls.peer.need.client.auth=require\ntls.peer.enable=true\ntls.client.authServer={verify_server}\n\
          tls.client.trustCertPath={}\ntls.client.certPath={}\ntls.client.keyPath={}\n",
         s(&pki.server_cert),
         s(&pki.server_key),
@@ -316,8 +319,14 @@ async fn a_raft_group_replicates_over_mutual_tls() {
         s(&pki.ca),
         s(&pki.client_cert),
         s(&pki.client_key)
-    );
-    let group = support::raft::raft_group(&extra);
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_group_replicates_over_mutual_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = make_pki(dir.path());
+    let group = support::raft::raft_group(&peer_mtls(&pki, true));
     let admin = meridian_client::Admin::new(&group.namesrv_addr());
     let leader = support::raft::leader(&group, &admin).await;
     group.create_topic("TlsRaft", 1);
@@ -333,4 +342,108 @@ async fn a_raft_group_replicates_over_mutual_tls() {
         .await
         .expect("send to the leader");
     assert_eq!(r.status.to_string(), "SEND_OK");
+}
+
+/// One Raft runtime value of member `i` ("" when it cannot be read).
+async fn raft_value(
+    group: &BrokerGroup,
+    admin: &meridian_client::Admin,
+    i: usize,
+    key: &str,
+) -> String {
+    admin
+        .runtime_info(&group.broker_addr(i))
+        .await
+        .ok()
+        .and_then(|rt| rt.get(key).cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_join_a_raft_group_over_mutual_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+    std::fs::create_dir_all(&ours).expect("dir");
+    std::fs::create_dir_all(&theirs).expect("dir");
+    let pki = make_pki(&ours);
+    // The stranger knows the group's name and members and has certificates,
+    // but from a CA of its own; it accepts any server, so it is the group
+    // that turns it away.
+    let foreign = make_pki(&theirs);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let member = |i: usize, tls: String| {
+        format!(
+            "enableDLegerCommitLog=true\ndLegerGroup=broker-a\ndLegerPeers={peers}\n\
+             dLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n{tls}"
+        )
+    };
+    let (n0, n1) = (
+        member(0, peer_mtls(&pki, true)),
+        member(1, peer_mtls(&pki, true)),
+    );
+    let stranger = member(2, peer_mtls(&foreign, false));
+    let group = BrokerGroup::start(&[&n0, &n1, &stranger]);
+    let admin = meridian_client::Admin::new(&group.namesrv_addr());
+
+    // The two members with certificates form the majority and write.
+    let leader = support::raft::leader(&group, &admin).await;
+    assert_ne!(leader, 2, "the stranger cannot win an election");
+    let follower = 1 - leader;
+    group.create_topic("TlsRaftStranger", 1);
+    let producer = meridian_client::Producer::new(&group.namesrv_addr(), "tls-raft-stranger");
+    let msg = meridian_client::producer::Message {
+        topic: "TlsRaftStranger".into(),
+        body: bytes::Bytes::from_static(b"for members only"),
+        ..Default::default()
+    };
+    let r = producer
+        .send_to(&group.broker_addr(leader), "broker-a", 0, &msg)
+        .await
+        .expect("send to the leader");
+    assert_eq!(r.status.to_string(), "SEND_OK");
+    let written = raft_value(&group, &admin, leader, "raftWriteOffset").await;
+    assert_ne!(written, "0", "the leader wrote the message");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while raft_value(&group, &admin, follower, "raftWriteOffset").await != written {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member with a certificate catches up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // The stranger got nothing and does not know who leads.
+    let rt = admin
+        .runtime_info(&group.broker_addr(2))
+        .await
+        .expect("the stranger's runtime info");
+    assert_eq!(rt.get("raftWriteOffset").map(String::as_str), Some("0"));
+    assert_eq!(rt.get("raftLeaderId").map(String::as_str), Some(""));
+
+    // Plaintext on a member's Raft port is closed without an answer.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", ports[leader])).expect("connect");
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = plain.write_all(b"hello, I am n2");
+    let mut buf = [0u8; 64];
+    let read = plain.read(&mut buf);
+    assert!(
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut),
+        "a plaintext Raft connection is closed: {read:?}"
+    );
+    let logs = group.logs();
+    assert!(
+        logs.lines().any(
+            |l| l.contains("Raft connection refused") && l.contains("invalid peer certificate")
+        ),
+        "the members say why they turned the stranger away"
+    );
 }

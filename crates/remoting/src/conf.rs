@@ -168,6 +168,17 @@ impl Conf {
         self.ignored.iter().cloned().collect()
     }
 
+    /// The keys starting with `prefix` that nothing asked for, with their
+    /// values (without marking them as asked for).
+    pub fn unread_under(&self, prefix: &str) -> Vec<(String, String)> {
+        self.values
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| !self.used.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Keys present in the file that nothing asked for.
     pub fn unknown_keys(&self) -> Vec<String> {
         self.values
@@ -201,6 +212,17 @@ mod tests {
         let mut c = Conf::parse("listenPort=abc\n");
         let err = c.get::<u16>("listenPort").unwrap_err().to_string();
         assert!(err.contains("listenPort"), "{err}");
+    }
+
+    #[test]
+    fn unread_keys_under_a_prefix() {
+        let mut c = Conf::parse("tls.enable=true\ntls.ciphers=X\ntlsx=1\nbrokerName=a\n");
+        c.str("tls.enable");
+        assert_eq!(
+            c.unread_under("tls."),
+            vec![("tls.ciphers".to_string(), "X".to_string())]
+        );
+        assert_eq!(c.unknown_keys().len(), 3, "reading them marks nothing");
     }
 
     #[test]

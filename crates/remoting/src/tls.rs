@@ -16,6 +16,11 @@
 //! mode) verify the server against `tls.client.trustCertPath` when
 //! `tls.client.authServer=true`, and present `tls.client.certPath` /
 //! `keyPath` when set (mutual TLS).
+//!
+//! A TLS key Meridian does not implement or does not know stops the start
+//! with the reason (encrypted keys, cipher and protocol choices, a
+//! `tls.server.authClient` that would not mean what it says, misspellings):
+//! a security setting is never silently off.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +39,33 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::conf::{Conf, ConfError};
+
+/// Keys that would narrow what TLS negotiates. RocketMQ reads none of them
+/// (its `TlsSystemConfig` has no such setting), but operators bring them
+/// from other brokers' TLS settings; Meridian cannot honour them, so it
+/// refuses them rather than let an operator believe a cipher or a protocol
+/// version is excluded.
+const UNSUPPORTED_KEYS: [(&str, &str); 6] = [
+    ("tls.ciphers", CIPHERS),
+    ("tls.server.ciphers", CIPHERS),
+    ("tls.client.ciphers", CIPHERS),
+    ("tls.protocols", PROTOCOLS),
+    ("tls.server.protocols", PROTOCOLS),
+    ("tls.client.protocols", PROTOCOLS),
+];
+const CIPHERS: &str = "not implemented: cipher suites cannot be chosen; Meridian offers rustls's defaults (forward-secret AEAD suites only: AES-GCM and ChaCha20-Poly1305), remove the key";
+const PROTOCOLS: &str = "not implemented: protocol versions cannot be chosen; Meridian speaks TLS 1.2 and TLS 1.3 only, remove the key";
+
+/// Keys read from the server's own config file only, never from the file
+/// `tls.config.file` names (RocketMQ reads its mode and `tls.enable` the
+/// same way).
+const NOT_IN_FILE: [&str; 5] = [
+    "tls.server.mode",
+    "tls.enable",
+    "tls.config.file",
+    "tls.peer.need.client.auth",
+    "tls.peer.enable",
+];
 
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -109,6 +141,35 @@ fn invalid(key: &str, value: &str, reason: &str) -> ConfError {
     }
 }
 
+/// Refuse the keys of `conf` starting with `prefix` that nothing read: a
+/// TLS key Meridian does not implement, or a misspelt one, would otherwise
+/// leave the operator believing it in force. `file` is the
+/// `tls.config.file` the keys come from, if they do.
+fn refuse_unread(conf: &Conf, prefix: &str, file: Option<&str>) -> Result<(), ConfError> {
+    for (key, value) in conf.unread_under(prefix) {
+        if value.trim().is_empty() {
+            continue;
+        }
+        let unsupported = UNSUPPORTED_KEYS.iter().find(|(k, _)| *k == key);
+        let reason = match (unsupported, file) {
+            (Some((_, reason)), None) => reason.to_string(),
+            (Some((_, reason)), Some(f)) => format!("{reason} (set in tls.config.file {f})"),
+            (None, Some(f)) if NOT_IN_FILE.contains(&key.as_str()) => format!(
+                "read from the server's own config file, not from tls.config.file {f} (as in RocketMQ): move it there"
+            ),
+            (None, Some(f)) => format!(
+                "not a TLS key Meridian knows (set in tls.config.file {f}); check its spelling against docs/security.md"
+            ),
+            (None, None) => {
+                "not a TLS key Meridian knows; check its spelling against docs/security.md"
+                    .to_string()
+            }
+        };
+        return Err(invalid(&key, &value, &reason));
+    }
+    Ok(())
+}
+
 impl TlsSettings {
     /// Read the TLS keys of `conf` (and of the file `tls.config.file`
     /// names, whose certificate keys win). Without `tls.server.mode` TLS is
@@ -152,17 +213,6 @@ impl TlsSettings {
                 ));
             }
         }
-        if server_auth_client
-            .as_deref()
-            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
-            && need.is_some()
-        {
-            return Err(invalid(
-                "tls.server.authClient",
-                "false",
-                "Meridian always verifies client certificates it asks for against tls.server.trustCertPath",
-            ));
-        }
         let server_mode = match conf.str("tls.server.mode").as_deref().map(str::trim) {
             None | Some("") | Some("disabled") => TlsMode::Disabled,
             Some("permissive") => TlsMode::Permissive,
@@ -198,6 +248,34 @@ impl TlsSettings {
             "tls.peer.need.client.auth",
             conf.str("tls.peer.need.client.auth"),
         )?;
+        // RocketMQ's `tls.server.authClient` decides whether the client
+        // certificates asked for are verified against the trust path (true)
+        // or taken whatever they are (false); with none asked for it does
+        // nothing. Meridian always verifies, so both of the other readings
+        // are refused rather than left to mislead.
+        let asks_for_certificates = need_client_auth != ClientAuth::None
+            || peer_need_client_auth.is_some_and(|p| p != ClientAuth::None);
+        let auth_client = match server_auth_client {
+            None => None,
+            v => Some(bool_of("tls.server.authClient", v, false)?),
+        };
+        match auth_client {
+            Some(false) if asks_for_certificates => {
+                return Err(invalid(
+                    "tls.server.authClient",
+                    "false",
+                    "Meridian always verifies the client certificates it asks for against tls.server.trustCertPath; remove the key",
+                ))
+            }
+            Some(true) if !asks_for_certificates => {
+                return Err(invalid(
+                    "tls.server.authClient",
+                    "true",
+                    "no client certificate is asked for, so none would be verified: set tls.server.need.client.auth=require (or optional) and tls.server.trustCertPath, or remove the key",
+                ))
+            }
+            _ => {}
+        }
         let client_enable = bool_of("tls.enable", conf.str("tls.enable"), false)?;
         let settings = TlsSettings {
             server_mode,
@@ -217,15 +295,10 @@ impl TlsSettings {
                 v => Some(bool_of("tls.peer.enable", v, false)?),
             },
         };
+        refuse_unread(conf, "tls.", None)?;
         if let Some(o) = &overlay {
-            let unknown = o.unknown_keys();
-            if !unknown.is_empty() {
-                return Err(invalid(
-                    "tls.config.file",
-                    file.as_deref().unwrap_or("/etc/rocketmq/tls.properties"),
-                    &format!("unknown keys: {}", unknown.join(", ")),
-                ));
-            }
+            let file = file.as_deref().unwrap_or("/etc/rocketmq/tls.properties");
+            refuse_unread(o, "", Some(file))?;
         }
         Ok(settings)
     }
@@ -655,5 +728,246 @@ impl AsyncWrite for NetStream {
             NetStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             NetStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A directory of its own under the system's temp dir, removed when
+    /// dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("meridian-tls-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("scratch dir");
+            Scratch(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The error `from_conf` gives for `text`; panics if it accepts it.
+    fn refusal(text: &str) -> String {
+        match TlsSettings::from_conf(&mut Conf::parse(text)) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn accepted(text: &str) -> TlsSettings {
+        TlsSettings::from_conf(&mut Conf::parse(text))
+            .unwrap_or_else(|e| panic!("refused: {e}\n{text}"))
+    }
+
+    #[test]
+    fn cipher_and_protocol_keys_stop_the_start() {
+        for (key, _) in UNSUPPORTED_KEYS {
+            let err = refusal(&format!("tls.server.mode=permissive\n{key}=TLSv1.2\n"));
+            assert!(
+                err.contains(key) && err.contains("not implemented"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelt_tls_key_stops_the_start() {
+        let err = refusal("tls.server.mode=enforcing\ntls.server.needClientAuth=require\n");
+        assert!(
+            err.contains("tls.server.needClientAuth") && err.contains("not a TLS key"),
+            "{err}"
+        );
+        // Other keys are the server's business (named in its warning).
+        accepted("tls.server.mode=disabled\nbrokerNmae=a\n");
+    }
+
+    #[test]
+    fn keys_of_the_tls_config_file_are_checked_too() {
+        let dir = Scratch::new("config-file");
+        let file = dir.write("tls.properties", "tls.ciphers=TLS_AES_128_GCM_SHA256\n");
+        let err = refusal(&format!("tls.config.file={}\n", file.display()));
+        assert!(
+            err.contains("tls.ciphers")
+                && err.contains("not implemented")
+                && err.contains(&file.display().to_string()),
+            "{err}"
+        );
+        let file = dir.write("mode.properties", "tls.server.mode=enforcing\n");
+        let err = refusal(&format!("tls.config.file={}\n", file.display()));
+        assert!(
+            err.contains("tls.server.mode") && err.contains("not from tls.config.file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn encrypted_private_keys_stop_the_start() {
+        for key in ["tls.server.keyPassword", "tls.client.keyPassword"] {
+            let err = refusal(&format!("{key}=secret\n"));
+            assert!(err.contains(key) && err.contains("unencrypted"), "{err}");
+        }
+    }
+
+    #[test]
+    fn auth_client_true_without_client_certificates_stops_the_start() {
+        for text in [
+            "tls.server.mode=enforcing\ntls.server.authClient=true\n",
+            "tls.server.mode=enforcing\ntls.server.authClient=true\ntls.server.need.client.auth=none\n",
+        ] {
+            let err = refusal(text);
+            assert!(
+                err.contains("tls.server.authClient")
+                    && err.contains("tls.server.need.client.auth=require"),
+                "{err}"
+            );
+        }
+        // With certificates asked for, it is what Meridian does anyway.
+        let s = accepted(
+            "tls.server.authClient=true\ntls.server.need.client.auth=require\ntls.server.trustCertPath=/ca.pem\n",
+        );
+        assert_eq!(s.need_client_auth, ClientAuth::Require);
+        accepted("tls.server.authClient=true\ntls.peer.need.client.auth=require\n");
+        let err = refusal("tls.server.authClient=yes\n");
+        assert!(err.contains("must be true or false"), "{err}");
+    }
+
+    #[test]
+    fn auth_client_false_with_client_certificates_stops_the_start() {
+        for need in [
+            "tls.server.need.client.auth=optional",
+            "tls.server.need.client.auth=require",
+            "tls.peer.need.client.auth=require",
+        ] {
+            let err = refusal(&format!("tls.server.authClient=false\n{need}\n"));
+            assert!(
+                err.contains("tls.server.authClient") && err.contains("always verifies"),
+                "{err}"
+            );
+        }
+        // Nothing asked for, nothing to verify: RocketMQ's defaults agree.
+        accepted("tls.server.authClient=false\ntls.server.need.client.auth=none\n");
+    }
+
+    /// A CA and a certificate it signs for 127.0.0.1 (server) or a client.
+    struct Pki {
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    }
+
+    fn pki(dir: &Scratch, name: &str, server: bool) -> Pki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} CA"));
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate");
+        let (names, usage) = if server {
+            (
+                vec!["127.0.0.1".to_string()],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            )
+        } else {
+            (
+                vec!["client".to_string()],
+                ExtendedKeyUsagePurpose::ClientAuth,
+            )
+        };
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca).expect("certificate");
+        Pki {
+            ca: dir.write(&format!("{name}-ca.pem"), &ca.pem()),
+            cert: dir.write(&format!("{name}.pem"), &cert.pem()),
+            key: dir.write(&format!("{name}.key"), &key.serialize_pem()),
+        }
+    }
+
+    /// Send a line through `connector` to `addr` and read what comes back.
+    async fn echo(connector: &Connector, addr: &str) -> io::Result<Vec<u8>> {
+        let mut stream = connector.connect(addr, Duration::from_secs(5)).await?;
+        stream.write_all(b"ping\n").await?;
+        let mut back = vec![0u8; 5];
+        stream.read_exact(&mut back).await?;
+        Ok(back)
+    }
+
+    #[tokio::test]
+    async fn optional_client_auth_serves_clients_with_and_without_a_certificate() {
+        let dir = Scratch::new("optional");
+        let server = pki(&dir, "server", true);
+        let client = pki(&dir, "client", false);
+        let stranger = pki(&dir, "stranger", false);
+        // The server trusts the CA that signed the client's certificate.
+        let settings = accepted(&format!(
+            "tls.server.mode=enforcing\ntls.server.need.client.auth=optional\n\
+             tls.server.certPath={}\ntls.server.keyPath={}\ntls.server.trustCertPath={}\n",
+            server.cert.display(),
+            server.key.display(),
+            client.ca.display()
+        ));
+        let acceptor = settings.acceptor().expect("acceptor");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut line = [0u8; 5];
+                    if stream.read_exact(&mut line).await.is_ok() {
+                        let _ = stream.write_all(&line).await;
+                        let _ = stream.flush().await;
+                    }
+                });
+            }
+        });
+
+        let connect = |cert: Option<&Pki>| {
+            client_connector(
+                true,
+                Some(&server.ca),
+                cert.map(|c| c.cert.as_path()),
+                cert.map(|c| c.key.as_path()),
+            )
+            .expect("connector")
+        };
+        let anonymous = echo(&connect(None), &addr).await;
+        assert_eq!(anonymous.expect("served without a certificate"), b"ping\n");
+        let signed = echo(&connect(Some(&client)), &addr).await;
+        assert_eq!(signed.expect("served with a certificate"), b"ping\n");
+        // A certificate is still checked when one is presented.
+        let refused = echo(&connect(Some(&stranger)), &addr).await;
+        assert!(
+            refused.is_err(),
+            "a certificate from another CA is refused: {refused:?}"
+        );
     }
 }
