@@ -13,23 +13,33 @@
 //! at the half message) before it is made, so a check-back after such a
 //! crash writes only the missing mark, never a second copy.
 //!
-//! Undecided half messages older than `transactionTimeOut` (or their own
-//! `CHECK_IMMUNITY_TIME_IN_SECONDS`) are checked: CHECK_TRANSACTION_STATE,
+//! Undecided half messages are checked once `transactionTimeOut` has
+//! passed since they were stored (or their own, longer,
+//! `CHECK_IMMUNITY_TIME_IN_SECONDS`; as in RocketMQ 5, a shorter, negative
+//! or unreadable one means `transactionTimeOut`): CHECK_TRANSACTION_STATE,
 //! with the message as body, to a live producer of their group
 //! (`PGROUP`), every `transactionCheckInterval`, at most
 //! `transactionCheckMax` times (a round with no producer of the group
 //! connected sends nothing and counts nothing: a half message is never
 //! discarded for want of a producer to ask); then the message is
-//! discarded: an op
-//! record, a copy in `TRANS_CHECK_MAX_TIME_TOPIC` (queryable by key), a log
-//! line and `transactionDiscardedTotal` in brokerStatus.
+//! discarded: an op record, a copy in `TRANS_CHECK_MAX_TIME_TOPIC`
+//! (queryable by key), a log line and `transactionDiscardedTotal` in
+//! brokerStatus.
+//!
+//! Each round of checks goes on where the last one stopped and reads a
+//! bounded number of undecided half messages (`SCAN`); decided ones are
+//! passed over without reading. So a half message that stays undecided
+//! for long delays no check of those after it; it only holds the *floor*
+//! (`half_cursor`, the first undecided half message).
 //!
 //! What is decided is derived from the op queue, read again by whichever
 //! broker leads, so a new master or Raft leader knows every decision the
-//! old one made. Check counts live in `config/transaction.json` of the
-//! broker that checks.
+//! old one made. Decisions above the floor are held as runs of queue
+//! offsets, so memory grows with the undecided half messages, not with the
+//! decided ones. Check counts and the cursors live in
+//! `config/transaction.json` of the broker that checks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,15 +67,25 @@ pub const CHECK_MAX_TOPIC: &str = "TRANS_CHECK_MAX_TIME_TOPIC";
 const OP_TAG: &str = "d";
 /// A message's own check timeout, in seconds.
 const CHECK_IMMUNITY: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
-/// Half messages looked at per round.
-const SCAN: i32 = 4096;
+/// Undecided half messages read per round (decided ones are passed over
+/// without reading): a pass over `n` undecided ones takes `n / SCAN`
+/// rounds of a second.
+#[cfg(not(test))]
+const SCAN: usize = 4096;
+#[cfg(test)]
+const SCAN: usize = 8;
 
 #[derive(Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StateFile {
-    /// Every half message below this queue offset is decided.
+    /// Every half message below this queue offset is decided: the first
+    /// undecided one.
     #[serde(default)]
     half_cursor: i64,
+    /// Where the next round of checks goes on (back to `half_cursor` once
+    /// a pass reaches the end of the queue).
+    #[serde(default)]
+    check_cursor: i64,
     /// Checks sent per undecided half message (queue offset).
     #[serde(default)]
     checks: BTreeMap<i64, Check>,
@@ -83,8 +103,8 @@ struct State {
     file: StateFile,
     /// Where reading the op queue continues.
     op_next: i64,
-    /// Decided half messages at or above the cursor.
-    decided: BTreeSet<i64>,
+    /// Decided half messages at or above the floor.
+    decided: Decided,
     dirty: bool,
 }
 
@@ -191,28 +211,43 @@ impl TransactionService {
         Ok(())
     }
 
-    /// One round of check-backs and discards.
+    /// One round of check-backs and discards. It continues where the last
+    /// one stopped and reads at most `SCAN` undecided half messages,
+    /// going back to the floor once it reaches the end of the queue: every
+    /// undecided half message is looked at once a pass, however many
+    /// undecided ones come before it.
     async fn check(&self, b: &Arc<BrokerInner>) {
         let mut st = self.state.lock().await;
         read_ops(b, &mut st);
+        self.advance_floor(b, &mut st);
         let now = crate::now_ms();
-        let mut offset = st.file.half_cursor;
         let end = b.store.max_offset_in_queue(HALF_TOPIC, 0);
-        let min = b.store.min_offset_in_queue(HALF_TOPIC, 0);
-        if offset < min {
-            offset = min;
-            st.file.half_cursor = min;
+        let mut offset = st.file.check_cursor.max(st.file.half_cursor);
+        if offset >= end {
+            offset = st.file.half_cursor;
         }
-        let mut scanned = 0;
-        while offset < end && scanned < SCAN {
+        let mut looked = 0;
+        'round: while offset < end && looked < SCAN {
+            // Decided runs are passed over without reading them.
+            if let Some(run_end) = st.decided.run_end(offset) {
+                offset = run_end;
+                continue;
+            }
+            let undecided = st.decided.next_start(offset).unwrap_or(end).min(end) - offset;
+            let want = undecided.min(32).min((SCAN - looked) as i64) as i32;
             let got = b
                 .store
-                .get_messages(HALF_TOPIC, 0, offset, 32, 1024 * 1024, &|_| true);
+                .get_messages(HALF_TOPIC, 0, offset, want, 1024 * 1024, &|_| true);
             if got.messages.is_empty() {
+                if got.next_begin_offset > offset {
+                    // Gone to retention: on from where the queue starts.
+                    offset = got.next_begin_offset;
+                    continue;
+                }
                 break;
             }
             for record in &got.messages {
-                scanned += 1;
+                looked += 1;
                 let Ok((m, _)) = decode_record(record) else {
                     offset += 1;
                     continue;
@@ -221,81 +256,123 @@ impl TransactionService {
                 if is_decided(&st, m.queue_offset) {
                     continue;
                 }
-                let timeout = m
-                    .property(CHECK_IMMUNITY)
-                    .and_then(|v| v.trim().parse::<i64>().ok())
-                    .map(|s| s.saturating_mul(1000))
-                    .unwrap_or(b.config.transaction_timeout_ms as i64);
-                if now - m.store_timestamp < timeout {
-                    continue;
+                if !self.check_one(b, &mut st, &m, record, now).await {
+                    // A write failed: this one again next round.
+                    offset = m.queue_offset;
+                    break 'round;
                 }
-                let c = st
-                    .file
-                    .checks
-                    .get(&m.queue_offset)
-                    .copied()
-                    .unwrap_or_default();
-                if c.times >= b.config.transaction_check_max {
-                    let msgs = vec![discarded(b, &m), op_record(b, m.queue_offset)];
-                    match b.write(msgs).await {
-                        Ok(_) => {
-                            tracing::warn!(
-                                producer_group = m.property(property::PRODUCER_GROUP).unwrap_or_default(),
-                                topic = m.property(property::REAL_TOPIC).unwrap_or_default(),
-                                uniq_key = m.uniq_key().unwrap_or_default(),
-                                checks = c.times,
-                                "half message discarded: its producer never decided it (kept in {CHECK_MAX_TOPIC})"
-                            );
-                            decide(&mut st, m.queue_offset);
-                            self.discarded.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = ?e, "cannot discard a half message; will retry");
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                if c.times > 0 && now - c.last_ms < b.config.transaction_check_interval_ms as i64 {
-                    continue;
-                }
-                if !send_check(b, &m, record) {
-                    // Nobody to ask: not counted, so a half message is
-                    // never discarded for want of a connected producer.
-                    continue;
-                }
-                self.checks_sent.fetch_add(1, Ordering::Relaxed);
-                st.file.checks.insert(
-                    m.queue_offset,
-                    Check {
-                        times: c.times + 1,
-                        last_ms: now,
-                    },
-                );
-                st.dirty = true;
             }
         }
-        // The cursor passes what is decided.
-        let mut cursor = st.file.half_cursor.max(min);
-        while st.decided.remove(&cursor) {
-            st.file.checks.remove(&cursor);
-            cursor += 1;
+        self.advance_floor(b, &mut st);
+        // A pass that reached the end starts again at the floor.
+        let next = if offset >= end {
+            st.file.half_cursor
+        } else {
+            offset
+        };
+        if st.file.check_cursor != next {
+            st.file.check_cursor = next;
             st.dirty = true;
         }
-        st.file.half_cursor = cursor;
-        if st.dirty {
-            st.dirty = false;
-            let result = crate::persist_json(&self.path, &st.file);
-            if let Err(e) = result {
-                st.dirty = true;
-                tracing::error!(path = %self.path.display(), error = %e, "cannot persist transaction state");
+        self.persist(&mut st);
+    }
+
+    /// Look at one undecided half message: not due yet, a check-back, or
+    /// its discard. False if a write failed.
+    async fn check_one(
+        &self,
+        b: &Arc<BrokerInner>,
+        st: &mut State,
+        m: &MessageExt,
+        record: &[u8],
+        now: i64,
+    ) -> bool {
+        let age = now - m.store_timestamp;
+        if age < check_after_ms(m.property(CHECK_IMMUNITY), b.config.transaction_timeout_ms) {
+            return true;
+        }
+        let c = st
+            .file
+            .checks
+            .get(&m.queue_offset)
+            .copied()
+            .unwrap_or_default();
+        if c.times >= b.config.transaction_check_max {
+            let msgs = vec![discarded(b, m), op_record(b, m.queue_offset)];
+            if let Err(e) = b.write(msgs).await {
+                tracing::warn!(error = ?e, "cannot discard a half message; will retry");
+                return false;
             }
+            tracing::warn!(
+                producer_group = m.property(property::PRODUCER_GROUP).unwrap_or_default(),
+                topic = m.property(property::REAL_TOPIC).unwrap_or_default(),
+                uniq_key = m.uniq_key().unwrap_or_default(),
+                checks = c.times,
+                age_ms = age,
+                "half message discarded: its producer never decided it (kept in {CHECK_MAX_TOPIC})"
+            );
+            decide(st, m.queue_offset);
+            self.discarded.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if c.times > 0 && now - c.last_ms < b.config.transaction_check_interval_ms as i64 {
+            return true;
+        }
+        if !send_check(b, m, record) {
+            // Nobody to ask: not counted, so a half message is never
+            // discarded for want of a connected producer.
+            return true;
+        }
+        self.checks_sent.fetch_add(1, Ordering::Relaxed);
+        st.file.checks.insert(
+            m.queue_offset,
+            Check {
+                times: c.times + 1,
+                last_ms: now,
+            },
+        );
+        st.dirty = true;
+        true
+    }
+
+    /// Move the floor past the decided half messages at its start, and
+    /// past records retention removed.
+    fn advance_floor(&self, b: &BrokerInner, st: &mut State) {
+        let min = b.store.min_offset_in_queue(HALF_TOPIC, 0);
+        let floor = st.decided.advance(st.file.half_cursor.max(min));
+        if floor != st.file.half_cursor {
+            st.file.half_cursor = floor;
+            // Check counts below it are of no use any more.
+            st.file.checks = st.file.checks.split_off(&floor);
+            st.dirty = true;
+        }
+    }
+
+    fn persist(&self, st: &mut State) {
+        if !st.dirty {
+            return;
+        }
+        st.dirty = false;
+        if let Err(e) = crate::persist_json(&self.path, &st.file) {
+            st.dirty = true;
+            tracing::error!(path = %self.path.display(), error = %e, "cannot persist transaction state");
         }
     }
 }
 
+/// When an undecided half message is first checked, in ms after it was
+/// stored: its own `CHECK_IMMUNITY_TIME_IN_SECONDS`, but never before
+/// `transactionTimeOut` (RocketMQ 5's rule), so -1, 0, a negative or an
+/// unreadable value all mean `transactionTimeOut`.
+fn check_after_ms(immunity: Option<&str>, transaction_timeout_ms: u64) -> i64 {
+    let own = immunity
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map_or(0, |s| s.saturating_mul(1000));
+    own.max(transaction_timeout_ms.min(i64::MAX as u64) as i64)
+}
+
 fn is_decided(st: &State, half_offset: i64) -> bool {
-    half_offset < st.file.half_cursor || st.decided.contains(&half_offset)
+    half_offset < st.file.half_cursor || st.decided.contains(half_offset)
 }
 
 fn decide(st: &mut State, half_offset: i64) {
@@ -303,6 +380,68 @@ fn decide(st: &mut State, half_offset: i64) {
         st.decided.insert(half_offset);
     }
     st.file.checks.remove(&half_offset);
+}
+
+/// Decided half messages at or above the floor, as runs `[start, end)` of
+/// queue offsets. Decisions come roughly in the order of the half
+/// messages, so runs merge: their number grows with the undecided half
+/// messages between them, not with the decisions.
+#[derive(Default)]
+struct Decided(BTreeMap<i64, i64>);
+
+impl Decided {
+    fn contains(&self, o: i64) -> bool {
+        self.run_end(o).is_some()
+    }
+
+    /// The end of the run holding `o`.
+    fn run_end(&self, o: i64) -> Option<i64> {
+        self.0
+            .range(..=o)
+            .next_back()
+            .and_then(|(_, &end)| (o < end).then_some(end))
+    }
+
+    /// The start of the first run after `o`.
+    fn next_start(&self, o: i64) -> Option<i64> {
+        self.0.range(o + 1..).next().map(|(&start, _)| start)
+    }
+
+    fn insert(&mut self, o: i64) {
+        if self.contains(o) {
+            return;
+        }
+        let start = match self.0.range(..o).next_back() {
+            Some((&s, &e)) if e == o => s,
+            _ => o,
+        };
+        let end = self.0.remove(&(o + 1)).unwrap_or(o + 1);
+        self.0.insert(start, end);
+        debug_assert!(self
+            .0
+            .range(..start)
+            .next_back()
+            .is_none_or(|(_, &e)| e < start));
+    }
+
+    /// Forget the runs that start at or below `floor`; the floor moved past
+    /// them.
+    fn advance(&mut self, mut floor: i64) -> i64 {
+        while let Some((&start, &end)) = self.0.first_key_value() {
+            if start > floor {
+                break;
+            }
+            self.0.remove(&start);
+            floor = floor.max(end);
+        }
+        floor
+    }
+
+    /// Runs held in memory.
+    #[cfg(test)]
+    fn runs(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Take in the op records stored since the last read (all of them after a
@@ -461,5 +600,168 @@ pub async fn run(inner: Arc<BrokerInner>) {
             continue;
         }
         inner.transactions.check(&inner).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::{Broker, BrokerConfig};
+
+    /// A broker of its own, on loopback ports the system picks, with no
+    /// name server.
+    async fn broker(dir: &std::path::Path, f: impl FnOnce(&mut BrokerConfig)) -> Broker {
+        let mut c = BrokerConfig::new(dir.to_path_buf());
+        let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+        c.listen_ip = lo;
+        c.broker_ip1 = lo;
+        c.listen_port = 0;
+        c.ha_listen_port = 0;
+        f(&mut c);
+        Broker::start(c).await.expect("broker starts")
+    }
+
+    /// Store a half message of group `g` for topic `T`, keyed by its body,
+    /// with `extra` properties.
+    async fn half(b: &Arc<BrokerInner>, body: &str, extra: &[(&str, &str)]) {
+        let mut props = vec![
+            (property::PRODUCER_GROUP.to_string(), "g".to_string()),
+            (property::REAL_TOPIC.to_string(), "T".to_string()),
+            (property::REAL_QID.to_string(), "0".to_string()),
+            (property::KEYS.to_string(), body.to_string()),
+        ];
+        props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let msg = b.own_message(
+            HALF_TOPIC,
+            bytes::Bytes::from(body.to_string()),
+            encode_properties(&props),
+        );
+        b.write(vec![msg]).await.expect("half message stored");
+    }
+
+    /// Whether the half message keyed `key` was discarded.
+    fn discarded_key(b: &BrokerInner, key: &str) -> bool {
+        !b.store
+            .query_by_key(CHECK_MAX_TOPIC, key, 1, 0, i64::MAX)
+            .is_empty()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_undecided_half_message_is_reached_however_many_wait_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Due at once, and discarded at the first look: what a round
+        // reaches is counted without a producer.
+        let broker = broker(dir.path(), |c| {
+            c.transaction_timeout_ms = 0;
+            c.transaction_check_max = 0;
+        })
+        .await;
+        let b = broker.inner().clone();
+        let tx = &b.transactions;
+        // One undecided for an hour, then many more than a round reads.
+        half(&b, "immune", &[(CHECK_IMMUNITY, "3600")]).await;
+        let n = 100;
+        assert!(n > 4 * SCAN as u64);
+        for i in 0..n {
+            half(&b, &format!("m-{i}"), &[]).await;
+        }
+        for _ in 0..(n as usize / SCAN + 3) {
+            tx.check(&b).await;
+        }
+        assert_eq!(
+            tx.discarded.load(Ordering::Relaxed),
+            n,
+            "every half message after the one that stays undecided was reached"
+        );
+        assert!(!discarded_key(&b, "immune"));
+        // The one left undecided holds the floor; the decisions after it
+        // are one run in memory, not a hundred entries.
+        let st = tx.state.lock().await;
+        assert_eq!(st.file.half_cursor, 0);
+        assert_eq!(st.decided.runs(), 1);
+        drop(st);
+        broker.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_message_is_checked_once_its_immunity_ends_and_never_before_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path(), |c| {
+            c.transaction_timeout_ms = 1000;
+            c.transaction_check_max = 0;
+        })
+        .await;
+        let b = broker.inner().clone();
+        let tx = &b.transactions;
+        let stored = Instant::now();
+        half(&b, "immune-3s", &[(CHECK_IMMUNITY, "3")]).await;
+        for (key, value) in [("minus-one", "-1"), ("zero", "0"), ("garbage", "soon")] {
+            half(&b, key, &[(CHECK_IMMUNITY, value)]).await;
+        }
+        // None is due before transactionTimeOut.
+        tx.check(&b).await;
+        if stored.elapsed() < Duration::from_millis(900) {
+            assert_eq!(tx.discarded.load(Ordering::Relaxed), 0);
+        }
+        // After it, those whose immunity is shorter or invalid are.
+        tokio::time::sleep(Duration::from_millis(1300).saturating_sub(stored.elapsed())).await;
+        tx.check(&b).await;
+        for key in ["minus-one", "zero", "garbage"] {
+            assert!(
+                discarded_key(&b, key),
+                "{key} was not checked after transactionTimeOut"
+            );
+        }
+        if stored.elapsed() < Duration::from_millis(2900) {
+            assert!(
+                !discarded_key(&b, "immune-3s"),
+                "checked within its immunity"
+            );
+        }
+        // The immune one, once its immunity is over.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !discarded_key(&b, "immune-3s") {
+            assert!(
+                Instant::now() < deadline,
+                "never checked after its immunity ended"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx.check(&b).await;
+        }
+        assert!(stored.elapsed() >= Duration::from_secs(3));
+        broker.shutdown().await;
+    }
+
+    #[test]
+    fn immunity_is_never_shorter_than_the_timeout() {
+        assert_eq!(check_after_ms(None, 6000), 6000);
+        assert_eq!(check_after_ms(Some("60"), 6000), 60_000);
+        assert_eq!(check_after_ms(Some(" 7 "), 6000), 7000);
+        for short in ["-1", "0", "2", "-5", "soon", ""] {
+            assert_eq!(check_after_ms(Some(short), 6000), 6000, "{short}");
+        }
+        assert_eq!(check_after_ms(Some("9223372036854775807"), 0), i64::MAX);
+    }
+
+    #[test]
+    fn decisions_merge_into_runs() {
+        let mut d = Decided::default();
+        for o in [5, 7, 6, 3, 9, 8] {
+            d.insert(o);
+        }
+        // 3, 5..=9
+        assert_eq!(d.runs(), 2);
+        assert!(d.contains(3) && !d.contains(4) && d.contains(9) && !d.contains(10));
+        assert_eq!(d.run_end(6), Some(10));
+        assert_eq!(d.run_end(4), None);
+        assert_eq!(d.next_start(3), Some(5));
+        assert_eq!(d.next_start(5), None);
+        d.insert(4);
+        assert_eq!(d.runs(), 1);
+        assert_eq!(d.advance(2), 2, "a run above the floor stays");
+        assert_eq!(d.advance(3), 10);
+        assert_eq!(d.runs(), 0);
     }
 }

@@ -268,6 +268,65 @@ async fn commits_are_delivered_once_rollbacks_never_and_undecided_ones_are_check
     producer.shutdown().await;
 }
 
+/// A message's own CHECK_IMMUNITY_TIME_IN_SECONDS delays its first check
+/// back until it ends, even behind one that stays undecided for an hour;
+/// as in RocketMQ 5, -1 (or anything shorter than transactionTimeOut)
+/// means transactionTimeOut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_half_message_is_checked_back_once_its_own_immunity_ends() {
+    let cluster = Cluster::separate(opts().broker_conf("transactionCheckMax", "15"));
+    let ns = cluster.namesrv_addr();
+    let topic = unique("TxImmune");
+    cluster.create_topic(&topic, 2);
+    let listener = Listener::default();
+    let mut producer = tx_producer(&ns, &unique("txg"), &topic, listener.clone()).await;
+    let inbox = Inbox::new();
+    let mut consumer = consumer_of(&ns, &topic, &inbox).await;
+    send_with(
+        &producer,
+        &topic,
+        "immune-1",
+        &[("CHECK_IMMUNITY_TIME_IN_SECONDS", "3600")],
+    )
+    .await;
+    let sent = std::time::Instant::now();
+    send_with(
+        &producer,
+        &topic,
+        "later-commit-after-4s",
+        &[("CHECK_IMMUNITY_TIME_IN_SECONDS", "4")],
+    )
+    .await;
+    send_with(
+        &producer,
+        &topic,
+        "later-commit-minus-one",
+        &[("CHECK_IMMUNITY_TIME_IN_SECONDS", "-1")],
+    )
+    .await;
+    let checks = |body: &str| listener.checks.lock().unwrap().get(body).copied();
+    // -1 is transactionTimeOut (1 s): checked back and committed.
+    inbox
+        .expect_exactly_once(&["later-commit-minus-one".to_string()])
+        .await;
+    if sent.elapsed() < Duration::from_millis(3500) {
+        assert_eq!(
+            checks("later-commit-after-4s"),
+            None,
+            "checked within its immunity"
+        );
+    }
+    // Then the other, once its 4 s are over.
+    let expected = ["later-commit-minus-one", "later-commit-after-4s"].map(String::from);
+    inbox.expect_exactly_once(&expected).await;
+    assert!(sent.elapsed() >= Duration::from_secs(4));
+    assert_eq!(checks("later-commit-after-4s"), Some(1));
+    assert_eq!(checks("later-commit-minus-one"), Some(1));
+    assert_eq!(checks("immune-1"), None);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_check_back_reaches_another_producer_of_the_group_when_the_first_is_gone() {
     let cluster = Cluster::separate(opts().broker_conf("transactionCheckMax", "15"));
