@@ -93,6 +93,17 @@ impl DelayService {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Each queue of `SCHEDULE_TOPIC_XXXX` with a cursor: queue id → the
+    /// first queue offset not yet delivered (a queue without one is
+    /// delivered from its start).
+    pub fn schedule_cursors(&self) -> BTreeMap<i32, i64> {
+        self.offsets
+            .lock()
+            .iter()
+            .map(|(&key, &offset)| (key - 1, offset))
+            .collect()
+    }
+
     /// The cursors as JSON (RocketMQ's delayOffset.json shape), for a
     /// slave's copy.
     pub fn to_json(&self) -> Vec<u8> {

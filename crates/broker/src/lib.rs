@@ -8,6 +8,9 @@
 //! - [`long_poll`] — pulls that wait for the next message.
 //! - [`delay`] — delayed messages and reconsume delays (`SCHEDULE_TOPIC_XXXX`).
 //! - [`transaction`] — half messages, END_TRANSACTION, check-backs.
+//! - [`timer`] — timer messages (`TIMER_DELIVER_MS` and the like).
+//! - [`retention`] — what the store must keep for timers, delayed and
+//!   half messages, whatever their age.
 //! - [`register`] — registration with every name server.
 //! - [`slave_sync`] — a slave copies topics and offsets from its master.
 //! - [`write`] — the one write path every stored message takes.
@@ -29,9 +32,12 @@ pub mod offsets;
 pub mod processor;
 pub mod raft_state;
 pub mod register;
+pub mod retention;
 pub mod runtime_config;
 pub mod slave_sync;
 pub mod subscriptions;
+#[cfg(test)]
+mod test_util;
 pub mod timer;
 pub mod topics;
 pub mod transaction;
@@ -438,6 +444,7 @@ impl Broker {
             raft_state,
             persisting: parking_lot::Mutex::new(()),
         });
+        retention::install(&inner);
         if let Some(node) = &inner.raft {
             node.set_state_hooks(Arc::new(raft_state::SnapshotTables(Arc::downgrade(&inner))));
         }
@@ -488,6 +495,8 @@ impl Broker {
         } else if inner.is_slave() {
             tasks.push(tokio::spawn(slave_sync::run(inner.clone())));
             tasks.push(tokio::spawn(follow_master(inner.clone())));
+            // Only follows the decisions, for the retention floor.
+            tasks.push(tokio::spawn(transaction::run(inner.clone())));
         } else {
             // Only the master delivers delayed messages and checks half
             // messages; a slave receives the results through replication.

@@ -24,24 +24,28 @@
 //! discarded for want of a producer to ask); then the message is
 //! discarded: an op record, a copy in `TRANS_CHECK_MAX_TIME_TOPIC`
 //! (queryable by key), a log line and `transactionDiscardedTotal` in
-//! brokerStatus.
+//! brokerStatus. One still undecided after `fileReservedTime` is discarded
+//! the same way, as RocketMQ does.
 //!
 //! Each round of checks goes on where the last one stopped and reads a
 //! bounded number of undecided half messages (`SCAN`); decided ones are
 //! passed over without reading. So a half message that stays undecided
-//! for long delays no check of those after it; it only holds the *floor*
-//! (`half_cursor`, the first undecided half message).
+//! for long delays no check of those after it. It does hold the *floor*
+//! (`half_cursor`, the first undecided half message): retention keeps its
+//! commit-log segment and every later one until it is decided or
+//! discarded (see `retention.rs`).
 //!
 //! What is decided is derived from the op queue, read again by whichever
 //! broker leads, so a new master or Raft leader knows every decision the
-//! old one made. Decisions above the floor are held as runs of queue
-//! offsets, so memory grows with the undecided half messages, not with the
-//! decided ones. Check counts and the cursors live in
-//! `config/transaction.json` of the broker that checks.
+//! old one made; slaves and followers read it too, for their own floor.
+//! Decisions above the floor are held as runs of queue offsets, so memory
+//! grows with the undecided half messages, not with the decided ones.
+//! Check counts and the cursors live in `config/transaction.json` of the
+//! broker that checks.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +121,8 @@ pub struct TransactionService {
     pub rolled_back: AtomicU64,
     pub discarded: AtomicU64,
     pub checks_sent: AtomicU64,
+    /// `half_cursor`, for retention (read off the async workers).
+    floor: AtomicI64,
 }
 
 /// The producer's verdict (END_TRANSACTION's `commitOrRollback`).
@@ -144,6 +150,7 @@ impl TransactionService {
         let file: StateFile = crate::load_json(&path, "transaction state")?.unwrap_or_default();
         Ok(Arc::new(TransactionService {
             path,
+            floor: AtomicI64::new(file.half_cursor),
             state: tokio::sync::Mutex::new(State {
                 file,
                 ..Default::default()
@@ -209,6 +216,22 @@ impl TransactionService {
             return Err(EndError::Replicas(code, why));
         }
         Ok(())
+    }
+
+    /// Every record of the half queue from this queue offset on is still
+    /// needed: the first undecided half message (retention keeps it).
+    pub fn retention_floor(&self) -> i64 {
+        self.floor.load(Ordering::Acquire)
+    }
+
+    /// A slave or Raft follower: take in the decisions replicated here and
+    /// move the floor past them, so this broker's retention keeps what an
+    /// undecided half message needs, and no more.
+    async fn follow(&self, b: &Arc<BrokerInner>) {
+        let mut st = self.state.lock().await;
+        read_ops(b, &mut st);
+        self.advance_floor(b, &mut st);
+        self.persist(&mut st);
     }
 
     /// One round of check-backs and discards. It continues where the last
@@ -288,7 +311,15 @@ impl TransactionService {
         now: i64,
     ) -> bool {
         let age = now - m.store_timestamp;
-        if age < check_after_ms(m.property(CHECK_IMMUNITY), b.config.transaction_timeout_ms) {
+        // As RocketMQ: undecided no longer than a commit-log segment is
+        // kept, so an abandoned half message does not hold retention back
+        // for ever.
+        let reserved_ms =
+            (b.config.store.file_reserved_time_hours as i64).saturating_mul(3_600_000);
+        let expired = age > reserved_ms;
+        if !expired
+            && age < check_after_ms(m.property(CHECK_IMMUNITY), b.config.transaction_timeout_ms)
+        {
             return true;
         }
         let c = st
@@ -297,19 +328,24 @@ impl TransactionService {
             .get(&m.queue_offset)
             .copied()
             .unwrap_or_default();
-        if c.times >= b.config.transaction_check_max {
+        if expired || c.times >= b.config.transaction_check_max {
             let msgs = vec![discarded(b, m), op_record(b, m.queue_offset)];
             if let Err(e) = b.write(msgs).await {
                 tracing::warn!(error = ?e, "cannot discard a half message; will retry");
                 return false;
             }
+            let why = if expired {
+                "older than fileReservedTime"
+            } else {
+                "its producer never decided it"
+            };
             tracing::warn!(
                 producer_group = m.property(property::PRODUCER_GROUP).unwrap_or_default(),
                 topic = m.property(property::REAL_TOPIC).unwrap_or_default(),
                 uniq_key = m.uniq_key().unwrap_or_default(),
                 checks = c.times,
                 age_ms = age,
-                "half message discarded: its producer never decided it (kept in {CHECK_MAX_TOPIC})"
+                "half message discarded: {why} (kept in {CHECK_MAX_TOPIC})"
             );
             decide(st, m.queue_offset);
             self.discarded.fetch_add(1, Ordering::Relaxed);
@@ -346,6 +382,7 @@ impl TransactionService {
             st.file.checks = st.file.checks.split_off(&floor);
             st.dirty = true;
         }
+        self.floor.store(floor, Ordering::Release);
     }
 
     fn persist(&self, st: &mut State) {
@@ -590,13 +627,15 @@ fn send_check(b: &BrokerInner, half: &MessageExt, record: &[u8]) -> bool {
     true
 }
 
-/// The check-back loop: once a second, on the master or Raft leader.
+/// The check-back loop: once a second, on the master or Raft leader; a
+/// slave or follower only follows the decisions, for its retention floor.
 pub async fn run(inner: Arc<BrokerInner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(1000));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if inner.is_slave() {
+            inner.transactions.follow(&inner).await;
             continue;
         }
         inner.transactions.check(&inner).await;
@@ -608,20 +647,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::{Broker, BrokerConfig};
-
-    /// A broker of its own, on loopback ports the system picks, with no
-    /// name server.
-    async fn broker(dir: &std::path::Path, f: impl FnOnce(&mut BrokerConfig)) -> Broker {
-        let mut c = BrokerConfig::new(dir.to_path_buf());
-        let lo = std::net::IpAddr::from([127, 0, 0, 1]);
-        c.listen_ip = lo;
-        c.broker_ip1 = lo;
-        c.listen_port = 0;
-        c.ha_listen_port = 0;
-        f(&mut c);
-        Broker::start(c).await.expect("broker starts")
-    }
+    use crate::test_util::broker;
 
     /// Store a half message of group `g` for topic `T`, keyed by its body,
     /// with `extra` properties.
@@ -680,6 +706,7 @@ mod tests {
         // are one run in memory, not a hundred entries.
         let st = tx.state.lock().await;
         assert_eq!(st.file.half_cursor, 0);
+        assert_eq!(tx.retention_floor(), 0);
         assert_eq!(st.decided.runs(), 1);
         drop(st);
         broker.shutdown().await;
@@ -731,6 +758,21 @@ mod tests {
             tx.check(&b).await;
         }
         assert!(stored.elapsed() >= Duration::from_secs(3));
+        broker.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_message_undecided_past_file_reserved_time_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        // Kept no longer than a segment: zero hours here.
+        let broker = broker(dir.path(), |c| c.store.file_reserved_time_hours = 0).await;
+        let b = broker.inner().clone();
+        let tx = &b.transactions;
+        half(&b, "abandoned", &[(CHECK_IMMUNITY, "3600")]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.check(&b).await;
+        assert!(discarded_key(&b, "abandoned"));
+        assert_eq!(tx.retention_floor(), 1, "the floor moved past it");
         broker.shutdown().await;
     }
 

@@ -27,8 +27,8 @@
 //! - [`raft`]: the commit log as a Raft log: leader and follower appends,
 //!   reads for replication, cutting an uncommitted tail, and applying
 //!   committed entries to consume queues and index.
-//! - `retention`: deletes old segments (and their derived files), watches
-//!   disk use.
+//! - `retention`: deletes old segments (and their derived files), never
+//!   one holding a record the broker still needs; watches disk use.
 //! - [`config_file`]: atomic, durable small-file writes.
 //! - [`stats`]: [`StoreStats`] for GET_BROKER_RUNTIME_INFO.
 //! - [`error`]: [`StoreError`] (opening) and [`PutError`] (writing).
@@ -60,7 +60,7 @@ pub use recovery::RecoveryReport;
 pub use stats::StoreStats;
 pub use store::{
     ArrivalListener, GetResult, GetStatus, MessageStore, PutMessage, PutResult, RecordFilter,
-    RetentionGate, MAX_TOPIC_LEN,
+    RetentionFloor, RetentionGate, RetentionHold, MAX_TOPIC_LEN,
 };
 
 pub(crate) use meridian_protocol::now_ms;

@@ -5,7 +5,18 @@
 //! wholly below the new minimum offset. Above `disk_full_ratio` puts are
 //! refused (`PutError::DiskFull`) rather than risk the disk filling up.
 //!
-//! The segment being written is never deleted, nor one not yet flushed.
+//! The segment being written is never deleted, nor one not yet flushed,
+//! nor one at or after the *floor*: the first record the broker still
+//! needs (a timer message waiting for its time, a delayed message not yet
+//! delivered, an undecided half message; see
+//! [`MessageStore::set_retention_floor`]) or, failing that, the first
+//! record not yet in its consume queue. Old or not, and even when the
+//! disk is over `disk_max_used_space_ratio`: an acknowledged message is
+//! not deleted before it is delivered. When the floor holds expired
+//! segments back, a warning names what needs them. Puts are refused near
+//! a full disk as before.
+//!
+//! [`MessageStore::set_retention_floor`]: crate::MessageStore::set_retention_floor
 
 use std::io;
 use std::path::Path;
@@ -70,6 +81,74 @@ pub(crate) fn check_disk(inner: &Inner) -> f64 {
     ratio
 }
 
+/// Where retention must stop, and why.
+pub(crate) struct Floor {
+    /// Every record at or above this commit-log offset stays.
+    pub offset: i64,
+    /// What needs the record there (the hold's reason, topic and queue);
+    /// `None` when it is only not yet in its consume queue.
+    pub why: Option<String>,
+}
+
+/// How often the same hold is warned about while it keeps segments back.
+const WARN_EVERY_MS: i64 = 10 * 60 * 1000;
+
+/// The first record still needed: the first one a hold names, or the
+/// first one not yet dispatched to its consume queue.
+pub(crate) fn floor(inner: &Inner) -> Floor {
+    // Asked first and outside the put lock: a hold only moves forward, so
+    // an answer a moment old keeps more, never less.
+    let holds = inner
+        .retention_floor
+        .read()
+        .clone()
+        .map(|f| f())
+        .unwrap_or_default();
+    // Under the put lock every record below the readable offset (below the
+    // applied one in Raft mode) is in its consume queue, so a queue's end
+    // there means no record of it is waiting below.
+    let _writer = inner.writer.lock();
+    let dispatched = inner
+        .commit_log
+        .readable_offset()
+        .min(inner.raft_visible.load(Ordering::Acquire));
+    let mut floor = Floor {
+        offset: dispatched,
+        why: None,
+    };
+    for hold in &holds {
+        let queues: Vec<_> = inner
+            .queues
+            .read()
+            .get(hold.topic.as_str())
+            .map(|qs| qs.values().cloned().collect())
+            .unwrap_or_default();
+        for cq in queues {
+            let from = hold
+                .from
+                .get(&cq.queue_id())
+                .copied()
+                .unwrap_or(0)
+                .max(cq.min_offset());
+            // None: at or past the queue's end, nothing of it is needed.
+            if let Some(entry) = cq.entry(from) {
+                if entry.offset < floor.offset {
+                    floor = Floor {
+                        offset: entry.offset,
+                        why: Some(format!(
+                            "{} ({} queue {})",
+                            hold.reason,
+                            hold.topic,
+                            cq.queue_id()
+                        )),
+                    };
+                }
+            }
+        }
+    }
+    floor
+}
+
 /// One retention pass. `force` deletes regardless of age.
 pub(crate) fn clean(inner: &Inner, force: bool) -> io::Result<usize> {
     let keep_ms = inner.config.file_reserved_time_hours as i64 * 3_600_000;
@@ -77,23 +156,34 @@ pub(crate) fn clean(inner: &Inner, force: bool) -> io::Result<usize> {
     let is_expired = |seg: &crate::mapped_file::MappedFile| {
         force || seg.modified_ms().is_some_and(|m| m + keep_ms <= now)
     };
+    let segs = inner.commit_log.segments();
+    let flushed = inner.commit_log.flushed_offset();
+    let expired = segs
+        .iter()
+        .take(inner.config.delete_files_batch_max)
+        .take(segs.len().saturating_sub(1))
+        .take_while(|s| s.end() <= flushed && is_expired(s))
+        .count();
+    if expired == 0 {
+        return Ok(0);
+    }
+    // Of those, the ones wholly below the floor.
+    let floor = floor(inner);
+    let n = segs[..expired]
+        .iter()
+        .take_while(|s| s.end() <= floor.offset)
+        .count();
+    if n < expired {
+        held_back(inner, &floor, expired - n, force);
+    }
+    if n == 0 {
+        return Ok(0);
+    }
     // Where the log would start after this pass; a gate (a Raft member's
     // log must let go of those entries first) may refuse it.
-    let mut limit = i64::MAX;
+    let limit = segs[n].start();
     let gate = inner.retention_gate.read().clone();
     if let Some(gate) = gate {
-        let segs = inner.commit_log.segments();
-        let flushed = inner.commit_log.flushed_offset();
-        let n = segs
-            .iter()
-            .take(inner.config.delete_files_batch_max)
-            .take(segs.len().saturating_sub(1))
-            .take_while(|s| s.end() <= flushed && is_expired(s))
-            .count();
-        if n == 0 {
-            return Ok(0);
-        }
-        limit = segs[n].start();
         if !gate(limit) {
             tracing::info!(
                 offset = limit,
@@ -122,6 +212,45 @@ pub(crate) fn clean(inner: &Inner, force: bool) -> io::Result<usize> {
     }
     inner.index.lock().delete_expired(min)?;
     Ok(count)
+}
+
+/// Say that the floor keeps `count` expired segments: a warning when
+/// another hold than last time keeps them, or every ten minutes; else a
+/// debug line.
+fn held_back(inner: &Inner, floor: &Floor, count: usize, force: bool) {
+    let Some(why) = &floor.why else {
+        tracing::debug!(
+            floor = floor.offset,
+            segments = count,
+            "retention keeps segments whose records are not yet in their consume queues"
+        );
+        return;
+    };
+    let now = now_ms();
+    let warn = {
+        let mut last = inner.retention_warned.lock();
+        let due = last.1 != *why || now - last.0 >= WARN_EVERY_MS;
+        if due {
+            *last = (now, why.clone());
+        }
+        due
+    };
+    if warn {
+        tracing::warn!(
+            floor = floor.offset,
+            segments = count,
+            disk_over_limit = force,
+            "retention keeps {count} expired commit-log segment(s) and all later ones: \
+             the record at offset {} is still needed by {why}",
+            floor.offset
+        );
+    } else {
+        tracing::debug!(
+            floor = floor.offset,
+            segments = count,
+            "retention still held back by {why}"
+        );
+    }
 }
 
 /// Used fraction (0.0..=1.0) of the filesystem holding `path`.

@@ -126,6 +126,25 @@ pub struct GetResult {
 /// start at the given offset (everything below deleted); may block.
 pub type RetentionGate = Arc<dyn Fn(i64) -> bool + Send + Sync>;
 
+/// Records a broker still needs, whatever their age or the disk's fill:
+/// every queue of `topic` from the queue offset `from` names for it (a
+/// queue it does not name, from its start). Retention keeps the segment
+/// holding the first such record and every later one. See
+/// [`MessageStore::set_retention_floor`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionHold {
+    pub topic: String,
+    /// Queue id → first queue offset still needed.
+    pub from: std::collections::BTreeMap<i32, i64>,
+    /// What needs them, for the log ("timer messages waiting for their
+    /// time").
+    pub reason: &'static str,
+}
+
+/// Asked by retention, off the async workers, for the records still
+/// needed. Must not call back into the store.
+pub type RetentionFloor = Arc<dyn Fn() -> Vec<RetentionHold> + Send + Sync>;
+
 /// Called after messages become readable: topic, queue id, new max offset.
 pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
 
@@ -192,6 +211,11 @@ pub(crate) struct Inner {
     /// Asked before retention deletes segments below an offset (see
     /// [`MessageStore::set_retention_gate`]).
     pub retention_gate: RwLock<Option<RetentionGate>>,
+    /// Records retention must keep (see
+    /// [`MessageStore::set_retention_floor`]).
+    pub retention_floor: RwLock<Option<RetentionFloor>>,
+    /// When retention last warned that a hold kept segments, and which.
+    pub retention_warned: Mutex<(i64, String)>,
     /// Held (flock) for the life of the store.
     pub _lock_file: File,
 }
@@ -280,6 +304,8 @@ impl MessageStore {
             disk_ratio_bits: AtomicU64::new(0f64.to_bits()),
             raft_visible: AtomicI64::new(i64::MAX),
             retention_gate: RwLock::new(None),
+            retention_floor: RwLock::new(None),
+            retention_warned: Mutex::new((0, String::new())),
             _lock_file: lock_file,
             config,
         });
@@ -599,6 +625,21 @@ impl MessageStore {
     /// `None` removes it (the gate's owner is going away).
     pub fn set_retention_gate(&self, gate: Option<RetentionGate>) {
         *self.inner.retention_gate.write() = gate;
+    }
+
+    /// Tell retention which records are still needed, however old and
+    /// however full the disk: it never deletes a segment holding one, nor
+    /// any later segment, and logs when that holds expired segments back.
+    /// `None` removes it.
+    pub fn set_retention_floor(&self, floor: Option<RetentionFloor>) {
+        *self.inner.retention_floor.write() = floor;
+    }
+
+    /// The commit-log offset from which retention keeps everything now:
+    /// the first record still needed (see [`Self::set_retention_floor`]),
+    /// or the end of what is dispatched to consume queues.
+    pub fn retention_floor(&self) -> i64 {
+        retention::floor(&self.inner).offset
     }
 
     /// Install the callback run after messages become readable (once per

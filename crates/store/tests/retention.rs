@@ -106,3 +106,70 @@ fn young_segments_are_kept_unless_forced() {
         body_of(299)
     );
 }
+
+/// A record the broker still needs (a timer waiting for its time, an
+/// undecided half message) keeps its segment and every later one, expired
+/// or not, disk full or not; once it is no longer needed they go.
+#[test]
+fn a_needed_record_keeps_its_segment_and_every_later_one() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use meridian_store::RetentionHold;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.file_reserved_time_hours = 0;
+    let store = open(c);
+    let put_many = |from: usize, n: usize| {
+        rt().block_on(async {
+            for i in from..from + n {
+                store
+                    .put_message(msg("Filler", 0, body_of(i), &[]))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    put_many(0, 500);
+    let held = rt()
+        .block_on(store.put_message(msg("Held", 0, "wait for me", &[])))
+        .unwrap();
+    put_many(500, 500);
+    store.flush().unwrap();
+    let segments = count_files(&dir.path().join("commitlog"));
+    assert!(segments >= 4, "{segments}");
+
+    // The held queue from its first record: the queue not named in `from`
+    // (none) would be held whole as well.
+    let from: Arc<Mutex<BTreeMap<i32, i64>>> = Arc::new(Mutex::new(BTreeMap::from([(0, 0)])));
+    let f = from.clone();
+    store.set_retention_floor(Some(Arc::new(move || {
+        vec![RetentionHold {
+            topic: "Held".to_string(),
+            from: f.lock().unwrap().clone(),
+            reason: "a test's pending record",
+        }]
+    })));
+    assert_eq!(store.retention_floor(), held.commit_log_offset);
+    for force in [false, true] {
+        store.delete_expired_files(force).unwrap();
+        let min = store.min_commit_log_offset();
+        assert!(min > 0, "segments before the held one go");
+        assert!(min <= held.commit_log_offset, "force={force}: {min}");
+        let m = read_queue(&store, "Held", 0);
+        assert_eq!(m.len(), 1);
+        assert_eq!(&m[0].body[..], b"wait for me");
+    }
+    // A queue the hold does not name is held from its start.
+    from.lock().unwrap().clear();
+    store.delete_expired_files(true).unwrap();
+    assert_eq!(read_queue(&store, "Held", 0).len(), 1);
+
+    // Delivered: nothing of the queue is needed any more.
+    from.lock().unwrap().insert(0, 1);
+    assert_eq!(store.retention_floor(), store.max_commit_log_offset());
+    store.delete_expired_files(false).unwrap();
+    assert_eq!(count_files(&dir.path().join("commitlog")), 1);
+    assert!(store.read_record(held.commit_log_offset).is_none());
+}
