@@ -199,11 +199,25 @@ impl Admin {
 
     /// The route of `topic`, or `None` when no broker serves it.
     pub async fn route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
+        self.route_with(topic, false).await
+    }
+
+    /// The route of `topic` among the name servers' own region's brokers,
+    /// even while that region's clients are routed to another region (a
+    /// relay reads its source region, wherever clients go).
+    pub async fn own_route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
+        self.route_with(topic, true).await
+    }
+
+    async fn route_with(&self, topic: &str, own: bool) -> Result<Option<TopicRouteData>> {
         let mut req = RemotingCommand::request(rc::GET_ROUTEINFO_BY_TOPIC);
         GetRouteInfoRequestHeader {
             topic: topic.to_string(),
         }
         .write(&mut req);
+        if own {
+            req.set_ext(meridian_protocol::origin::OWN_REGION_ROUTE_EXT, "true");
+        }
         let r = self.call_namesrv(req).await?;
         if r.code == response_code::TOPIC_NOT_EXIST {
             return Ok(None);

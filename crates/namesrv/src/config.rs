@@ -126,7 +126,8 @@ fn region_config(conf: &mut Conf) -> Result<Option<RegionConfig>, ConfError> {
         Some(r) if !r.trim().is_empty() => c.region = r.trim().to_string(),
         _ => return Err(ConfError::Missing("regionId".into())),
     }
-    c.peers = parse_peers(&peers_text).map_err(|e| invalid("regionPeers", peers_text.clone(), e))?;
+    c.peers =
+        parse_peers(&peers_text).map_err(|e| invalid("regionPeers", peers_text.clone(), e))?;
     if c.peers.contains_key(&c.region) {
         return Err(invalid(
             "regionPeers",

@@ -226,6 +226,9 @@ impl NamesrvProcessor {
     /// this region is moved. `None`: answer from this name server's table.
     fn region_route(&self, req: &RemotingCommand) -> Option<Reply> {
         let regions = self.regions.as_ref()?;
+        if req.ext(meridian_protocol::origin::OWN_REGION_ROUTE_EXT) == Some("true") {
+            return None;
+        }
         if !regions.routes_ready() {
             return Some(Reply::Now(Some(req.response_to(
                 resp::SYSTEM_BUSY,

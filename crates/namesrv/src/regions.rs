@@ -35,9 +35,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meridian_client::Admin;
 use meridian_protocol::codes::{request_code as rc, response_code as resp};
 use meridian_protocol::RemotingCommand;
-use meridian_client::Admin;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -209,9 +209,8 @@ impl View {
     /// (counting "never" from `started`).
     fn update(&mut self, now: i64, started: i64, timeout: i64) {
         let silent = |t: i64| now - t.max(started) >= timeout;
-        let down = silent(self.namesrv_ok_ms)
-            && silent(self.broker_ok_ms)
-            && silent(self.canary_seen_ms);
+        let down =
+            silent(self.namesrv_ok_ms) && silent(self.broker_ok_ms) && silent(self.canary_seen_ms);
         if down && !self.down {
             self.down_since_ms = now;
         }
@@ -331,9 +330,7 @@ pub fn standby_for(
     state: &RegionState,
 ) -> Option<String> {
     let usable = |r: &String| {
-        r != failed
-            && !state.moved.contains_key(r)
-            && !verdicts.get(r).is_some_and(|v| v.failed)
+        r != failed && !state.moved.contains_key(r) && !verdicts.get(r).is_some_and(|v| v.failed)
     };
     configured
         .get(failed)
@@ -574,7 +571,10 @@ impl Regions {
     ) -> Result<RegionState, String> {
         let regions = self.regions();
         if !regions.iter().any(|r| r == region) {
-            return Err(format!("unknown region `{region}` (regions: {})", regions.join(", ")));
+            return Err(format!(
+                "unknown region `{region}` (regions: {})",
+                regions.join(", ")
+            ));
         }
         let mut inner = self.inner.lock();
         if let Some(e) = expected_epoch {
@@ -691,7 +691,9 @@ impl Regions {
         for (region, answer) in futures::future::join_all(exchanges).await {
             match answer {
                 Some(report) if report.region == region => self.receive(report),
-                Some(report) => tracing::warn!(expected = %region, answered = %report.region, "a name server listed for one region answers for another; check regionPeers"),
+                Some(report) => {
+                    tracing::warn!(expected = %region, answered = %report.region, "a name server listed for one region answers for another; check regionPeers")
+                }
                 None => tracing::debug!(region = %region, "no name server of the region answered"),
             }
         }
@@ -705,11 +707,14 @@ impl Regions {
         for addr in addrs {
             let req = RemotingCommand::request(rc::REGION_EXCHANGE).with_body(body.clone());
             match self.admin.call(addr, req).await {
-                Ok(r) if r.code == resp::SUCCESS => match serde_json::from_slice::<Report>(&r.body) {
+                Ok(r) if r.code == resp::SUCCESS => match serde_json::from_slice::<Report>(&r.body)
+                {
                     Ok(rep) => return Some(rep),
                     Err(e) => tracing::warn!(addr, error = %e, "unreadable region report"),
                 },
-                Ok(r) => tracing::warn!(addr, code = r.code, remark = ?r.remark, "region exchange refused"),
+                Ok(r) => {
+                    tracing::warn!(addr, code = r.code, remark = ?r.remark, "region exchange refused")
+                }
                 Err(e) => tracing::debug!(addr, error = %e, "region exchange failed"),
             }
         }
@@ -737,7 +742,11 @@ impl Regions {
             None
         });
         let now = now_ms();
-        for region in futures::future::join_all(probes).await.into_iter().flatten() {
+        for region in futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+        {
             if let Some(v) = self.inner.lock().views.get_mut(&region) {
                 v.broker_ok_ms = now;
             }
@@ -828,7 +837,7 @@ impl Regions {
                     .map(|q| q.read_queue_nums.max(q.write_queue_nums))
             })
             .unwrap_or(0);
-        for q in 0..queues as i32 {
+        for q in 0..queues {
             let key = (addr.to_string(), q);
             let known = self.inner.lock().canary_offsets.get(&key).copied();
             let offset = match known {
@@ -852,7 +861,10 @@ impl Regions {
             else {
                 continue;
             };
-            if code != resp::SUCCESS && code != resp::PULL_NOT_FOUND && code != resp::PULL_OFFSET_MOVED {
+            if code != resp::SUCCESS
+                && code != resp::PULL_NOT_FOUND
+                && code != resp::PULL_OFFSET_MOVED
+            {
                 continue;
             }
             let now = now_ms();
@@ -927,8 +939,12 @@ impl Regions {
                         v.agreeing.join(", ")
                     );
                     match self.switch(region, Some(&to), Some(state.epoch), &reason) {
-                        Ok(_) => tracing::warn!(region = %region, to = %to, agreeing = ?v.agreeing, "region failed: its clients are routed to the standby region"),
-                        Err(e) => tracing::warn!(region = %region, error = %e, "automatic failover not made"),
+                        Ok(_) => {
+                            tracing::warn!(region = %region, to = %to, agreeing = ?v.agreeing, "region failed: its clients are routed to the standby region")
+                        }
+                        Err(e) => {
+                            tracing::warn!(region = %region, error = %e, "automatic failover not made")
+                        }
                     }
                 }
                 FailoverMode::Semi | FailoverMode::Manual => {
@@ -983,17 +999,44 @@ mod tests {
             (1000, report("north", &[("west", View::default())])),
         )]
         .into();
-        let v = verdicts("east", &regions, &mine, &reports, &RegionState::default(), 1000, 500);
+        let v = verdicts(
+            "east",
+            &regions,
+            &mine,
+            &reports,
+            &RegionState::default(),
+            1000,
+            500,
+        );
         assert!(!v["west"].failed);
         assert_eq!(v["west"].agreeing, vec!["east"]);
         assert_eq!(v["west"].needed, 2);
         // North agrees: failed, pending (nobody moved it yet).
-        let reports: BTreeMap<_, _> =
-            [("north".to_string(), (1000, report("north", &[("west", down())])))].into();
-        let v = verdicts("east", &regions, &mine, &reports, &RegionState::default(), 1000, 500);
+        let reports: BTreeMap<_, _> = [(
+            "north".to_string(),
+            (1000, report("north", &[("west", down())])),
+        )]
+        .into();
+        let v = verdicts(
+            "east",
+            &regions,
+            &mine,
+            &reports,
+            &RegionState::default(),
+            1000,
+            500,
+        );
         assert!(v["west"].failed && v["west"].pending);
         // North's report is stale: its vote does not count.
-        let v = verdicts("east", &regions, &mine, &reports, &RegionState::default(), 2000, 500);
+        let v = verdicts(
+            "east",
+            &regions,
+            &mine,
+            &reports,
+            &RegionState::default(),
+            2000,
+            500,
+        );
         assert!(!v["west"].failed);
     }
 
@@ -1001,13 +1044,30 @@ mod tests {
     fn an_isolated_region_never_fails_the_others() {
         // East hears nobody: it sees both down, but alone it is no majority.
         let regions = three();
-        let mine: BTreeMap<_, _> = [("west".to_string(), down()), ("north".to_string(), down())].into();
-        let v = verdicts("east", &regions, &mine, &BTreeMap::new(), &RegionState::default(), 0, 500);
+        let mine: BTreeMap<_, _> =
+            [("west".to_string(), down()), ("north".to_string(), down())].into();
+        let v = verdicts(
+            "east",
+            &regions,
+            &mine,
+            &BTreeMap::new(),
+            &RegionState::default(),
+            0,
+            500,
+        );
         assert!(!v["west"].failed && !v["north"].failed);
         // A failed region's own word about the others gives no vote on itself.
         let reports: BTreeMap<_, _> =
             [("west".to_string(), (0, report("west", &[("west", down())])))].into();
-        let v = verdicts("east", &regions, &BTreeMap::new(), &reports, &RegionState::default(), 0, 500);
+        let v = verdicts(
+            "east",
+            &regions,
+            &BTreeMap::new(),
+            &reports,
+            &RegionState::default(),
+            0,
+            500,
+        );
         assert!(v["west"].agreeing.is_empty());
     }
 
@@ -1015,7 +1075,15 @@ mod tests {
     fn two_regions_never_fail_each_other() {
         let regions = vec!["east".to_string(), "west".to_string()];
         let mine: BTreeMap<_, _> = [("west".to_string(), down())].into();
-        let v = verdicts("east", &regions, &mine, &BTreeMap::new(), &RegionState::default(), 0, 500);
+        let v = verdicts(
+            "east",
+            &regions,
+            &mine,
+            &BTreeMap::new(),
+            &RegionState::default(),
+            0,
+            500,
+        );
         assert_eq!(v["west"].needed, 2);
         assert!(!v["west"].failed);
     }
@@ -1049,11 +1117,20 @@ mod tests {
         let configured = parse_standby("west:north").unwrap();
         let none = BTreeMap::new();
         let st = RegionState::default();
-        assert_eq!(standby_for("west", &configured, &regions, &none, &st).as_deref(), Some("north"));
-        assert_eq!(standby_for("north", &configured, &regions, &none, &st).as_deref(), Some("east"));
+        assert_eq!(
+            standby_for("west", &configured, &regions, &none, &st).as_deref(),
+            Some("north")
+        );
+        assert_eq!(
+            standby_for("north", &configured, &regions, &none, &st).as_deref(),
+            Some("east")
+        );
         let mut moved = RegionState::default();
         moved.moved.insert("north".into(), "east".into());
-        assert_eq!(standby_for("west", &configured, &regions, &none, &moved).as_deref(), Some("east"));
+        assert_eq!(
+            standby_for("west", &configured, &regions, &none, &moved).as_deref(),
+            Some("east")
+        );
     }
 
     #[test]
@@ -1061,7 +1138,9 @@ mod tests {
         let p = parse_peers("west=127.0.0.1:1;127.0.0.1:2, north=h:3").unwrap();
         assert_eq!(p["west"], vec!["127.0.0.1:1", "127.0.0.1:2"]);
         assert_eq!(p["north"], vec!["h:3"]);
-        assert!(parse_peers("west").unwrap_err().contains("region=host:port"));
+        assert!(parse_peers("west")
+            .unwrap_err()
+            .contains("region=host:port"));
         assert!(parse_peers("west=h").unwrap_err().contains("host:port"));
         assert!(parse_peers("w=h:1,w=h:2").unwrap_err().contains("twice"));
         assert!(parse_standby("east:east").is_err());

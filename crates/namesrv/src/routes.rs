@@ -339,7 +339,9 @@ impl RouteTable {
             .iter()
             .filter(|(_, l)| {
                 t.brokers.get(&l.broker_name).is_none_or(|b| {
-                    b.zone_name.as_deref().is_none_or(|z| z.is_empty() || z == region)
+                    b.zone_name
+                        .as_deref()
+                        .is_none_or(|z| z.is_empty() || z == region)
                 })
             })
             .map(|(a, l)| (l.broker_name.clone(), a.clone(), l.broker_id))

@@ -16,6 +16,11 @@ use std::fmt;
 /// region it reaches, end to end.
 pub const REGION_CANARY_TOPIC: &str = "MERIDIAN_REGION_CANARY";
 
+/// A GET_ROUTEINFO_BY_TOPIC ext field: `true` asks a name server for its
+/// own region's brokers even while that region's clients are routed to
+/// another region (relays and Meridian's tools reading a region).
+pub const OWN_REGION_ROUTE_EXT: &str = "meridianOwnRegion";
+
 /// The topic-config attribute listing a topic's copy queues on a broker:
 /// `4=east/broker-a/0;5=east/broker-a/1`.
 pub const COPY_QUEUES_ATTRIBUTE: &str = "meridian.copyQueues";

@@ -182,7 +182,7 @@ pub async fn look_up(cfg: &RelayConfig, src: &Admin, dst: &Admin) -> anyhow::Res
         topics: topics.clone(),
     };
     for topic in topics {
-        let Some(route) = src.route(&topic).await? else {
+        let Some(route) = src.own_route(&topic).await? else {
             continue;
         };
         for qd in &route.queue_datas {

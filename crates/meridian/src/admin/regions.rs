@@ -197,9 +197,16 @@ fn print_status(s: &Status) {
 
 fn print_state(state: &RegionState) {
     if state.moved.is_empty() {
-        println!("Routing: every region serves its own clients (epoch {})", state.epoch);
+        println!(
+            "Routing: every region serves its own clients (epoch {})",
+            state.epoch
+        );
     } else {
-        let moved: Vec<String> = state.moved.iter().map(|(a, b)| format!("{a} -> {b}")).collect();
+        let moved: Vec<String> = state
+            .moved
+            .iter()
+            .map(|(a, b)| format!("{a} -> {b}"))
+            .collect();
         println!(
             "Routing (epoch {}): {} — {} (by {})",
             state.epoch,
@@ -240,7 +247,11 @@ async fn masters(admin: &Admin, region: &str) -> anyhow::Result<Vec<(String, Str
     let mut out: Vec<(String, String)> = info
         .broker_addr_table
         .values()
-        .filter(|b| b.zone_name.as_deref().is_none_or(|z| z.is_empty() || z == region))
+        .filter(|b| {
+            b.zone_name
+                .as_deref()
+                .is_none_or(|z| z.is_empty() || z == region)
+        })
         .filter_map(|b| {
             b.broker_addrs
                 .get(&meridian_protocol::body::route::MASTER_ID)
@@ -302,7 +313,10 @@ async fn group_offsets(
         .write(&mut req);
         let r = admin.call(addr, req).await?;
         if r.code != resp::SUCCESS {
-            bail!("{addr} gave no consumer offsets: {}", r.remark.unwrap_or_default());
+            bail!(
+                "{addr} gave no consumer offsets: {}",
+                r.remark.unwrap_or_default()
+            );
         }
         let list: Vec<CarriedOffset> = serde_json::from_slice(&r.body)?;
         for o in list {
@@ -321,11 +335,14 @@ async fn group_offsets(
 /// What `to` still lacks of `from`'s queues whose origin is in `regions`
 /// (all when empty): (topic, origin, messages behind); and the queues `to`
 /// has no copy of.
+/// Queues behind: (topic, origin queue, messages behind).
+type Lagging = Vec<(String, OriginQueue, i64)>;
+
 fn behind(
     from: &Inventory,
     to: &Inventory,
     origins_in: &[&str],
-) -> (Vec<(String, OriginQueue, i64)>, Vec<(String, OriginQueue)>) {
+) -> (Lagging, Vec<(String, OriginQueue)>) {
     let mut lagging = Vec::new();
     let mut missing = Vec::new();
     for ((topic, origin), q) in from {
@@ -397,7 +414,9 @@ impl Switchover<'_, '_> {
                 "region {} is unreachable: moving its clients to {} without draining; messages it had not relayed stay there until it returns",
                 self.from, self.to
             ));
-            let new = self.switch(&from_ns, &to_ns, Some(&self.to), state.epoch).await?;
+            let new = self
+                .switch(&from_ns, &to_ns, Some(&self.to), state.epoch)
+                .await?;
             return self.done(&new, started, false);
         }
         // 1. Consumers in `from` stop; their committed offsets travel.
@@ -408,10 +427,13 @@ impl Switchover<'_, '_> {
             from_masters.len()
         ));
         set_perm(&from_ns, &from_masters, PERM_WRITE).await?;
-        self.wait_offsets(&from_ns, &self.from, &to_ns, &self.to).await?;
+        self.wait_offsets(&from_ns, &self.from, &to_ns, &self.to)
+            .await?;
         // 2. Routes move.
         self.say(&format!("2/5 routes of {} move to {}", self.from, self.to));
-        let new = self.switch(&from_ns, &to_ns, Some(&self.to), state.epoch).await?;
+        let new = self
+            .switch(&from_ns, &to_ns, Some(&self.to), state.epoch)
+            .await?;
         // 3. Clients read routes again.
         self.say(&format!(
             "3/5 waiting {:.0}s for clients to read routes again",
@@ -449,17 +471,26 @@ impl Switchover<'_, '_> {
             "1/5 {back}: takes writes, no reads yet (brokerPermission={PERM_WRITE})"
         ));
         set_perm(to_ns, &back_masters, PERM_WRITE).await?;
-        self.say(&format!("2/5 waiting for {back} to catch up with {} through the relays", self.from));
+        self.say(&format!(
+            "2/5 waiting for {back} to catch up with {} through the relays",
+            self.from
+        ));
         let mark = inventory(from_ns, &self.from, None).await?;
         self.wait_until("catching up", || async {
             let now = inventory(to_ns, back, None).await?;
             let (lagging, missing) = behind(&mark, &now, &[]);
-            let lagging: Vec<_> = lagging.into_iter().filter(|(_, o, _)| &o.region != back).collect();
-            Ok((lagging.is_empty() && missing.is_empty(), format!(
-                "{} queues behind, {} not relayed to {back}",
-                lagging.len(),
-                missing.len()
-            )))
+            let lagging: Vec<_> = lagging
+                .into_iter()
+                .filter(|(_, o, _)| &o.region != back)
+                .collect();
+            Ok((
+                lagging.is_empty() && missing.is_empty(),
+                format!(
+                    "{} queues behind, {} not relayed to {back}",
+                    lagging.len(),
+                    missing.len()
+                ),
+            ))
         })
         .await?;
         self.say(&format!("3/5 routes of {back} return to its own brokers"));
@@ -484,14 +515,21 @@ impl Switchover<'_, '_> {
         target: Option<&str>,
         epoch: u64,
     ) -> anyhow::Result<RegionState> {
-        let region = if target.is_some() { &self.from } else { &self.to };
+        let region = if target.is_some() {
+            &self.from
+        } else {
+            &self.to
+        };
         let mut req = RemotingCommand::request(rc::REGION_SWITCH);
         req.set_ext("region", region);
         req.set_ext("target", target.unwrap_or(""));
-        req.set_ext("epoch", &epoch.to_string());
+        req.set_ext("epoch", epoch.to_string());
         req.set_ext(
             "reason",
-            &format!("meridian admin switchover --from {} --to {}", self.from, self.to),
+            format!(
+                "meridian admin switchover --from {} --to {}",
+                self.from, self.to
+            ),
         );
         let mut last = anyhow!("no name server answered");
         let mut state = None;
@@ -536,10 +574,15 @@ impl Switchover<'_, '_> {
             let dst_off = group_offsets(dst_ns, &dst_inv).await?;
             let behind: Vec<_> = src_off
                 .iter()
-                .filter(|((_, topic, origin), _)| dst_inv.contains_key(&(topic.clone(), origin.clone())))
+                .filter(|((_, topic, origin), _)| {
+                    dst_inv.contains_key(&(topic.clone(), origin.clone()))
+                })
                 .filter(|(k, o)| dst_off.get(*k).is_none_or(|d| d < *o))
                 .collect();
-            Ok((behind.is_empty(), format!("{} group offsets not yet in {dst}", behind.len())))
+            Ok((
+                behind.is_empty(),
+                format!("{} group offsets not yet in {dst}", behind.len()),
+            ))
         })
         .await
     }
@@ -623,7 +666,13 @@ async fn set_perm(admin: &Admin, masters: &[(String, String)], perm: i32) -> any
 
 /// A checksum over the messages of one queue in `[from, to)`: each
 /// message's offset, id and body, placeholders left out.
-async fn checksum(admin: &Admin, q: &QueueAt, topic: &str, from: i64, to: i64) -> anyhow::Result<(u64, i64)> {
+async fn checksum(
+    admin: &Admin,
+    q: &QueueAt,
+    topic: &str,
+    from: i64,
+    to: i64,
+) -> anyhow::Result<(u64, i64)> {
     let mut sum = 0u64;
     let mut count = 0i64;
     let mut offset = from;
@@ -632,7 +681,11 @@ async fn checksum(admin: &Admin, q: &QueueAt, topic: &str, from: i64, to: i64) -
             .pull(&q.addr, "MERIDIAN_VERIFY", topic, q.queue_id, offset, 32)
             .await?;
         if code != resp::SUCCESS || next <= offset {
-            bail!("{} queue {}: pull at {offset} answered {code}", q.addr, q.queue_id);
+            bail!(
+                "{} queue {}: pull at {offset} answered {code}",
+                q.addr,
+                q.queue_id
+            );
         }
         for m in msgs {
             if m.queue_offset >= to {
@@ -696,9 +749,18 @@ async fn verify(r: &Regions<'_>, json: bool, topic: &str) -> anyhow::Result<()> 
         for (region, (admin, inv)) in &invs {
             let Some(q) = inv.get(&key) else {
                 if ref_q.max > 0 {
-                    problems.push(format!("{region} has no copy of {origin} ({} messages in {ref_region})", ref_q.max - ref_q.min));
+                    problems.push(format!(
+                        "{region} has no copy of {origin} ({} messages in {ref_region})",
+                        ref_q.max - ref_q.min
+                    ));
                 }
-                rows.push(vec![origin.to_string(), region.clone(), "-".into(), "-".into(), "missing".into()]);
+                rows.push(vec![
+                    origin.to_string(),
+                    region.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "missing".into(),
+                ]);
                 continue;
             };
             let lo = q.min.max(ref_q.min);
@@ -706,10 +768,16 @@ async fn verify(r: &Regions<'_>, json: bool, topic: &str) -> anyhow::Result<()> 
             let mut verdict = String::from("ok");
             if q.max < ref_q.max {
                 verdict = format!("missing {}..{}", q.max, ref_q.max);
-                problems.push(format!("{region}: {origin} lacks offsets {}..{} that {ref_region} holds", q.max, ref_q.max));
+                problems.push(format!(
+                    "{region}: {origin} lacks offsets {}..{} that {ref_region} holds",
+                    q.max, ref_q.max
+                ));
             } else if q.max > ref_q.max {
                 verdict = format!("extra {}..{}", ref_q.max, q.max);
-                problems.push(format!("{region}: {origin} holds offsets {}..{} that {ref_region} does not", ref_q.max, q.max));
+                problems.push(format!(
+                    "{region}: {origin} holds offsets {}..{} that {ref_region} does not",
+                    ref_q.max, q.max
+                ));
             }
             if region != &ref_region && hi > lo {
                 let (a, na) = checksum(ref_admin, &ref_q, topic, lo, hi).await?;
@@ -734,7 +802,10 @@ async fn verify(r: &Regions<'_>, json: bool, topic: &str) -> anyhow::Result<()> 
             json!({"topic": topic, "origins": origins.len(), "problems": problems, "unreachable": unreachable})
         );
     } else {
-        print_table(&["#Origin", "#Region", "#Offsets", "#Messages", "#Compared"], rows);
+        print_table(
+            &["#Origin", "#Region", "#Offsets", "#Messages", "#Compared"],
+            rows,
+        );
         for u in &unreachable {
             println!("unreachable: {u}");
         }

@@ -101,6 +101,16 @@ pub async fn start_producer(namesrv: &str) -> DefaultMQProducer {
 pub fn push_consumer(namesrv: &str, group: &str) -> DefaultMQPushConsumerBuilder {
     let mut config = ClientConfig::default();
     config.set_instance_name(unique("instance").into());
+    push_consumer_with(namesrv, group, config)
+}
+
+/// [`push_consumer`] with client settings of the caller's (give it an
+/// instance name of its own).
+pub fn push_consumer_with(
+    namesrv: &str,
+    group: &str,
+    config: ClientConfig,
+) -> DefaultMQPushConsumerBuilder {
     DefaultMQPushConsumer::builder(client_runtime("consumer"))
         .client_config(config)
         .name_server_addr(namesrv.to_owned())

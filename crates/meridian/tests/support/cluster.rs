@@ -591,11 +591,25 @@ impl BrokerGroup {
 
     /// [`BrokerGroup::start`], with `namesrv_extra` lines in namesrv.conf.
     pub fn start_with_namesrv(namesrv_extra: &str, confs: &[&str]) -> BrokerGroup {
+        let [namesrv_port, _] = free_ports();
+        BrokerGroup::start_with_namesrv_port(namesrv_port, namesrv_extra, confs)
+    }
+
+    /// [`BrokerGroup::start_with_namesrv`], the name server on
+    /// `namesrv_port` (known before it starts, as other regions' name
+    /// servers list it). `@DIR@` in `namesrv_extra` is the group's
+    /// temporary directory.
+    pub fn start_with_namesrv_port(
+        namesrv_port: u16,
+        namesrv_extra: &str,
+        confs: &[&str],
+    ) -> BrokerGroup {
         let dir = tempfile::Builder::new()
             .prefix("meridian-group-")
             .tempdir()
             .expect("temp dir");
-        let [namesrv_port, _] = free_ports();
+        let namesrv_extra = namesrv_extra.replace("@DIR@", &path_arg(dir.path()));
+        let namesrv_extra = namesrv_extra.as_str();
         let mut group = BrokerGroup {
             dir,
             namesrv_port,
@@ -607,8 +621,8 @@ impl BrokerGroup {
             "namesrv.conf",
             &format!("listenPort={namesrv_port}\n{namesrv_extra}\n"),
         );
-        let ns = group.spawn("namesrv", &["namesrv".into(), "-c".into(), path_arg(&conf)]);
-        group.namesrv = Some(ns.wait_for_port(namesrv_port));
+        let _ = conf;
+        group.start_namesrv();
         for (i, extra) in confs.iter().enumerate() {
             let [port, ha_port] = free_ports();
             let store = group.dir.path().join(format!("store-{i}"));
@@ -632,6 +646,20 @@ impl BrokerGroup {
 
     pub fn namesrv_addr(&self) -> String {
         format!("127.0.0.1:{}", self.namesrv_port)
+    }
+
+    /// Start the name server (again) with its `namesrv.conf`.
+    pub fn start_namesrv(&mut self) {
+        let conf = path_arg(&self.dir.path().join("namesrv.conf"));
+        let ns = self.spawn("namesrv", &["namesrv".into(), "-c".into(), conf]);
+        self.namesrv = Some(ns.wait_for_port(self.namesrv_port));
+    }
+
+    /// SIGKILL the name server.
+    pub fn kill9_namesrv(&mut self) {
+        if let Some(mut p) = self.namesrv.take() {
+            p.kill();
+        }
     }
 
     pub fn broker_addr(&self, i: usize) -> String {

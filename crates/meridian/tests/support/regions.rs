@@ -40,6 +40,35 @@ impl Region {
         }
     }
 
+    /// Region `name` whose name server listens on `namesrv_port` with
+    /// `namesrv_extra` lines (`@DIR@`: the region's directory).
+    pub fn start_on(name: &str, namesrv_port: u16, namesrv_extra: &str, extra: &str) -> Region {
+        let conf = format!(
+            "regionId={name}\nbrokerName=broker-{name}\nmappedFileSizeCommitLog=8388608\n{extra}"
+        );
+        Region {
+            name: name.to_string(),
+            group: BrokerGroup::start_with_namesrv_port(namesrv_port, namesrv_extra, &[&conf]),
+            proxy: None,
+        }
+    }
+
+    /// SIGKILL every process of the region: its brokers and name server.
+    pub fn kill9(&mut self) {
+        for i in 0..self.group.len() {
+            self.group.kill9(i);
+        }
+        self.group.kill9_namesrv();
+    }
+
+    /// Start the region again after [`Region::kill9`]: name server first.
+    pub fn restart(&mut self) {
+        self.group.start_namesrv();
+        for i in 0..self.group.len() {
+            self.group.start_broker(i);
+        }
+    }
+
     /// [`Region::start`], with the broker reached through a `meridian
     /// netproxy` that delays `delay_ms` each way: the broker listens on
     /// 127.0.0.1 and advertises 127.0.0.2, where the proxy listens on the
@@ -231,4 +260,39 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Regions whose name servers know each other (`regionPeers`), probing
+/// every 300 ms and seeing a region down after 3 s of silence.
+/// `peer_addr(observer, observed, addr)` gives the address `observer`
+/// lists for `observed`'s name server (a proxy, to cut that link);
+/// `namesrv_extra` lines override the defaults; `extra(region)` are
+/// broker.conf lines.
+pub fn peered(
+    names: &[&str],
+    peer_addr: impl Fn(&str, &str, &str) -> String,
+    namesrv_extra: &str,
+    extra: impl Fn(&str) -> String,
+) -> Vec<Region> {
+    let ports: Vec<u16> = names.iter().map(|_| super::ports::free_port()).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let peers: Vec<String> = names
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, other)| format!("{other}={}", peer_addr(name, other, &addr(j))))
+                .collect();
+            let conf = format!(
+                "regionId={name}\nregionPeers={}\nregionStatePath=@DIR@/regionState.json\n\
+                 regionProbeIntervalMs=300\nregionFailureTimeoutMs=3000\nregionCanaryIntervalMs=300\n\
+                 {namesrv_extra}",
+                peers.join(",")
+            );
+            Region::start_on(name, ports[i], &conf, &extra(name))
+        })
+        .collect()
 }
