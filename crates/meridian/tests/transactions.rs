@@ -3,7 +3,9 @@
 //! until committed, a commit is delivered once, a rollback never; an
 //! undecided one is checked back with a live producer of its group and
 //! discarded after `transactionCheckMax` checks; a broker SIGKILLed
-//! between the half message and its commit loses and doubles nothing.
+//! between the half message and its commit loses and doubles nothing; a
+//! SYNC_MASTER's slave holds every half message and decision the master
+//! answered, and a killed Raft leader's successor finishes its work.
 
 mod support;
 
@@ -442,6 +444,214 @@ async fn a_raft_leader_killed_mid_transaction_leaves_a_new_leader_to_finish_exac
     tokio::task::block_in_place(|| group.start_broker(leader));
     tokio::time::sleep(Duration::from_secs(3)).await;
     support::assert_exactly_once(&inbox.all(), &expected);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// A SYNC_MASTER and its SLAVE: every half message the master answered
+/// SEND_OK, and every commit and rollback it answered (an END_TRANSACTION
+/// sent here with an answer awaited; the stock producer's own is oneway),
+/// is on the slave when the master is SIGKILLed the moment it answered.
+/// Then the master is restarted on its own store: master/slave mode has no
+/// automatic promotion (docs/replication.md), so the restarted master is
+/// the "new master" that finishes what was left — commits the stock
+/// producer sent just before the kill delivered once, rollbacks never,
+/// undecided ones checked back — and the slave ends up holding the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_master_slave_holds_what_was_acknowledged_and_the_restarted_master_finishes() {
+    use meridian_protocol::codes::{request_code, response_code};
+    use meridian_protocol::header::transaction::{transaction_type, EndTransactionRequestHeader};
+    use meridian_protocol::message_id::decode_offset_msg_id;
+    use meridian_protocol::RemotingCommand;
+    use support::cluster::BrokerGroup;
+    use support::queues::{count_keys, read_queue};
+
+    const HALF: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+    const OP: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+    let tx_conf =
+        "transactionTimeOut=1000\ntransactionCheckInterval=1000\ntransactionCheckMax=15\n";
+    let mut group = BrokerGroup::start(&[
+        &format!("brokerId=0\nbrokerRole=SYNC_MASTER\nflushDiskType=SYNC_FLUSH\n{tx_conf}"),
+        &format!("brokerId=1\nbrokerRole=SLAVE\n{tx_conf}"),
+    ]);
+    let ns = group.namesrv_addr();
+    let (master, slave) = (group.broker_addr(0), group.broker_addr(1));
+    let admin = meridian_client::Admin::new(&ns);
+    let topic = unique("TxHa");
+    group.create_topic(&topic, 2);
+    let ready = within(Duration::from_secs(20), || async {
+        let topic_on_slave = admin.topic_stats(&slave, &topic).await.is_ok();
+        let slave_connected = admin
+            .runtime_info(&master)
+            .await
+            .is_ok_and(|rt| rt.get("haConnectedSlaves").map(String::as_str) == Some("1"));
+        topic_on_slave && slave_connected
+    })
+    .await;
+    assert!(
+        ready,
+        "the slave never connected or never learned the topic"
+    );
+
+    let producer_group = unique("txg");
+    let listener = Listener::default();
+    let mut producer = tx_producer(&ns, &producer_group, &topic, listener.clone()).await;
+    let send_acked = |body: String, properties: Vec<(&'static str, &'static str)>| {
+        let (producer, topic) = (&producer, topic.clone());
+        async move {
+            let msg = support::message(&topic, "TagTx", &format!("key-{body}"), &body, &properties);
+            let sent = producer
+                .send_message_in_transaction::<(), _>(msg, None)
+                .await
+                .unwrap_or_else(|e| panic!("send {body} in a transaction: {e}"))
+                .send_result
+                .expect("a send result");
+            assert_eq!(
+                sent.send_status,
+                rocketmq_client_rust::SendStatus::SendOk,
+                "{body}: the half message is acknowledged only once the slave holds it"
+            );
+            sent
+        }
+    };
+
+    // Decided here, each END_TRANSACTION answered: undecided for the stock
+    // producer (its listener says unknown) and immune to check-backs for
+    // the test's length, so only these verdicts decide them.
+    let mut acked_halves = Vec::new();
+    let mut decided_offsets = Vec::new();
+    for i in 0..4 {
+        for verdict in ["commit", "rollback"] {
+            let body = format!("held-{verdict}-{i}");
+            let sent = send_acked(
+                body.clone(),
+                vec![("CHECK_IMMUNITY_TIME_IN_SECONDS", "3600")],
+            )
+            .await;
+            let (_, commit_log_offset) =
+                decode_offset_msg_id(sent.offset_msg_id.as_deref().expect("an offset msg id"))
+                    .expect("an offset msg id");
+            let mut req = RemotingCommand::request(request_code::END_TRANSACTION);
+            EndTransactionRequestHeader {
+                topic: Some(topic.clone()),
+                producer_group: producer_group.clone(),
+                tran_state_table_offset: sent.queue_offset as i64,
+                commit_log_offset,
+                commit_or_rollback: if verdict == "commit" {
+                    transaction_type::COMMIT
+                } else {
+                    transaction_type::ROLLBACK
+                },
+                from_transaction_check: false,
+                msg_id: sent.msg_id.as_deref().unwrap_or_default().to_string(),
+                transaction_id: sent.transaction_id.clone(),
+            }
+            .write(&mut req);
+            let answer = admin.call(&master, req).await.expect("END_TRANSACTION");
+            assert_eq!(
+                answer.code,
+                response_code::SUCCESS,
+                "{body}: {:?}",
+                answer.remark
+            );
+            acked_halves.push(body);
+            decided_offsets.push(sent.queue_offset as i64);
+        }
+    }
+    // Decided by the stock producer (oneway), or left for a check-back;
+    // the master is SIGKILLed right after the last of them.
+    let mut expected: Vec<String> = (0..4).map(|i| format!("held-commit-{i}")).collect();
+    for i in 0..4 {
+        for verdict in ["commit", "rollback", "later-commit", "later-rollback"] {
+            let body = format!("{verdict}-{i}");
+            send_acked(body.clone(), vec![]).await;
+            acked_halves.push(body.clone());
+            if verdict.ends_with("commit") {
+                expected.push(body);
+            }
+        }
+    }
+    tokio::task::block_in_place(|| group.kill9(0));
+
+    // On the slave: every acknowledged half message once, every answered
+    // commit once in its real topic, no answered rollback there, and an op
+    // record for every answered decision.
+    let halves = count_keys(&admin, &slave, HALF, 1).await;
+    for body in &acked_halves {
+        assert_eq!(
+            halves.get(&format!("key-{body}")),
+            Some(&1),
+            "acknowledged half message {body} on the slave: {halves:?}"
+        );
+    }
+    let real = count_keys(&admin, &slave, &topic, 2).await;
+    for i in 0..4 {
+        assert_eq!(
+            real.get(&format!("key-held-commit-{i}")),
+            Some(&1),
+            "answered commit {i} on the slave: {real:?}"
+        );
+        assert_eq!(
+            real.get(&format!("key-held-rollback-{i}")),
+            None,
+            "answered rollback {i} stored in its topic"
+        );
+    }
+    let decided_on_slave: Vec<i64> = read_queue(&admin, &slave, OP, 0)
+        .await
+        .iter()
+        .flat_map(|m| {
+            String::from_utf8_lossy(&m.body)
+                .split(',')
+                .filter_map(|v| v.trim().parse::<i64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for offset in &decided_offsets {
+        assert!(
+            decided_on_slave.contains(offset),
+            "no op record on the slave for the half message at queue offset {offset}: {decided_on_slave:?}"
+        );
+    }
+
+    // The master comes back on its own store and finishes: each commit
+    // once, whether its END_TRANSACTION landed before the kill or a
+    // check-back made it; no rollback; the undecided ones checked back.
+    tokio::task::block_in_place(|| group.start_broker(0));
+    let inbox = Inbox::new();
+    let mut consumer = consumer_of(&ns, &topic, &inbox).await;
+    inbox.expect_exactly_once(&expected).await;
+    for i in 0..4 {
+        for body in [format!("later-commit-{i}"), format!("later-rollback-{i}")] {
+            assert!(
+                listener.checks.lock().unwrap().get(&body).copied() >= Some(1),
+                "{body} was never checked back"
+            );
+        }
+    }
+    // More check rounds change nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    support::assert_exactly_once(&inbox.all(), &expected);
+    // And the slave, streaming from the restarted master again, holds each
+    // committed message once and nothing rolled back.
+    let caught_up = within(Duration::from_secs(20), || async {
+        let on_slave = count_keys(&admin, &slave, &topic, 2).await;
+        expected
+            .iter()
+            .all(|b| on_slave.contains_key(&format!("key-{b}")))
+    })
+    .await;
+    let on_slave = count_keys(&admin, &slave, &topic, 2).await;
+    assert!(caught_up, "the slave never got every commit: {on_slave:?}");
+    let mut wanted: Vec<String> = expected.iter().map(|b| format!("key-{b}")).collect();
+    wanted.sort();
+    let mut held: Vec<(String, usize)> = on_slave.into_iter().collect();
+    held.sort();
+    assert_eq!(
+        held,
+        wanted.into_iter().map(|k| (k, 1)).collect::<Vec<_>>(),
+        "the slave's copy of the topic"
+    );
     consumer.shutdown().await;
     producer.shutdown().await;
 }
