@@ -36,6 +36,14 @@ fn regions_with_metrics(
     dir: &Path,
 ) -> (Region, Region, Relay, Vec<(&'static str, u16)>) {
     let (ns_conf, ns_port) = exporter();
+    // East's name server watches a west region (whose name server is not
+    // running here): its region verdict families are exported too.
+    let ns_conf = format!(
+        "{ns_conf}regionId=east\nregionPeers=west=127.0.0.1:{}\nregionStatePath={}\n\
+         regionProbeIntervalMs=200\nregionFailureTimeoutMs=1000\nregionCanaryIntervalMs=0\n",
+        free_port(),
+        dir.join("regionState.json").display()
+    );
     let (east_conf, east_port) = exporter();
     let (west_conf, west_port) = exporter();
     let (relay_conf, relay_port) = exporter();
@@ -437,6 +445,12 @@ async fn the_dashboard_and_alert_rules_name_only_exported_metrics() {
         "meridian_relay_present",
         "meridian_storage_flush_latency_seconds",
         "meridian_storage_page_cache_releases",
+        "meridian_region_down",
+        "meridian_region_failed",
+        "meridian_region_failover_pending",
+        "meridian_region_canary_age_seconds",
+        "meridian_region_canary_lag_milliseconds",
+        "meridian_region_moved",
     ] {
         assert!(
             families.contains(required),
@@ -463,6 +477,7 @@ async fn the_dashboard_and_alert_rules_name_only_exported_metrics() {
         "Per consumer group",
         "Replication inside a region",
         "Relay between regions",
+        "Regions",
     ] {
         assert!(
             titles.iter().any(|t| t == section),

@@ -73,7 +73,10 @@ impl NameServer {
                 handler,
                 meridian_metrics::RpcMetrics::register(&mut registry),
             );
-            registry.register_collector(Box::new(RouteCollector(Arc::downgrade(&routes))));
+            registry.register_collector(Box::new(RouteCollector(
+                Arc::downgrade(&routes),
+                regions.as_ref().map(Arc::downgrade),
+            )));
             meridian_metrics::start(&config.metrics, Arc::new(registry), Arc::new(|| {})).await?
         } else {
             None
@@ -137,9 +140,29 @@ impl NameServer {
 }
 
 /// The name server's values read at scrape time: brokers and topics it
-/// routes, by cluster.
-#[derive(Debug)]
-struct RouteCollector(std::sync::Weak<routes::RouteTable>);
+/// routes, by cluster; with regions, its view of each other region and the
+/// verdicts.
+struct RouteCollector(
+    std::sync::Weak<routes::RouteTable>,
+    Option<std::sync::Weak<regions::Regions>>,
+);
+
+impl std::fmt::Debug for RouteCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RegionLabels {
+    region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct MovedLabels {
+    region: String,
+    target: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct ClusterLabels {
@@ -172,6 +195,82 @@ impl meridian_metrics::prometheus_client::collector::Collector for RouteCollecto
             "meridian_namesrv_topics",
             "Topics this name server routes",
             routes.topics().len() as i64,
+        )?;
+        let Some(regions) = self.1.as_ref().and_then(|r| r.upgrade()) else {
+            return Ok(());
+        };
+        let status = regions.status();
+        let per_region = |f: &dyn Fn(&str) -> i64| -> Vec<(RegionLabels, i64)> {
+            status
+                .verdicts
+                .keys()
+                .map(|r| (RegionLabels { region: r.clone() }, f(r)))
+                .collect()
+        };
+        let view = |r: &str| status.report.views.get(r).cloned().unwrap_or_default();
+        s.gauges(
+            "meridian_region_down",
+            "1 when every signal of the region (name servers, brokers, canary) has been silent for regionFailureTimeoutMs, as this name server sees it",
+            &per_region(&|r| view(r).down as i64),
+        )?;
+        s.gauges(
+            "meridian_region_failed",
+            "1 when observers of a majority of all regions see the region down (the verdict)",
+            &per_region(&|r| status.verdicts[r].failed as i64),
+        )?;
+        s.gauges(
+            "meridian_region_failover_pending",
+            "1 when the region failed and its clients are not yet moved (semi and manual modes wait for meridian admin switchover)",
+            &per_region(&|r| status.verdicts[r].pending as i64),
+        )?;
+        s.gauges(
+            "meridian_region_canary_age_seconds",
+            "Seconds since the newest canary of the region arrived here (-1: none yet)",
+            &per_region(&|r| {
+                let seen = view(r).canary_seen_ms;
+                if seen > 0 {
+                    (status.report.now_ms - seen) / 1000
+                } else {
+                    -1
+                }
+            }),
+        )?;
+        s.gauges(
+            "meridian_region_canary_lag_milliseconds",
+            "Send to arrival of the newest canary of the region: the relays' end-to-end lag into this region",
+            &per_region(&|r| {
+                let v = view(r);
+                if v.canary_seen_ms > 0 {
+                    v.canary_seen_ms - v.canary_sent_ms
+                } else {
+                    0
+                }
+            }),
+        )?;
+        let moved: Vec<(MovedLabels, i64)> = status
+            .report
+            .state
+            .moved
+            .iter()
+            .map(|(r, t)| {
+                (
+                    MovedLabels {
+                        region: r.clone(),
+                        target: t.clone(),
+                    },
+                    1,
+                )
+            })
+            .collect();
+        s.gauges(
+            "meridian_region_moved",
+            "1 for each region whose clients are routed to another region (target)",
+            &moved,
+        )?;
+        s.gauge(
+            "meridian_region_routing_epoch",
+            "Epoch of the region routing state this name server holds",
+            status.report.state.epoch as i64,
         )
     }
 }

@@ -209,16 +209,7 @@ impl NamesrvProcessor {
 
     fn route(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
         let h = GetRouteInfoRequestHeader::parse(req).map_err(|e| e.to_string())?;
-        match self.routes.route(&h.topic) {
-            Some(route) => json_response(req, &route),
-            None => Ok(req.response_to(
-                resp::TOPIC_NOT_EXIST,
-                format!(
-                    "No topic route info in name server for the topic: {}",
-                    h.topic
-                ),
-            )),
-        }
+        Ok(route_answer(req, &h.topic, self.routes.route(&h.topic)))
     }
 
     /// A route query in a deployment of regions: refused until the region
@@ -229,14 +220,9 @@ impl NamesrvProcessor {
         if req.ext(meridian_protocol::origin::OWN_REGION_ROUTE_EXT) == Some("true") {
             return None;
         }
-        if !regions.routes_ready() {
-            return Some(Reply::Now(Some(req.response_to(
-                resp::SYSTEM_BUSY,
-                "this name server has not yet heard from the other regions whether its region is moved; try again in a few seconds"
-                    .to_string(),
-            ))));
+        if regions.routes_ready() && regions.redirect().is_none() {
+            return None;
         }
-        let (target, addrs) = regions.redirect()?;
         let h = match GetRouteInfoRequestHeader::parse(req) {
             Ok(h) => h,
             Err(e) => {
@@ -245,9 +231,24 @@ impl NamesrvProcessor {
                 )))
             }
         };
-        let regions = regions.clone();
-        let req = req.clone();
+        let (regions, routes, req) = (regions.clone(), self.routes.clone(), req.clone());
         Some(Reply::Later(Box::pin(async move {
+            // Just started: wait a little for the other regions' word on
+            // whether this region is moved.
+            let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
+            while !regions.routes_ready() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if !regions.routes_ready() {
+                return Some(req.response_to(
+                    resp::SYSTEM_BUSY,
+                    "this name server has not yet heard from the other regions whether its region is moved; try again in a few seconds"
+                        .to_string(),
+                ));
+            }
+            let Some((target, addrs)) = regions.redirect() else {
+                return Some(route_answer(&req, &h.topic, routes.route(&h.topic)));
+            };
             let answer = match regions.route_in(&target, &addrs, &h.topic).await {
                 Ok(Some(route)) => json_response(&req, &route)
                     .unwrap_or_else(|e| req.response_to(resp::SYSTEM_ERROR, e)),
@@ -293,6 +294,26 @@ impl Handler for NamesrvProcessor {
         // As RocketMQ's name server does: a broker whose connection closed
         // is gone now, not when its registration expires.
         self.routes.connection_closed(conn.id());
+    }
+}
+
+/// How long a route query waits, just after start, for the other regions'
+/// word on whether this region is moved.
+const ROUTE_WAIT: Duration = Duration::from_secs(2);
+
+fn route_answer(
+    req: &RemotingCommand,
+    topic: &str,
+    route: Option<meridian_protocol::body::TopicRouteData>,
+) -> RemotingCommand {
+    match route {
+        Some(route) => {
+            json_response(req, &route).unwrap_or_else(|e| req.response_to(resp::SYSTEM_ERROR, e))
+        }
+        None => req.response_to(
+            resp::TOPIC_NOT_EXIST,
+            format!("No topic route info in name server for the topic: {topic}"),
+        ),
     }
 }
 
