@@ -14,7 +14,7 @@ use meridian_namesrv::regions::Status;
 use meridian_protocol::codes::request_code as rc;
 use meridian_protocol::RemotingCommand;
 use rocketmq_client_rust::{DefaultMQProducer, MQPushConsumer, SendStatus};
-use support::regions::{peered, within, Region, Relay};
+use support::regions::{peered, peered_with_raft, within, Region, Relay};
 use support::{client_runtime, message, push_consumer_with, unique, Inbox, NetProxy};
 
 const QUEUES: u32 = 4;
@@ -204,13 +204,16 @@ async fn canaries_seen(namesrv: &str, from: &[&str]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_region_fails_over_to_its_standby_and_fails_back_after_it_returns() {
     let topic = unique("failover");
-    let mut regions = peered(
+    // North is a Raft group of three (DLedger mode).
+    let mut regions = peered_with_raft(
         &["east", "north", "west"],
+        &["north"],
         |_, _, addr| addr.to_string(),
         "failoverMode=auto\nregionStandby=east:west",
         |_| String::new(),
     );
     for r in &regions {
+        r.master().await;
         r.create_topic(&topic, QUEUES);
     }
     let dir = tempfile::tempdir().expect("temp dir");

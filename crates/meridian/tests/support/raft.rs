@@ -24,6 +24,16 @@ pub fn raft_group(extra: &str) -> BrokerGroup {
     start_members(&addrs, extra)
 }
 
+/// The confs of a three-member Raft group, each with `extra`, on fresh
+/// ports (for [`BrokerGroup::start_with_namesrv_port`]).
+pub fn raft_confs(extra: &str) -> Vec<String> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let addrs: Vec<Vec<String>> = (0..3)
+        .map(|_| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect())
+        .collect();
+    member_confs(&addrs, |_| extra.to_string())
+}
+
 /// Start one member per row of `addrs`; member `i` reaches member `j` at
 /// `addrs[i][j]` (`addrs[i][i]` is where it listens).
 pub fn start_members(addrs: &[Vec<String>], extra: &str) -> BrokerGroup {
@@ -34,7 +44,13 @@ pub fn start_members(addrs: &[Vec<String>], extra: &str) -> BrokerGroup {
 /// be shorter than others: that member's `dLegerPeers` lists only the
 /// members its row names.
 fn start_members_with(addrs: &[Vec<String>], extra: impl Fn(usize) -> String) -> BrokerGroup {
-    let confs: Vec<String> = addrs
+    let confs = member_confs(addrs, extra);
+    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
+    BrokerGroup::start(&refs)
+}
+
+fn member_confs(addrs: &[Vec<String>], extra: impl Fn(usize) -> String) -> Vec<String> {
+    addrs
         .iter()
         .enumerate()
         .map(|(i, row)| {
@@ -50,9 +66,7 @@ fn start_members_with(addrs: &[Vec<String>], extra: impl Fn(usize) -> String) ->
                 extra(i)
             )
         })
-        .collect();
-    let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
-    BrokerGroup::start(&refs)
+        .collect()
 }
 
 /// A group of `first` members (their `dLegerPeers` lists only them) and

@@ -53,6 +53,26 @@ impl Region {
         }
     }
 
+    /// [`Region::start_on`] as a Raft group of three members named
+    /// `broker-<name>`.
+    pub fn start_raft_on(
+        name: &str,
+        namesrv_port: u16,
+        namesrv_extra: &str,
+        extra: &str,
+    ) -> Region {
+        let confs = super::raft::raft_confs(&format!(
+            "regionId={name}\nbrokerName=broker-{name}\ndLegerGroup=broker-{name}\n\
+             mappedFileSizeCommitLog=8388608\n{extra}"
+        ));
+        let refs: Vec<&str> = confs.iter().map(String::as_str).collect();
+        Region {
+            name: name.to_string(),
+            group: BrokerGroup::start_with_namesrv_port(namesrv_port, namesrv_extra, &refs),
+            proxy: None,
+        }
+    }
+
     /// SIGKILL every process of the region: its brokers and name server.
     pub fn kill9(&mut self) {
         for i in 0..self.group.len() {
@@ -274,6 +294,17 @@ pub fn peered(
     namesrv_extra: &str,
     extra: impl Fn(&str) -> String,
 ) -> Vec<Region> {
+    peered_with_raft(names, &[], peer_addr, namesrv_extra, extra)
+}
+
+/// [`peered`], the regions named in `raft` each a Raft group of three.
+pub fn peered_with_raft(
+    names: &[&str],
+    raft: &[&str],
+    peer_addr: impl Fn(&str, &str, &str) -> String,
+    namesrv_extra: &str,
+    extra: impl Fn(&str) -> String,
+) -> Vec<Region> {
     let ports: Vec<u16> = names.iter().map(|_| super::ports::free_port()).collect();
     let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
     names
@@ -292,7 +323,11 @@ pub fn peered(
                  {namesrv_extra}",
                 peers.join(",")
             );
-            Region::start_on(name, ports[i], &conf, &extra(name))
+            if raft.contains(name) {
+                Region::start_raft_on(name, ports[i], &conf, &extra(name))
+            } else {
+                Region::start_on(name, ports[i], &conf, &extra(name))
+            }
         })
         .collect()
 }
