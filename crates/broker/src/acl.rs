@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use meridian_protocol::body::HeartbeatData;
+use meridian_protocol::body::{decode_body, HeartbeatData, QueryAssignmentRequestBody};
 use meridian_protocol::codes::request_code as code;
 use meridian_protocol::header::send::SendMessageRequestHeader;
 use meridian_protocol::RemotingCommand;
@@ -290,6 +290,14 @@ fn resources(req: &RemotingCommand) -> Result<Vec<(Resource, u8)>, String> {
                 for s in &c.subscription_data_set {
                     out.push((topic(&s.topic), SUB));
                 }
+            }
+        }
+        code::QUERY_ASSIGNMENT => {
+            let body: QueryAssignmentRequestBody = decode_body(&req.body)
+                .map_err(|e| format!("invalid QUERY_ASSIGNMENT body: {e}"))?;
+            out.push((topic(&body.topic), SUB));
+            if !body.consumer_group.is_empty() {
+                out.push((Resource::Group(body.consumer_group), SUB));
             }
         }
         _ => {}

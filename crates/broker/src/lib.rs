@@ -4,6 +4,8 @@
 //! - [`topics`] — topic configs, auto-creation, `topics.json`.
 //! - [`offsets`] — consumer offsets, `consumerOffset.json`.
 //! - [`clients`] — producers and consumer groups known from heartbeats.
+//! - [`allocate`] — sharing a topic's queues among a group's members, for
+//!   consumers that leave rebalancing to the broker.
 //! - [`lock`] — queue locks for ordered consumption.
 //! - [`long_poll`] — pulls that wait for the next message.
 //! - [`delay`] — delayed messages and reconsume delays (`SCHEDULE_TOPIC_XXXX`).
@@ -21,6 +23,7 @@
 //! [`Broker::shutdown`] undoes all of it in order.
 
 pub mod acl;
+pub mod allocate;
 pub mod clients;
 pub mod config;
 pub mod delay;

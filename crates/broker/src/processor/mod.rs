@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod assignment;
 pub mod client;
 pub mod offset;
 pub mod pull;
@@ -66,6 +67,7 @@ impl Handler for BrokerProcessor {
             rc::CHECK_CLIENT_CONFIG => now(client::check_client_config(b, &req)),
             rc::GET_CONSUMER_LIST_BY_GROUP => now(client::consumer_list(b, &req)),
             rc::LOCK_BATCH_MQ => now(client::lock_batch(b, &req)),
+            rc::QUERY_ASSIGNMENT => assignment::query(b, req),
             rc::UNLOCK_BATCH_MQ => now(client::unlock_batch(b, &req)),
             rc::QUERY_CONSUMER_OFFSET => now(offset::query_consumer_offset(b, &req)),
             rc::UPDATE_CONSUMER_OFFSET => synced(b, offset::update_consumer_offset(b, &req)),

@@ -13,6 +13,8 @@
 //! - [`topic`] has topic configs, the registered topic table, topic lists
 //!   and [`perm`].
 //! - [`queue`] has [`MessageQueue`] and queue locking.
+//! - [`assignment`] has QUERY_ASSIGNMENT's bodies (queues the broker
+//!   assigns to a consumer).
 //! - [`consumer`] has group members, connections, offset resets, time spans.
 //! - [`stats`] has consume and topic statistics.
 //! - [`kv`] has [`KVTable`].
@@ -23,6 +25,7 @@ use serde::Serialize;
 
 use crate::error::ProtocolError;
 
+pub mod assignment;
 pub mod consumer;
 pub mod fastjson;
 pub mod heartbeat;
@@ -35,6 +38,10 @@ pub mod stats;
 pub mod subscription;
 pub mod topic;
 
+pub use assignment::{
+    MessageQueueAssignment, MessageRequestMode, QueryAssignmentRequestBody,
+    QueryAssignmentResponseBody,
+};
 pub use consumer::{
     Connection, ConsumerConnection, GetConsumerListByGroupResponseBody, GroupList,
     ProducerConnection, QueryConsumeTimeSpanBody, QueueTimeSpan, ResetOffsetBody,
