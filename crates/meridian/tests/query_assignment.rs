@@ -213,44 +213,6 @@ async fn members_of_a_group_get_disjoint_shares_covering_every_queue() {
     assert_eq!(still.len(), 4);
 }
 
-/// `GET /metrics` on 127.0.0.1:`port`: the body.
-async fn scrape(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .expect("ask for metrics");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read metrics");
-    String::from_utf8_lossy(&raw).into_owned()
-}
-
-/// The number of QUERY_ASSIGNMENT requests the broker answered, by
-/// whether the answer was SUCCESS, from `rocketmq_rpc_latency_count`.
-fn assignment_queries(metrics: &str) -> (u64, u64) {
-    let (mut ok, mut failed) = (0, 0);
-    for line in metrics.lines() {
-        if !line.starts_with("rocketmq_rpc_latency_count{")
-            || !line.contains("request_code=\"400\"")
-        {
-            continue;
-        }
-        let n: u64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64;
-        if line.contains("response_code=\"0\"") {
-            ok += n;
-        } else {
-            failed += n;
-        }
-    }
-    (ok, failed)
-}
-
 /// Two `rocketmq-client-rust` push consumers with `clientRebalance=false`
 /// take their queues from the broker's answers (every QUERY_ASSIGNMENT
 /// answered SUCCESS, so neither fell back to its own allocation), split
@@ -262,13 +224,8 @@ async fn stock_consumers_that_leave_rebalancing_to_the_broker_consume_every_mess
     use std::time::Duration;
     use support::{eventually, push_consumer, Assignment, Inbox, RECEIVE_TIMEOUT};
 
-    let metrics_port = support::free_port();
-    let cluster = Cluster::separate(
-        ClusterOpts::new()
-            .broker_conf("metricsExporterType", "PROM")
-            .broker_conf("metricsPromExporterHost", "127.0.0.1")
-            .broker_conf("metricsPromExporterPort", &metrics_port.to_string()),
-    );
+    let (opts, metrics_port) = support::metrics::exported(ClusterOpts::new());
+    let cluster = Cluster::separate(opts);
     let ns = cluster.namesrv_addr();
     let topic = unique("BrokerBalanced");
     cluster.create_topic(&topic, 8);
@@ -322,7 +279,8 @@ async fn stock_consumers_that_leave_rebalancing_to_the_broker_consume_every_mess
     }
     inbox.expect_exactly_once(&expected).await;
 
-    let (ok, failed) = assignment_queries(&scrape(metrics_port).await);
+    let metrics = support::metrics::scrape(metrics_port).await;
+    let (ok, failed) = support::metrics::answered(&metrics, 400);
     assert!(
         ok > 0,
         "the consumers never asked the broker for their queues"

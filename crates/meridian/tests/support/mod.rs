@@ -13,17 +13,23 @@
 //! - `ports` hands out TCP ports that no concurrent test process gets too.
 //! - `raft` starts a three-member Raft group (DLedger mode) with a name
 //!   server, its Raft links direct or each through a netproxy.
+//! - `reply` runs RocketMQ's request-reply with stock clients: a responder
+//!   and requests that each expect their own reply.
+//! - `metrics` reads a broker's Prometheus endpoint, to see which request
+//!   codes a client sent and how they were answered.
 
 // Each test binary that includes this module uses a different part of it.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod cluster;
+pub mod metrics;
 pub mod netproxy;
 pub mod ports;
 pub mod queues;
 pub mod raft;
 pub mod regions;
+pub mod reply;
 
 pub use client::*;
 pub use cluster::Cluster;
