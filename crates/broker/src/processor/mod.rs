@@ -2,7 +2,8 @@
 //! the same shape: parse the header, apply, build the response.
 //!
 //! [`BrokerProcessor`] routes a request by its code. Unknown codes are
-//! answered `REQUEST_CODE_NOT_SUPPORTED` and the connection stays open.
+//! answered `REQUEST_CODE_NOT_SUPPORTED`, with the reason for codes known
+//! clients send (`unsupported.rs`), and the connection stays open.
 //!
 //! Processors return `Result<response, error response>`: both sides are a
 //! `RemotingCommand`, so `?` reads naturally and boxing the error side would
@@ -21,6 +22,7 @@ pub mod reply;
 pub mod send;
 pub mod send_back;
 pub mod transaction;
+pub mod unsupported;
 
 use std::sync::Arc;
 
@@ -111,10 +113,7 @@ impl Handler for BrokerProcessor {
             rc::RELAY_PUT_OFFSETS => now(relay::put_offsets(b, &req)),
             code => {
                 tracing::debug!(code, peer = %conn.peer(), "request code not supported");
-                Reply::Now(Some(req.response_to(
-                    response_code::REQUEST_CODE_NOT_SUPPORTED,
-                    format!("request code {code} is not supported by this Meridian broker"),
-                )))
+                Reply::Now(Some(unsupported::answer(&req)))
             }
         }
     }
