@@ -98,13 +98,28 @@ struct Load {
 
 impl Load {
     fn start(producer: Arc<DefaultMQProducer>, topic: &str, every: Duration) -> Load {
+        Load::start_named(producer, topic, every, "m")
+    }
+
+    /// [`Load::start`], message bodies `<prefix>-<n>`.
+    fn start_named(
+        producer: Arc<DefaultMQProducer>,
+        topic: &str,
+        every: Duration,
+        prefix: &str,
+    ) -> Load {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (a, s, topic) = (acked.clone(), stop.clone(), topic.to_string());
+        let (a, s, topic, prefix) = (
+            acked.clone(),
+            stop.clone(),
+            topic.to_string(),
+            prefix.to_string(),
+        );
         let task = tokio::spawn(async move {
             let mut i = 0;
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                let body = format!("m-{i}");
+                let body = format!("{prefix}-{i}");
                 i += 1;
                 let msg = message(&topic, "T", &format!("k-{body}"), &body, &[]);
                 let sent = producer.send(msg).await;
@@ -674,4 +689,240 @@ async fn a_planned_switchover_loses_and_repeats_nothing_and_fails_back() {
         "{cfg}"
     );
     consumer.shutdown().await;
+}
+
+/// One measurement of a region's loss or planned move, for
+/// `bench/region_failover.py` (not part of the suite: `--run-ignored`).
+/// Environment: `MERIDIAN_FAILOVER_PATTERN` (`active-standby`: only east's
+/// applications; `active-active`: east's and west's; `multi-active`: every
+/// region's), `MERIDIAN_FAILOVER_MODE` (`auto`, `semi`: a person confirms
+/// as soon as the verdict asks, `manual`: a person switches with --force
+/// right away, `planned`: a drained switchover of a running east),
+/// `MERIDIAN_CLIENT_POLL_MS` (the clients' route refresh, 30000 as stock).
+/// Prints one `FAILOVER-RESULT {json}` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: run by bench/region_failover.py"]
+async fn measure_region_failover() {
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let pattern = env("MERIDIAN_FAILOVER_PATTERN", "multi-active");
+    let mode = env("MERIDIAN_FAILOVER_MODE", "auto");
+    let poll: u32 = env("MERIDIAN_CLIENT_POLL_MS", "30000")
+        .parse()
+        .expect("poll ms");
+    let ns_mode = match mode.as_str() {
+        "auto" | "semi" => mode.as_str(),
+        _ => "manual",
+    };
+    let topic = unique("measure");
+    let mut regions = peered_with_raft(
+        &["east", "north", "west"],
+        &[],
+        |_, _, addr| addr.to_string(),
+        &format!("failoverMode={ns_mode}\nregionStandby=east:west"),
+        |_| String::new(),
+    );
+    for r in &regions {
+        r.create_topic(&topic, QUEUES);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _relays = mesh(dir.path(), &regions, &topic);
+    let names: BTreeMap<String, String> = regions
+        .iter()
+        .map(|r| (r.name.clone(), r.namesrv()))
+        .collect();
+    let ns = |name: &str| names[name].clone();
+    let config = || {
+        let mut c = client_config();
+        c.set_poll_name_server_interval(poll);
+        c
+    };
+    // East's applications: east's name server first (west's unreachable
+    // while they start), then west's.
+    let far_west = NetProxy::start(&ns("west"), 0);
+    far_west.blackhole();
+    let mut apps = vec![("east", format!("{};{}", ns("east"), far_west.addr()))];
+    if pattern != "active-standby" {
+        apps.push(("west", ns("west")));
+    }
+    if pattern == "multi-active" {
+        apps.push(("north", ns("north")));
+    }
+    let mut loads = Vec::new();
+    let mut consumers = Vec::new();
+    let mut inboxes = Vec::new();
+    for (home, namesrv) in &apps {
+        let group = unique(&format!("app_{home}"));
+        let inbox = Inbox::new();
+        let mut consumer = push_consumer_with(namesrv, &group, config()).build();
+        consumer.subscribe(&topic, "*").await.expect("subscribe");
+        consumer.register_message_listener_concurrently(inbox.listener());
+        consumer.start().await.expect("consumer starts");
+        let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
+            .client_config(config())
+            .producer_group(unique("pg"))
+            .name_server_addr(namesrv.clone())
+            .send_msg_timeout(3_000)
+            .build();
+        producer.start().await.expect("producer starts");
+        loads.push((
+            home.to_string(),
+            Load::start_named(Arc::new(producer), &topic, Duration::from_millis(20), home),
+        ));
+        consumers.push(consumer);
+        inboxes.push(inbox);
+    }
+    assert!(
+        within(Duration::from_secs(60), || async {
+            inboxes[0].len() >= 100
+        })
+        .await
+    );
+    far_west.heal();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // t0: the kill has happened (every process of east is gone), or the
+    // planned switchover starts.
+    if mode != "planned" {
+        regions
+            .iter_mut()
+            .find(|r| r.name == "east")
+            .expect("east")
+            .kill9();
+    }
+    let t0 = Instant::now();
+    let consumed_before: BTreeSet<String> = inboxes[0].bodies().into_iter().collect();
+    let switchover_s;
+    if mode == "planned" {
+        let settle = (poll + 5_000).to_string();
+        let out = admin(
+            region(&regions, "east"),
+            &[
+                "switchover",
+                "--from",
+                "east",
+                "--to",
+                "west",
+                "--settleMs",
+                &settle,
+            ],
+        )
+        .await;
+        assert!(out.contains("switchover done"), "{out}");
+        switchover_s = t0.elapsed().as_secs_f64();
+    } else {
+        match mode.as_str() {
+            "semi" => {
+                assert!(
+                    within(Duration::from_secs(60), || async {
+                        status(&ns("west"))
+                            .await
+                            .is_some_and(|s| s.verdicts["east"].pending)
+                    })
+                    .await
+                );
+                admin(
+                    region(&regions, "west"),
+                    &["switchover", "--from", "east", "--to", "west"],
+                )
+                .await;
+                switchover_s = t0.elapsed().as_secs_f64();
+            }
+            "manual" => {
+                admin(
+                    region(&regions, "west"),
+                    &["switchover", "--from", "east", "--to", "west", "--force"],
+                )
+                .await;
+                switchover_s = t0.elapsed().as_secs_f64();
+            }
+            _ => {
+                assert!(
+                    within(Duration::from_secs(60), || async {
+                        status(&ns("west"))
+                            .await
+                            .is_some_and(|s| s.report.state.moved.contains_key("east"))
+                    })
+                    .await
+                );
+                switchover_s = t0.elapsed().as_secs_f64();
+            }
+        }
+    }
+    // East's producer succeeds again; then let everything settle.
+    assert!(
+        within(Duration::from_secs(120), || async {
+            loads[0]
+                .1
+                .acked()
+                .iter()
+                .filter(|a| a.at > t0 && a.broker == "broker-west")
+                .count()
+                >= 20
+        })
+        .await,
+        "east's producer never succeeded again"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut results = Vec::new();
+    for (home, load) in loads {
+        results.push((home, load.stop().await));
+    }
+    let east_acked = &results[0].1;
+    let producer_rto = east_acked
+        .iter()
+        .find(|a| a.at > t0)
+        .map(|a| (a.at - t0).as_secs_f64())
+        .unwrap_or(f64::NAN);
+    // The longest pause between successful sends of the other regions'
+    // producers across the event.
+    let others_gap = results[1..]
+        .iter()
+        .flat_map(|(_, acked)| acked.windows(2).map(|w| (w[1].at - w[0].at).as_secs_f64()))
+        .fold(0.0, f64::max);
+    let after: BTreeSet<String> = east_acked
+        .iter()
+        .filter(|a| a.at > t0)
+        .map(|a| a.body.clone())
+        .collect();
+    within(Duration::from_secs(60), || async {
+        let got: BTreeSet<String> = inboxes[0].bodies().into_iter().collect();
+        after.iter().all(|b| got.contains(b))
+    })
+    .await;
+    let consumer_rto = inboxes[0]
+        .all()
+        .into_iter()
+        .filter(|r| after.contains(&r.body))
+        .map(|r| (r.at - t0).as_secs_f64())
+        .fold(f64::NAN, f64::min);
+    let in_west = stored(region(&regions, "west"), &topic).await;
+    let rpo = east_acked
+        .iter()
+        .filter(|a| a.at <= t0 && !in_west.contains_key(&a.body))
+        .count();
+    let stored_twice = in_west.values().filter(|n| **n > 1).count();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for b in inboxes[0].bodies() {
+        *counts.entry(b).or_default() += 1;
+    }
+    let redelivered = counts.values().filter(|n| **n > 1).count();
+    let repeated_unconsumed = counts
+        .iter()
+        .filter(|(b, n)| **n > 1 && !consumed_before.contains(*b))
+        .count();
+    let missing_after = after.iter().filter(|b| !counts.contains_key(*b)).count();
+    println!(
+        "FAILOVER-RESULT {}",
+        serde_json::json!({
+            "pattern": pattern, "mode": mode, "pollMs": poll,
+            "producerRtoS": producer_rto, "consumerRtoS": consumer_rto,
+            "switchoverS": switchover_s,
+            "rpo": rpo, "ackedBefore": east_acked.iter().filter(|a| a.at <= t0).count(),
+            "redelivered": redelivered, "repeatedUnconsumed": repeated_unconsumed,
+            "missingAfter": missing_after, "storedTwice": stored_twice,
+            "othersMaxGapS": others_gap,
+        })
+    );
+    for mut c in consumers {
+        c.shutdown().await;
+    }
 }
