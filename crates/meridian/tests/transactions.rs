@@ -266,6 +266,51 @@ async fn commits_are_delivered_once_rollbacks_never_and_undecided_ones_are_check
     // Still nothing more delivered.
     tokio::time::sleep(Duration::from_secs(2)).await;
     support::assert_exactly_once(&inbox.all(), &expected);
+
+    // An operator recovers it as docs/operations.md says: listed, read in
+    // full (where it was going, who sent it), sent again to its topic.
+    let listed = cluster.admin(&["printMsg", "-t", "TRANS_CHECK_MAX_TIME_TOPIC"]);
+    assert!(listed.contains("never-1"), "printMsg:\n{listed}");
+    // The "Message ID" queryMsgByKey prints is the unique key.
+    let id = found
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|w| w.len() == 32)
+        .expect("a message id");
+    let shown = cluster.admin(&[
+        "queryMsgByUniqueKey",
+        "-t",
+        "TRANS_CHECK_MAX_TIME_TOPIC",
+        "-i",
+        id,
+    ]);
+    for wanted in [
+        format!("(\"REAL_TOPIC\", \"{topic}\")"),
+        "PGROUP".to_string(),
+        "never-1".to_string(),
+    ] {
+        assert!(
+            shown.contains(&wanted),
+            "queryMsgByUniqueKey lacks {wanted}:\n{shown}"
+        );
+    }
+    cluster.admin(&[
+        "sendMessage",
+        "-t",
+        &topic,
+        "-p",
+        "never-1",
+        "-k",
+        "key-never-1",
+        "-c",
+        "TagTx",
+    ]);
+    let recovered: Vec<String> = expected
+        .iter()
+        .cloned()
+        .chain(["never-1".to_string()])
+        .collect();
+    inbox.expect_exactly_once(&recovered).await;
     consumer.shutdown().await;
     producer.shutdown().await;
 }
