@@ -54,9 +54,11 @@ async fn start_consumer(
     consumer
 }
 
-/// How late past its time a timer message may arrive: the broker checks
-/// every 100 ms; the rest is the consumer's pull and a loaded machine.
-const LATE_AT_MOST: Duration = Duration::from_secs(3);
+/// How late past its time a timer message may arrive: within a second,
+/// as promised. The broker checks every 100 ms and a waiting pull is
+/// answered as soon as the delivery is stored; measured, at most 150 ms
+/// late, also with 16 of these tests running at once on two CPUs.
+const LATE_AT_MOST: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timer_messages_arrive_at_their_time_once() {
@@ -127,6 +129,10 @@ async fn timer_messages_arrive_at_their_time_once() {
     for (body, due) in [("at-3s", 3_000), ("sec-2", 2_000), ("ms-1500", 1_500)] {
         let m = &received[body];
         let after = m.at.duration_since(t0);
+        eprintln!(
+            "{body}: arrived {after:?} after the first send, due at {due} ms ({:?} late)",
+            after.saturating_sub(Duration::from_millis(due))
+        );
         // The clocks of sender and broker are one machine's: no slack
         // is needed on the early side beyond the send's own latency.
         assert!(
