@@ -182,8 +182,16 @@ async fn routed_to(namesrv: &str, topic: &str) -> BTreeSet<String> {
     }
 }
 
-/// `meridian admin -n <namesrv> <args>` off the test's runtime threads.
+/// `meridian admin -n <namesrv> <args>` off the test's runtime threads;
+/// panics when it fails.
 async fn admin(region: &Region, args: &[&str]) -> String {
+    let (ok, text) = admin_outcome(region, args).await;
+    assert!(ok, "meridian admin {args:?} failed:\n{text}");
+    text
+}
+
+/// [`admin`], returning whether it succeeded and what it printed.
+async fn admin_outcome(region: &Region, args: &[&str]) -> (bool, String) {
     let ns = region.namesrv();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
@@ -199,14 +207,28 @@ async fn admin(region: &Region, args: &[&str]) -> String {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            out.status.success(),
-            "meridian admin {args:?} failed:\n{text}"
-        );
-        text
+        (out.status.success(), text)
     })
     .await
     .expect("admin task")
+}
+
+/// `switchover --from west --to east`: east's clients come home.
+async fn fail_back_to_east(east: &Region) {
+    let out = admin(
+        east,
+        &[
+            "switchover",
+            "--from",
+            "west",
+            "--to",
+            "east",
+            "--settleMs",
+            "500",
+        ],
+    )
+    .await;
+    assert!(out.contains("switchover done"), "{out}");
 }
 
 async fn canaries_seen(namesrv: &str, from: &[&str]) -> bool {
@@ -422,20 +444,7 @@ async fn a_killed_region_fails_over_to_its_standby_and_fails_back_after_it_retur
 
     // Failback: the same command the other way.
     let east = region(&regions, "east");
-    let out = admin(
-        east,
-        &[
-            "switchover",
-            "--from",
-            "west",
-            "--to",
-            "east",
-            "--settleMs",
-            "500",
-        ],
-    )
-    .await;
-    assert!(out.contains("switchover done"), "{out}");
+    fail_back_to_east(east).await;
     assert_eq!(
         routed_to(&east_ns, &topic).await,
         BTreeSet::from(["broker-east".to_string()])
@@ -538,6 +547,19 @@ async fn a_region_only_one_other_region_can_reach_is_not_failed_and_semi_mode_wa
     assert_eq!(
         north_view.verdicts["east"].agreeing,
         vec!["west".to_string()]
+    );
+
+    // With no relays here, verifyRegions names the copies west lacks.
+    let north = region(&regions, "north");
+    admin(north, &["sendMessage", "-t", &topic, "-p", "only-in-north"]).await;
+    let (ok, out) = admin_outcome(region(&regions, "west"), &["verifyRegions", "-t", &topic]).await;
+    assert!(
+        !ok,
+        "verifyRegions passed with a region missing messages:\n{out}"
+    );
+    assert!(
+        out.contains("west has no copy of north/broker-north/"),
+        "{out}"
     );
 
     // Semi-automatic: east lost for real is failed, pending, not moved...
@@ -665,20 +687,7 @@ async fn a_planned_switchover_loses_and_repeats_nothing_and_fails_back() {
     );
 
     // Failback, then east takes writes and reads again.
-    let out = admin(
-        east,
-        &[
-            "switchover",
-            "--from",
-            "west",
-            "--to",
-            "east",
-            "--settleMs",
-            "500",
-        ],
-    )
-    .await;
-    assert!(out.contains("switchover done"), "{out}");
+    fail_back_to_east(east).await;
     assert_eq!(
         routed_to(&east.namesrv(), &topic).await,
         BTreeSet::from(["broker-east".to_string()])
@@ -878,6 +887,17 @@ async fn measure_region_failover() {
         .iter()
         .flat_map(|(_, acked)| acked.windows(2).map(|w| (w[1].at - w[0].at).as_secs_f64()))
         .fold(0.0, f64::max);
+    // East's applications' longest pause: between two acknowledged sends,
+    // and between two messages received, across the event.
+    let longest = |times: Vec<Instant>| {
+        times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64())
+            .fold(0.0, f64::max)
+    };
+    let east_gap = longest(east_acked.iter().map(|a| a.at).collect());
+    let mut receipts: Vec<Instant> = inboxes[0].all().into_iter().map(|r| r.at).collect();
+    receipts.sort();
     let after: BTreeSet<String> = east_acked
         .iter()
         .filter(|a| a.at > t0)
@@ -920,6 +940,8 @@ async fn measure_region_failover() {
             "redelivered": redelivered, "repeatedUnconsumed": repeated_unconsumed,
             "missingAfter": missing_after, "storedTwice": stored_twice,
             "othersMaxGapS": others_gap,
+            "eastMaxGapS": east_gap,
+            "eastConsumerMaxGapS": longest(receipts),
         })
     );
     for mut c in consumers {
