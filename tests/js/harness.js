@@ -52,6 +52,30 @@ function hasExited(child) {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
+/**
+ * Count `child` among the processes killed on `after`, on exit and on
+ * signals (for helpers that spawn Meridian processes of their own).
+ */
+function trackChild(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+/** A new temporary directory, removed on exit (unless MERIDIAN_TEST_KEEP_DATA). */
+function tempDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  dataDirs.add(dir);
+  return dir;
+}
+
+/** Remove a directory made by `tempDir` now (unless MERIDIAN_TEST_KEEP_DATA). */
+function removeTempDir(dir) {
+  if (process.env.MERIDIAN_TEST_KEEP_DATA) return;
+  fs.rmSync(dir, { recursive: true, force: true });
+  dataDirs.delete(dir);
+}
+
 function killAllSync() {
   for (const child of children) {
     killGroup(child, 'SIGKILL');
@@ -645,22 +669,26 @@ class Meridian {
 
 /**
  * A `meridian relay` process copying `topics` from region `src` to region
- * `dst` (two `Meridian`s): its relay.conf in a temporary directory, started
- * by `start()` (which waits for its ready line), SIGKILLed by `kill()`.
+ * `dst` (two objects with `namesrvAddr` and `brokerPort`: `Meridian`s or
+ * `Region`s): its relay.conf in a temporary directory (`extra`: more keys,
+ * or other values), started by `start()` (which waits for its ready
+ * line), SIGKILLed by `kill()`.
  */
 class Relay {
-  constructor(src, dst, topics) {
+  constructor(src, dst, topics, extra = {}) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meridian-relay-'));
     dataDirs.add(this.dir);
     this.conf = path.join(this.dir, 'relay.conf');
-    fs.writeFileSync(this.conf, [
-      `srcClusterAddr=${src.namesrvAddr}`,
-      `destClusterAddr=${dst.namesrvAddr}`,
-      `replicationGroup=relay-${src.brokerPort}-${dst.brokerPort}`,
-      `topics=${topics}`,
-      'routeRefreshIntervalMs=500',
-      'offsetSyncIntervalMs=500',
-    ].join('\n') + '\n');
+    const conf = {
+      srcClusterAddr: src.namesrvAddr,
+      destClusterAddr: dst.namesrvAddr,
+      replicationGroup: `relay-${src.brokerPort}-${dst.brokerPort}`,
+      topics,
+      routeRefreshIntervalMs: 500,
+      offsetSyncIntervalMs: 500,
+      ...extra,
+    };
+    fs.writeFileSync(this.conf, Object.entries(conf).map(([ k, v ]) => `${k}=${v}`).join('\n') + '\n');
     this.child = null;
     this.output = [];
   }
@@ -753,6 +781,21 @@ function adminShowsMessage(out, { key, msgId, strict = false } = {}) {
 
 module.exports = {
   MERIDIAN_BIN,
+  CLUSTER,
+  CLIENT_INTERVAL_MS,
+  VERBOSE,
+  trackChild,
+  tempDir,
+  removeTempDir,
+  killGroup,
+  hasExited,
+  tail,
+  freePorts,
+  randomPort,
+  parseLooseJson,
+  httpclientStub,
+  closeAliOns,
+  withTimeout,
   Meridian,
   Relay,
   Message,
