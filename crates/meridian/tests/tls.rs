@@ -2,7 +2,10 @@
 //! (verifying the server against a CA made by the test), `meridian admin
 //! --tls`, plaintext clients refused in `enforcing` mode and served in
 //! `permissive` mode, and mutual TLS: clients, slaves and Raft members
-//! without a certificate from the trusted CA are turned away.
+//! without a certificate from the trusted CA are turned away. `meridian
+//! relay` relays between regions whose ports are TLS-only (and a relay
+//! without `tls.enable` cannot), and `meridian bench --tls` produces into
+//! an enforcing broker.
 
 mod support;
 
@@ -18,7 +21,9 @@ use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_client_rust::MQPushConsumer;
 use rocketmq_client_rust::SendStatus;
 
+use meridian_protocol::message::MessageExt;
 use support::cluster::BrokerGroup;
+use support::regions::{Region, Relay};
 use support::*;
 
 /// A CA, a server certificate for 127.0.0.1 / localhost and a client
@@ -445,5 +450,245 @@ async fn a_stranger_cannot_join_a_raft_group_over_mutual_tls() {
             |l| l.contains("Raft connection refused") && l.contains("invalid peer certificate")
         ),
         "the members say why they turned the stranger away"
+    );
+}
+
+/// namesrv.conf and broker.conf lines for a port that speaks only TLS with
+/// `pki`'s server certificate, and for the process's own links (a broker to
+/// its name server) verifying the server against the test CA.
+fn tls_only(pki: &Pki) -> String {
+    format!(
+        "tls.server.mode=enforcing\ntls.server.certPath={}\ntls.server.keyPath={}\n\
+         tls.client.authServer=true\ntls.client.trustCertPath={}\n",
+        s(&pki.server_cert),
+        s(&pki.server_key),
+        s(&pki.ca)
+    )
+}
+
+/// A region whose name server and broker take only TLS.
+fn tls_region(name: &str, pki: &Pki) -> Region {
+    let region = Region::start_with_namesrv(name, &tls_only(pki), &tls_only(pki));
+    let (ok, out) = {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["admin", "-n", &region.namesrv(), "clusterList"])
+            .output()
+            .expect("run meridian admin");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(!ok, "the region's name server must refuse plaintext: {out}");
+    region
+}
+
+/// An admin client over TLS, verifying servers against `pki`'s CA.
+fn tls_admin(namesrv: &str, pki: &Pki) -> meridian_client::Admin {
+    let connector = meridian_remoting::tls::client_connector(true, Some(&pki.ca), None, None)
+        .expect("connector");
+    meridian_client::Admin::new(namesrv).with_security(None, connector)
+}
+
+/// Every message of `topic` on `region`'s broker, own queues and copies,
+/// read over TLS (what [`Region::read_all`] does in plaintext).
+async fn read_all_tls(region: &Region, pki: &Pki, topic: &str) -> Vec<MessageExt> {
+    let admin = tls_admin(&region.namesrv(), pki);
+    let broker = region.broker();
+    let Ok(configs) = admin.all_topic_config(&broker).await else {
+        return Vec::new();
+    };
+    let Some(cfg) = configs.get(topic) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for q in 0..cfg.read_queue_nums.max(cfg.write_queue_nums) {
+        all.extend(support::queues::read_queue(&admin, &broker, topic, q).await);
+    }
+    all
+}
+
+/// What the relay processes named `prefix…` in `dir` logged.
+fn relay_logs(dir: &Path, prefix: &str) -> String {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("relay dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(".log")
+        })
+        .collect();
+    logs.sort();
+    logs.iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
+
+/// The bodies of `msgs`, sorted.
+fn bodies(msgs: &[MessageExt]) -> Vec<String> {
+    let mut b: Vec<String> = msgs
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    b.sort();
+    b
+}
+
+/// Send `bodies` to `topic` in the region of name server `ns` over TLS.
+async fn send_tls(ns: &str, ca: &Path, topic: &str, bodies: &[String]) {
+    let mut producer = tls_producer(ns, ca).await;
+    wait_for_route(&mut producer, topic, 2).await;
+    for body in bodies {
+        let r = producer
+            .send(message(topic, "TagR", body, body, &[]))
+            .await
+            .expect("send over TLS")
+            .expect("a result");
+        assert_eq!(r.send_status, SendStatus::SendOk);
+    }
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_with_tls_relays_between_tls_only_regions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = make_pki(dir.path());
+    let east = tls_region("east", &pki);
+    let west = tls_region("west", &pki);
+    let topic = unique("TlsRelay");
+    for region in [&east, &west] {
+        region.group.admin(&[
+            "updateTopic",
+            "-t",
+            &topic,
+            "-c",
+            "DefaultCluster",
+            "-r",
+            "2",
+            "-w",
+            "2",
+            "--tls",
+            "--tlsTrustCertPath",
+            s(&pki.ca),
+        ]);
+    }
+
+    // east → west over TLS, verifying both regions' certificates; west →
+    // east without tls.enable, which the TLS-only ports turn away.
+    let relays = dir.path().join("relays");
+    std::fs::create_dir_all(&relays).expect("dir");
+    let _tls_relay = Relay::start(
+        &relays,
+        &east,
+        &west,
+        &topic,
+        &format!(
+            "tls.enable=true\ntls.client.authServer=true\ntls.client.trustCertPath={}",
+            s(&pki.ca)
+        ),
+    );
+    let _plain_relay = Relay::start(&relays, &west, &east, &topic, "");
+
+    let from_east: Vec<String> = (0..5).map(|i| format!("east-{i}")).collect();
+    let from_west: Vec<String> = (0..3).map(|i| format!("west-{i}")).collect();
+    send_tls(&east.namesrv(), &pki.ca, &topic, &from_east).await;
+    send_tls(&west.namesrv(), &pki.ca, &topic, &from_west).await;
+
+    // West holds its own messages and east's, each once.
+    let mut want_west: Vec<String> = from_east.iter().chain(&from_west).cloned().collect();
+    want_west.sort();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let in_west = loop {
+        let got = bodies(&read_all_tls(&west, &pki, &topic).await);
+        if got.len() >= want_west.len() || std::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        in_west,
+        want_west,
+        "east's messages reach west once each; the relay's log:\n{}",
+        relay_logs(&relays, "relay-east-west")
+    );
+    let relayed = read_all_tls(&west, &pki, &topic).await;
+    for m in relayed.iter().filter(|m| m.body.starts_with(b"east-")) {
+        assert_eq!(m.property("MSG_REGION"), Some("east"), "{m:?}");
+    }
+
+    // Nothing crossed the plaintext link, and its relay says why.
+    let in_east = bodies(&read_all_tls(&east, &pki, &topic).await);
+    assert_eq!(in_east, from_east, "a relay without TLS relays nothing");
+    let logs = relay_logs(&relays, "relay-west-east");
+    assert!(
+        logs.contains("cannot look up the relay link") && logs.contains("set tls.enable=true"),
+        "the plaintext relay logs why it relays nothing:\n{logs}"
+    );
+}
+
+/// `meridian bench <args> --json`: whether it succeeded, the JSON object
+/// it printed (Null if none), and its output for messages.
+fn bench_json(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run meridian bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null);
+    let text = format!(
+        "status {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), json, text)
+}
+
+#[test]
+fn bench_produces_over_tls_into_an_enforcing_broker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = make_pki(dir.path());
+    let cluster = Cluster::dev(
+        ClusterOpts::new()
+            .broker_conf("tls.server.mode", "enforcing")
+            .broker_conf("tls.server.certPath", s(&pki.server_cert))
+            .broker_conf("tls.server.keyPath", s(&pki.server_key)),
+    );
+    let ns = cluster.namesrv_addr();
+    let run = |tls: bool| {
+        let mut args = vec![
+            "produce",
+            "-n",
+            &ns,
+            "-t",
+            "BenchTls",
+            "-w",
+            "2",
+            "--queues",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+        ];
+        if tls {
+            args.push("--tls");
+        }
+        bench_json(&args)
+    };
+
+    let (ok, produced, out) = run(true);
+    assert!(ok, "bench --tls fails against an enforcing broker: {out}");
+    let sent = produced["sent"].as_u64().expect("`sent` is a count");
+    assert!(sent > 0, "nothing was sent: {out}");
+    assert_eq!(produced["errors"], 0, "{out}");
+
+    // Without --tls the same run gets nothing through.
+    let (ok, _, out) = run(false);
+    assert!(
+        !ok,
+        "a plaintext bench must not reach an enforcing broker: {out}"
     );
 }

@@ -116,6 +116,12 @@ impl Relay {
             .tls
             .acceptor()
             .map_err(|e| anyhow::anyhow!("relay TLS (status port): {e}"))?;
+        // The link's look-ups (name servers, topic configs, offsets) go
+        // over the same TLS and with the same credentials as its records.
+        let src_admin = Admin::new(&config.src_namesrv)
+            .with_security(config.src_credentials.clone(), connector.clone());
+        let dst_admin = Admin::new(&config.dest_namesrv)
+            .with_security(config.dest_credentials.clone(), connector.clone());
         let shared = Arc::new(Shared {
             limiter: Limiter::new(config.max_tps),
             src: RemotingClient::new()
@@ -157,7 +163,7 @@ impl Relay {
             None
         };
         let (stop, stop_rx) = watch::channel(false);
-        let supervisor = tokio::spawn(supervise(shared.clone(), stop_rx));
+        let supervisor = tokio::spawn(supervise(shared.clone(), src_admin, dst_admin, stop_rx));
         Ok(Relay {
             shared,
             stop,
@@ -196,9 +202,7 @@ impl Relay {
 /// Look the link up every `routeRefreshIntervalMs`; start a stream for
 /// every origin queue that appears, tell streams whose source or target
 /// moved, stop those that are gone.
-async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let src = Admin::new(&shared.config.src_namesrv);
-    let dst = Admin::new(&shared.config.dest_namesrv);
+async fn supervise(shared: Arc<Shared>, src: Admin, dst: Admin, mut stop: watch::Receiver<bool>) {
     let mut streams: HashMap<StreamKey, (watch::Sender<Plan>, tokio::task::JoinHandle<()>)> =
         HashMap::new();
     let mut summary = tokio::time::interval(Duration::from_secs(30));
@@ -271,7 +275,20 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 shared.stats.retain(|k| streams.contains_key(k));
             }
             Err(e) => {
-                let e = e.to_string();
+                // A TLS-only server closes a plaintext connection without
+                // an answer; say what that most likely means.
+                let closed = matches!(
+                    e.downcast_ref::<meridian_client::ClientError>(),
+                    Some(meridian_client::ClientError::Remoting(
+                        meridian_remoting::RemotingError::Closed { .. }
+                    ))
+                );
+                let mut e = e.to_string();
+                if closed && !shared.config.tls.links_use_tls() {
+                    e.push_str(
+                        " (a server whose tls.server.mode is enforcing closes plaintext connections: set tls.enable=true in relay.conf)",
+                    );
+                }
                 if last_error.as_deref() != Some(&e) {
                     tracing::warn!(error = %e, "cannot look up the relay link; streams keep their last plan");
                 }
