@@ -401,7 +401,13 @@ impl Regions {
             me,
             started_ms: now_ms(),
             routes,
-            admin: admin.with_timeout(cfg.probe_interval.max(Duration::from_millis(500))),
+            // An answer may take a while on a loaded machine; a round waits
+            // for its slowest call, so the bound stays under the timeout.
+            admin: admin.with_timeout(
+                cfg.probe_interval
+                    .max(Duration::from_secs(1))
+                    .min(cfg.failure_timeout / 3),
+            ),
             connector,
             redirect_clients: Mutex::new(BTreeMap::new()),
             inner: Mutex::new(Inner {
