@@ -213,22 +213,30 @@ async fn admin_outcome(region: &Region, args: &[&str]) -> (bool, String) {
     .expect("admin task")
 }
 
-/// `switchover --from west --to east`: east's clients come home.
-async fn fail_back_to_east(east: &Region) {
+/// `switchover --from <from> --to <to> --settleMs <settle_ms>` through
+/// `via`'s name server; it must finish.
+async fn switchover(via: &Region, from: &str, to: &str, settle_ms: u32) -> String {
+    let settle = settle_ms.to_string();
     let out = admin(
-        east,
+        via,
         &[
             "switchover",
             "--from",
-            "west",
+            from,
             "--to",
-            "east",
+            to,
             "--settleMs",
-            "500",
+            &settle,
         ],
     )
     .await;
     assert!(out.contains("switchover done"), "{out}");
+    out
+}
+
+/// `switchover --from west --to east`: east's clients come home.
+async fn fail_back_to_east(east: &Region) {
+    switchover(east, "west", "east", 500).await;
 }
 
 async fn canaries_seen(namesrv: &str, from: &[&str]) -> bool {
@@ -640,20 +648,7 @@ async fn a_planned_switchover_loses_and_repeats_nothing_and_fails_back() {
 
     // Move east's clients to west while they run.
     let started = Instant::now();
-    let out = admin(
-        east,
-        &[
-            "switchover",
-            "--from",
-            "east",
-            "--to",
-            "west",
-            "--settleMs",
-            "12000",
-        ],
-    )
-    .await;
-    assert!(out.contains("switchover done"), "{out}");
+    switchover(east, "east", "west", 12_000).await;
     let took = started.elapsed();
     assert_eq!(
         routed_to(&east.namesrv(), &topic).await,
@@ -813,21 +808,7 @@ async fn measure_region_failover() {
     let consumed_before: BTreeSet<String> = inboxes[0].bodies().into_iter().collect();
     let switchover_s;
     if mode == "planned" {
-        let settle = (poll + 5_000).to_string();
-        let out = admin(
-            region(&regions, "east"),
-            &[
-                "switchover",
-                "--from",
-                "east",
-                "--to",
-                "west",
-                "--settleMs",
-                &settle,
-            ],
-        )
-        .await;
-        assert!(out.contains("switchover done"), "{out}");
+        switchover(region(&regions, "east"), "east", "west", poll + 5_000).await;
         switchover_s = t0.elapsed().as_secs_f64();
     } else {
         match mode.as_str() {
