@@ -14,7 +14,11 @@
 //! - [`retention`] — what the store must keep for timers, delayed and
 //!   half messages, whatever their age.
 //! - [`register`] — registration with every name server.
-//! - [`slave_sync`] — a slave copies topics and offsets from its master.
+//! - [`subscriptions`] — consumer groups' settings, `subscriptionGroup.json`.
+//! - [`slave_sync`] — a slave copies topics, offsets and subscription
+//!   groups from its master.
+//! - [`raft_state`] — in Raft mode, topics, subscription groups and
+//!   offsets committed through the Raft log.
 //! - [`write`] — the one write path every stored message takes.
 //! - [`processor`] — one file per family of remoting requests.
 //!
@@ -586,6 +590,13 @@ async fn follow_raft_role(
                 );
             }
             if now.leader && !was.leader {
+                // Every state record of earlier terms is visible now (the
+                // blank entry is applied): take them all before the name
+                // servers list this member as master, so clients routed
+                // here meet the group's topics and subscription groups.
+                if let Some(state) = &inner.raft_state {
+                    state.catch_up(&inner);
+                }
                 // Delay cursors copied from the old leader are the best
                 // there is; keep them (offsets came through the log).
                 inner.persist_tables();

@@ -5,7 +5,7 @@
 //! a crash a group may see the last few seconds again — at-least-once, as
 //! RocketMQ promises — but never skips a message.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use parking_lot::RwLock;
@@ -29,9 +29,26 @@ pub struct ConsumerOffsetManager {
     /// `topic@group` → queue id → commit time (ms).
     times: RwLock<HashMap<String, BTreeMap<i32, i64>>>,
     dirty: std::sync::atomic::AtomicBool,
-    /// Raft mode: commits made here since the Raft state log last took
-    /// them (see `raft_state`), the latest per queue.
-    journal: parking_lot::Mutex<Option<BTreeMap<(String, i32), Journaled>>>,
+    /// Raft mode: changes made here since the Raft state log last took
+    /// them (see `raft_state`).
+    journal: parking_lot::Mutex<Option<Journal>>,
+}
+
+/// Raft mode: the changes the Raft state log has not taken yet.
+#[derive(Debug, Default)]
+pub struct Journal {
+    /// Groups whose offsets were all removed (`deleteSubGroup -r`). They
+    /// are removed before `commits` are applied, which hold only commits
+    /// made after the removal.
+    pub deleted_groups: BTreeSet<String>,
+    /// `(topic@group, queue id)` → the latest commit.
+    pub commits: BTreeMap<(String, i32), Journaled>,
+}
+
+impl Journal {
+    pub fn is_empty(&self) -> bool {
+        self.deleted_groups.is_empty() && self.commits.is_empty()
+    }
 }
 
 /// One commit waiting for the Raft state log.
@@ -46,6 +63,11 @@ pub struct Journaled {
 
 fn key(topic: &str, group: &str) -> String {
     format!("{topic}@{group}")
+}
+
+/// Whether `key` (`topic@group`) is one of `group`'s.
+fn of_group(key: &str, group: &str) -> bool {
+    key.split_once('@').is_some_and(|(_, g)| g == group)
 }
 
 impl ConsumerOffsetManager {
@@ -69,12 +91,11 @@ impl ConsumerOffsetManager {
     /// Raft mode: from now on every commit is also noted for the Raft
     /// state log, which takes them with [`Self::take_journal`].
     pub fn keep_journal(&self) {
-        self.journal.lock().get_or_insert_with(BTreeMap::new);
+        self.journal.lock().get_or_insert_with(Journal::default);
     }
 
-    /// The commits noted since the last call: `(topic@group, queue id)` →
-    /// the latest.
-    pub fn take_journal(&self) -> BTreeMap<(String, i32), Journaled> {
+    /// The changes noted since the last call.
+    pub fn take_journal(&self) -> Journal {
         self.journal
             .lock()
             .as_mut()
@@ -82,19 +103,28 @@ impl ConsumerOffsetManager {
             .unwrap_or_default()
     }
 
-    /// Put back commits a failed write did not carry, unless newer ones
-    /// of the same queues were noted meanwhile.
-    pub fn return_journal(&self, back: BTreeMap<(String, i32), Journaled>) {
+    /// Put back changes a failed write did not carry, unless newer ones
+    /// were noted meanwhile: a newer commit of the same queue, or a newer
+    /// removal of the group.
+    pub fn return_journal(&self, back: Journal) {
         if let Some(j) = self.journal.lock().as_mut() {
-            for (k, v) in back {
-                j.entry(k).or_insert(v);
+            for (k, v) in back.commits {
+                if !j.deleted_groups.iter().any(|g| of_group(&k.0, g)) {
+                    j.commits.entry(k).or_insert(v);
+                }
             }
+            // Removals older than every commit now noted: applied first,
+            // they take nothing newer away.
+            j.deleted_groups.extend(back.deleted_groups);
         }
     }
 
-    fn note(&self, k: &str, queue_id: i32, entry: Journaled) {
-        if let Some(j) = self.journal.lock().as_mut() {
-            j.insert((k.to_string(), queue_id), entry);
+    /// Note a commit for the Raft state log; the caller holds the
+    /// journal's lock from before it changed the table, so the journal
+    /// orders commits and group removals as the table saw them.
+    fn note(journal: &mut Option<Journal>, k: &str, queue_id: i32, entry: Journaled) {
+        if let Some(j) = journal.as_mut() {
+            j.commits.insert((k.to_string(), queue_id), entry);
         }
     }
 
@@ -142,8 +172,10 @@ impl ConsumerOffsetManager {
         }
         let k = key(topic, group);
         let time = crate::now_ms();
+        let mut journal = self.journal.lock();
         self.set(&k, queue_id, offset, time);
-        self.note(
+        Self::note(
+            &mut journal,
             &k,
             queue_id,
             Journaled {
@@ -165,9 +197,11 @@ impl ConsumerOffsetManager {
         offset: i64,
         commit_time: i64,
     ) -> bool {
+        let mut journal = self.journal.lock();
         let taken = self.take_carried(group, topic, queue_id, offset, commit_time);
         if taken {
-            self.note(
+            Self::note(
+                &mut journal,
                 &key(topic, group),
                 queue_id,
                 Journaled {
@@ -268,10 +302,24 @@ impl ConsumerOffsetManager {
         v
     }
 
-    /// Forget every offset `group` committed here.
+    /// Forget every offset `group` committed here (in Raft mode also
+    /// noted for the Raft state log).
     pub fn delete_group(&self, group: &str) {
-        let suffix = format!("@{group}");
-        self.table.write().retain(|k, _| !k.ends_with(&suffix));
+        // Under the journal's lock, so no commit of the group falls
+        // between the removal and the note.
+        let mut journal = self.journal.lock();
+        self.delete_group_logged(group);
+        if let Some(j) = journal.as_mut() {
+            j.commits.retain(|(k, _), _| !of_group(k, group));
+            j.deleted_groups.insert(group.to_string());
+        }
+    }
+
+    /// Forget every offset of `group`, as a Raft state record says: not
+    /// noted again.
+    pub fn delete_group_logged(&self, group: &str) {
+        self.table.write().retain(|k, _| !of_group(k, group));
+        self.times.write().retain(|k, _| !of_group(k, group));
         self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
 
@@ -359,6 +407,36 @@ mod tests {
         assert_eq!(m.query("g", "t", 0), Some(42));
         assert_eq!(m.query("g", "t", 3), Some(7));
         assert_eq!(m.groups_of_topic("t"), vec!["g".to_string()]);
+    }
+
+    #[test]
+    fn the_journal_orders_commits_and_group_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = ConsumerOffsetManager::open(dir.path()).unwrap();
+        m.keep_journal();
+        m.commit("g", "t", 0, 5);
+        m.commit("h", "t", 0, 6);
+        // The removal takes the group's earlier commits out of the journal
+        // and is noted; a commit after it is kept.
+        m.delete_group("g");
+        assert_eq!(m.query("g", "t", 0), None);
+        m.commit("g", "t", 1, 9);
+        let j = m.take_journal();
+        assert_eq!(j.deleted_groups, BTreeSet::from(["g".to_string()]));
+        let keys: Vec<_> = j.commits.keys().cloned().collect();
+        assert_eq!(keys, vec![("t@g".to_string(), 1), ("t@h".to_string(), 0)]);
+        assert!(m.take_journal().is_empty());
+        // A failed write puts it back; a newer removal of `h` drops its
+        // older commit.
+        m.delete_group("h");
+        m.return_journal(j);
+        let j = m.take_journal();
+        assert_eq!(
+            j.deleted_groups,
+            BTreeSet::from(["g".to_string(), "h".to_string()])
+        );
+        let keys: Vec<_> = j.commits.keys().cloned().collect();
+        assert_eq!(keys, vec![("t@g".to_string(), 1)]);
     }
 
     #[test]

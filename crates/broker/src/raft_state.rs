@@ -1,23 +1,27 @@
-//! Raft mode: topic configs and consumer offsets travel through the Raft
-//! log, so a new leader has every change that was acknowledged before it.
+//! Raft mode: topic configs, subscription groups and consumer offsets
+//! travel through the Raft log, so a new leader has every change that was
+//! acknowledged before it.
 //!
 //! The leader writes what changed as *state records*, JSON bodies in the
 //! system topic [`STATE_TOPIC`] (queue 0), through the normal Raft write
 //! path: a record is committed on a majority like any message. Every
 //! member reads the records in log order as they become visible and
-//! applies them to its tables (`topics.json`, `consumerOffset.json`).
+//! applies them to its tables (`topics.json`, `subscriptionGroup.json`,
+//! `consumerOffset.json`).
 //!
 //! - Offsets: every commit on the leader (UPDATE_CONSUMER_OFFSET, a pull's
 //!   commit flag, a reset, an offset carried in by a relay) is noted in the
-//!   offset manager's journal; the writer takes the journal — the latest
-//!   offset per queue — and writes one record. UPDATE_CONSUMER_OFFSET and
-//!   the admin changes wait for the record that carries their change to be
-//!   committed before they answer ([`RaftState::sync`]), so an answered
-//!   commit survives any number of leader changes. Commits carried by pulls
-//!   do not wait; they follow within one write.
-//! - Topics: the writer compares the topic table with what it last wrote
-//!   whenever the table's change counter moved, and writes the configs that
-//!   changed and the names that went.
+//!   offset manager's journal, and so is the removal of a group's offsets
+//!   (`deleteSubGroup -r`); the writer takes the journal — the removals and
+//!   the latest offset per queue — and writes one record.
+//!   UPDATE_CONSUMER_OFFSET and the admin changes wait for the record that
+//!   carries their change to be committed before they answer
+//!   ([`RaftState::sync`]), so an answered commit survives any number of
+//!   leader changes. Commits carried by pulls do not wait; they follow
+//!   within one write.
+//! - Topics and subscription groups: the writer compares each table with
+//!   what it last wrote whenever the table's change counter moved, and
+//!   writes the configs that changed and the names that went.
 //!
 //! The leader's own tables are where its changes are made, so it skips the
 //! records it wrote in its current term; records of earlier terms it
@@ -34,12 +38,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_protocol::body::TopicConfig;
+use meridian_protocol::body::{SubscriptionGroupConfig, TopicConfig};
 use meridian_protocol::message::{decode_record, encode_properties, property};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::offsets::Journaled;
+use crate::offsets::{Journal, Journaled};
+use crate::subscriptions::SubscriptionGroupManager;
 use crate::BrokerInner;
 
 /// Where state records are written (Meridian's system topic).
@@ -48,7 +53,8 @@ pub const STATE_TOPIC: &str = "rmq_sys_raft_state";
 /// How often the leader looks for topic changes nobody asked to wait for.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
-/// Offsets or topics per record at most; more go in the next record.
+/// Offsets, topics or groups per record at most; more go in the next
+/// record.
 const MAX_CHANGES_PER_RECORD: usize = 2_000;
 
 /// One state record's body.
@@ -69,6 +75,18 @@ struct StateRecord {
     /// of this record and the next ones of the same write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     all_topic_names: Option<Vec<String>>,
+    /// Subscription groups, as topics: configs set, names removed, and
+    /// the name of every group in the first record of a term.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<SubscriptionGroupConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deleted_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    all_group_names: Option<Vec<String>>,
+    /// Groups whose offsets were all removed before the `offsets` of this
+    /// record were committed (`deleteSubGroup -r`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    offsets_deleted_for: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,12 +108,14 @@ struct CursorFile {
     next: i64,
 }
 
-/// What the writer knows of the table it last wrote (leader only).
+/// What the writer knows of the tables it last wrote (leader only).
 struct Written {
     term: u64,
     topics: HashMap<String, TopicConfig>,
     version: i64,
-    /// The whole table is still to be written (the first record of a
+    groups: HashMap<String, SubscriptionGroupConfig>,
+    group_version: i64,
+    /// The whole tables are still to be written (the first record of a
     /// term: whatever this member holds is the group's from now on).
     all: bool,
 }
@@ -173,6 +193,9 @@ impl RaftState {
                 if own_term == Some(record.term) && record.leader == self_id {
                     continue;
                 }
+                for group in &record.offsets_deleted_for {
+                    b.offsets.delete_group_logged(group);
+                }
                 for o in record.offsets {
                     b.offsets.apply_logged(
                         &o.key,
@@ -201,6 +224,12 @@ impl RaftState {
                 if b.topics.apply_logged(record.topics, &deleted) {
                     registered = true;
                 }
+                apply_groups(
+                    &b.subscription_groups,
+                    record.groups,
+                    record.deleted_groups,
+                    record.all_group_names.as_deref(),
+                );
             }
         }
         drop(next);
@@ -275,6 +304,8 @@ impl RaftState {
                 term: role.term,
                 topics: HashMap::new(),
                 version: -1,
+                groups: HashMap::new(),
+                group_version: -1,
                 all: true,
             });
         }
@@ -282,26 +313,28 @@ impl RaftState {
             return;
         };
         let offsets = b.offsets.take_journal();
-        let (mut upserts, mut deletes, mut now) = (Vec::new(), Vec::new(), None);
-        if w.all || b.topics.version_counter() != w.version {
+        let (upserts, deletes, now) = if w.all || b.topics.version_counter() != w.version {
             let (topics, version) = b.topics.snapshot();
-            for (name, cfg) in &topics {
-                if w.all || w.topics.get(name) != Some(cfg) {
-                    upserts.push(cfg.clone());
-                }
-            }
-            for name in w.topics.keys() {
-                if !topics.contains_key(name) {
-                    deletes.push(name.clone());
-                }
-            }
-            now = Some((topics, version));
-        }
+            let (upserts, deletes) = diff(&w.topics, &topics, w.all);
+            (upserts, deletes, Some((topics, version)))
+        } else {
+            (Vec::new(), Vec::new(), None)
+        };
+        let (group_upserts, group_deletes, groups_now) =
+            if w.all || b.subscription_groups.version_counter() != w.group_version {
+                let (groups, version) = b.subscription_groups.snapshot();
+                let (upserts, deletes) = diff(&w.groups, &groups, w.all);
+                (upserts, deletes, Some((groups, version)))
+            } else {
+                (Vec::new(), Vec::new(), None)
+            };
         let changes = Changes {
             offsets: &offsets,
             topics: upserts,
             deleted_topics: deletes,
-            all_topics: w.all,
+            groups: group_upserts,
+            deleted_groups: group_deletes,
+            all: w.all,
         };
         let result = if changes.is_empty() {
             Ok(())
@@ -314,8 +347,12 @@ impl RaftState {
                 if let Some((topics, version)) = now {
                     w.topics = topics;
                     w.version = version;
-                    w.all = false;
                 }
+                if let Some((groups, version)) = groups_now {
+                    w.groups = groups;
+                    w.group_version = version;
+                }
+                w.all = false;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write a Raft state record; will retry");
@@ -339,10 +376,14 @@ impl RaftState {
             offsets,
             topics,
             deleted_topics,
-            all_topics,
+            groups,
+            deleted_groups,
+            all,
         } = changes;
         let mut records = Vec::new();
+        let offsets_deleted_for: Vec<String> = offsets.deleted_groups.iter().cloned().collect();
         let offsets: Vec<OffsetChange> = offsets
+            .commits
             .iter()
             .map(|((key, queue_id), j)| OffsetChange {
                 key: key.clone(),
@@ -352,23 +393,38 @@ impl RaftState {
                 carried: j.carried,
             })
             .collect();
-        // The names of the whole table (when it is sent whole) and the
-        // deletions go in the first record; configs and offsets fill as
-        // many records as they need, all in one write.
-        let all_names = all_topics.then(|| topics.iter().map(|t| t.topic_name.clone()).collect());
+        // The names of the whole tables (when they are sent whole), the
+        // deletions and the removed offsets go in the first record;
+        // configs and offsets fill as many records as they need, all in
+        // one write.
+        let first = StateRecord {
+            term,
+            leader,
+            all_topic_names: all.then(|| topics.iter().map(|t| t.topic_name.clone()).collect()),
+            deleted_topics,
+            all_group_names: all.then(|| groups.iter().map(|g| g.group_name.clone()).collect()),
+            deleted_groups,
+            offsets_deleted_for,
+            ..Default::default()
+        };
         let mut offsets = offsets.into_iter().peekable();
         let mut topics = topics.into_iter().peekable();
-        let mut first = Some((all_names, deleted_topics));
-        while offsets.peek().is_some() || topics.peek().is_some() || first.is_some() {
-            let (all_topic_names, deleted_topics) = first.take().unwrap_or_default();
-            records.push(StateRecord {
+        let mut groups = groups.into_iter().peekable();
+        let mut first = Some(first);
+        while offsets.peek().is_some()
+            || topics.peek().is_some()
+            || groups.peek().is_some()
+            || first.is_some()
+        {
+            let mut record = first.take().unwrap_or(StateRecord {
                 term,
                 leader,
-                offsets: offsets.by_ref().take(MAX_CHANGES_PER_RECORD).collect(),
-                topics: topics.by_ref().take(MAX_CHANGES_PER_RECORD).collect(),
-                deleted_topics,
-                all_topic_names,
+                ..Default::default()
             });
+            record.offsets = offsets.by_ref().take(MAX_CHANGES_PER_RECORD).collect();
+            record.topics = topics.by_ref().take(MAX_CHANGES_PER_RECORD).collect();
+            record.groups = groups.by_ref().take(MAX_CHANGES_PER_RECORD).collect();
+            records.push(record);
         }
         let mut msgs = Vec::with_capacity(records.len());
         for r in &records {
@@ -387,15 +443,19 @@ impl RaftState {
     }
 }
 
-/// Snapshots carry the topic table and the consumer offsets: a member
-/// re-seeded from the leader's snapshot lacks the state records that were
-/// purged with the log.
+/// Snapshots carry the topic table, the subscription groups and the
+/// consumer offsets: a member re-seeded from the leader's snapshot lacks
+/// the state records that were purged with the log.
 pub struct SnapshotTables(pub std::sync::Weak<BrokerInner>);
 
 #[derive(Serialize, Deserialize)]
 struct Tables {
     topics: HashMap<String, TopicConfig>,
     offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Absent from a snapshot made before groups travelled in the log:
+    /// the member then keeps its own.
+    #[serde(default)]
+    groups: Option<BTreeMap<String, SubscriptionGroupConfig>>,
 }
 
 impl meridian_raft::log_store::StateHooks for SnapshotTables {
@@ -406,6 +466,7 @@ impl meridian_raft::log_store::StateHooks for SnapshotTables {
         let tables = Tables {
             topics: b.topics.snapshot().0,
             offsets: b.offsets.snapshot(),
+            groups: Some(b.subscription_groups.wrapper().subscription_group_table),
         };
         serde_json::to_vec(&tables).unwrap_or_default()
     }
@@ -415,22 +476,30 @@ impl meridian_raft::log_store::StateHooks for SnapshotTables {
         let tables: Tables = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         b.topics.replace_all(tables.topics);
         b.offsets.replace_all(tables.offsets);
+        if let Some(groups) = tables.groups {
+            b.subscription_groups.replace_all(groups);
+        }
         if let Some(state) = &b.raft_state {
             *state.next.lock() = -1;
         }
         b.persist_tables();
         b.register_soon();
-        tracing::info!("topic configs and consumer offsets taken from the leader's snapshot");
+        tracing::info!(
+            "topic configs, subscription groups and consumer offsets taken from the leader's snapshot"
+        );
         Ok(())
     }
 }
 
 /// What one write carries.
 struct Changes<'a> {
-    offsets: &'a BTreeMap<(String, i32), Journaled>,
+    offsets: &'a Journal,
     topics: Vec<TopicConfig>,
     deleted_topics: Vec<String>,
-    all_topics: bool,
+    groups: Vec<SubscriptionGroupConfig>,
+    deleted_groups: Vec<String>,
+    /// The whole topic and group tables (the first write of a term).
+    all: bool,
 }
 
 impl Changes<'_> {
@@ -438,8 +507,51 @@ impl Changes<'_> {
         self.offsets.is_empty()
             && self.topics.is_empty()
             && self.deleted_topics.is_empty()
-            && !self.all_topics
+            && self.groups.is_empty()
+            && self.deleted_groups.is_empty()
+            && !self.all
     }
+}
+
+/// What `now` changes in `last`: the entries to write (every one when
+/// `all`) and the names that went.
+fn diff<V: Clone + PartialEq>(
+    last: &HashMap<String, V>,
+    now: &HashMap<String, V>,
+    all: bool,
+) -> (Vec<V>, Vec<String>) {
+    let upserts = now
+        .iter()
+        .filter(|(name, v)| all || last.get(*name) != Some(*v))
+        .map(|(_, v)| v.clone())
+        .collect();
+    let deletes = last
+        .keys()
+        .filter(|name| !now.contains_key(*name))
+        .cloned()
+        .collect();
+    (upserts, deletes)
+}
+
+/// Apply a record's subscription-group changes: `all` (the first record
+/// of a term) names every group the leader has, and the others go;
+/// configs set, then names removed.
+fn apply_groups(
+    groups: &SubscriptionGroupManager,
+    upserts: Vec<SubscriptionGroupConfig>,
+    mut deletes: Vec<String>,
+    all: Option<&[String]>,
+) -> bool {
+    if let Some(names) = all {
+        let listed: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        deletes.extend(
+            groups
+                .names()
+                .into_iter()
+                .filter(|n| !listed.contains(n.as_str())),
+        );
+    }
+    groups.apply_logged(upserts, &deletes)
 }
 
 /// The writer: on every Raft member; it writes only while leading.
@@ -483,5 +595,94 @@ mod tests {
         let back: StateRecord = serde_json::from_str(&json).unwrap();
         assert_eq!((back.term, back.leader, back.offsets.len()), (3, 1, 1));
         assert_eq!(back.offsets[0].offset, 40);
+    }
+
+    fn group(name: &str, consume: bool, retry_queues: i32) -> SubscriptionGroupConfig {
+        let mut cfg = SubscriptionGroupConfig::new(name);
+        cfg.consume_enable = consume;
+        cfg.retry_queue_nums = retry_queues;
+        cfg
+    }
+
+    #[test]
+    fn records_carry_subscription_groups_and_old_records_still_read() {
+        let r = StateRecord {
+            term: 4,
+            leader: 2,
+            groups: vec![group("g", false, 3)],
+            deleted_groups: vec!["gone".into()],
+            all_group_names: Some(vec!["g".into()]),
+            offsets_deleted_for: vec!["gone".into()],
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        for field in [
+            "\"groups\"",
+            "\"deletedGroups\"",
+            "\"allGroupNames\"",
+            "\"offsetsDeletedFor\"",
+            "\"consumeEnable\":false",
+            "\"retryQueueNums\":3",
+        ] {
+            assert!(json.contains(field), "{field} missing: {json}");
+        }
+        let back: StateRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.groups, vec![group("g", false, 3)]);
+        assert_eq!(back.all_group_names, Some(vec!["g".to_string()]));
+        // A record written before groups travelled in the log reads as
+        // one that changes no group.
+        let old: StateRecord = serde_json::from_str(r#"{"term":1,"leader":0}"#).unwrap();
+        assert!(old.groups.is_empty() && old.deleted_groups.is_empty());
+        assert!(old.all_group_names.is_none() && old.offsets_deleted_for.is_empty());
+    }
+
+    #[test]
+    fn applying_group_records_sets_removes_and_takes_a_new_leaders_whole_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SubscriptionGroupManager::open(dir.path()).unwrap();
+        m.upsert(group("a", true, 1));
+        m.upsert(group("b", true, 1));
+        // Made on this member alone (a follower asked directly): not the
+        // group's.
+        m.upsert(group("stray", true, 1));
+        // A change of `a`.
+        assert!(apply_groups(&m, vec![group("a", false, 3)], vec![], None));
+        assert_eq!(m.get("a"), Some(group("a", false, 3)));
+        // A new leader's first record names every group it has: `stray`
+        // goes, `b` stays until its config follows.
+        let all = ["a".to_string(), "b".to_string()];
+        assert!(apply_groups(&m, vec![], vec![], Some(&all)));
+        assert_eq!(m.names(), vec!["a".to_string(), "b".to_string()]);
+        // A deletion, applied twice (after a restart): the same end.
+        assert!(apply_groups(&m, vec![], vec!["b".into()], None));
+        assert!(!apply_groups(&m, vec![], vec!["b".into()], None));
+        assert_eq!(m.names(), vec!["a".to_string()]);
+        // What was applied is on disk.
+        let m = SubscriptionGroupManager::open(dir.path()).unwrap();
+        assert_eq!(m.get("a"), Some(group("a", false, 3)));
+        assert_eq!(m.get("b"), None);
+    }
+
+    #[test]
+    fn the_writer_sends_what_changed_or_everything_at_a_new_term() {
+        let last: HashMap<String, SubscriptionGroupConfig> = [
+            ("a".to_string(), group("a", true, 1)),
+            ("b".to_string(), group("b", true, 1)),
+        ]
+        .into();
+        let now: HashMap<String, SubscriptionGroupConfig> = [
+            ("a".to_string(), group("a", false, 3)),
+            ("c".to_string(), group("c", true, 1)),
+        ]
+        .into();
+        let (mut upserts, deletes) = diff(&last, &now, false);
+        upserts.sort_by(|x, y| x.group_name.cmp(&y.group_name));
+        assert_eq!(upserts, vec![group("a", false, 3), group("c", true, 1)]);
+        assert_eq!(deletes, vec!["b".to_string()]);
+        let (upserts, deletes) = diff(&HashMap::new(), &last, true);
+        assert_eq!(upserts.len(), 2);
+        assert!(deletes.is_empty());
+        let (upserts, deletes) = diff(&last, &last, false);
+        assert!(upserts.is_empty() && deletes.is_empty());
     }
 }

@@ -1,7 +1,9 @@
 //! A slave keeps what is not in the commit log — topic configs, consumer
-//! offsets, delay cursors, subscription groups — in step with its master, by asking for them
-//! every few seconds (RocketMQ's SlaveSynchronize). The commit log itself
-//! arrives through replication.
+//! offsets, delay cursors, subscription groups — in step with its master,
+//! by asking for them every few seconds (RocketMQ's SlaveSynchronize). The
+//! commit log itself arrives through replication. A Raft follower asks its
+//! leader for the delay cursors only: the rest travels through the Raft
+//! log (`raft_state`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,14 +61,21 @@ async fn fetch(inner: &BrokerInner, addr: &str, code: i32) -> Result<bytes::Byte
 }
 
 /// Copy the master's topics, consumer offsets, delay cursors and
-/// subscription groups (in Raft mode not topics and offsets: they come
-/// through the log, see `raft_state`).
+/// subscription groups (in Raft mode the delay cursors only: the rest
+/// comes through the log, see `raft_state`).
 pub async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String> {
     if inner.raft_state.is_none() {
         copy_topics_and_offsets(inner, master).await?;
     }
     let delay = fetch(inner, master, request_code::GET_ALL_DELAY_OFFSET).await?;
     inner.delay.replace_from_json(&delay)?;
+    if inner.raft_state.is_none() {
+        copy_subscription_groups(inner, master).await?;
+    }
+    Ok(())
+}
+
+async fn copy_subscription_groups(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String> {
     let groups = fetch(
         inner,
         master,

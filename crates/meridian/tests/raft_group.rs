@@ -498,6 +498,150 @@ async fn committed_offsets_are_exact_across_leader_kills() {
     assert!(strays.is_empty(), "read but never sent: {strays:?}");
 }
 
+/// The settings of `group` on the member at `addr`, if it has an entry.
+async fn group_settings(
+    admin: &Admin,
+    addr: &str,
+    group: &str,
+) -> Option<meridian_protocol::body::SubscriptionGroupConfig> {
+    admin
+        .subscription_groups(addr)
+        .await
+        .expect("subscription groups")
+        .subscription_group_table
+        .remove(group)
+}
+
+/// SIGKILL member `l` at once, and how long after `answered` that was.
+fn kill_at_once(group: &mut BrokerGroup, l: usize, answered: Instant) -> Duration {
+    tokio::task::block_in_place(|| group.kill9(l));
+    answered.elapsed()
+}
+
+/// Invariant: a subscription-group change the leader answered is committed
+/// through the Raft log, so the next leader has it even when the leader is
+/// killed the moment it answered — far inside the 3 s in which followers
+/// used to copy the table. The change shows where a consumer sees it: a
+/// pull by a disabled group is refused on the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscription_group_changes_survive_a_leader_killed_as_it_answers() {
+    let mut group = raft_group("");
+    let ns = group.namesrv_addr();
+    let admin = Admin::new(&ns);
+    create_topic(&group, &admin).await;
+    let consumer_group = "settings-in-the-log";
+
+    // updateSubGroup on the leader, killed as soon as the command returns.
+    let l = leader(&group, &admin).await;
+    let addr = group.broker_addr(l);
+    admin
+        .update_consumer_offset(&addr, consumer_group, TOPIC, 0, 0)
+        .await
+        .expect("commit an offset");
+    let out = group.admin(&[
+        "updateSubGroup",
+        "-g",
+        consumer_group,
+        "-b",
+        &addr,
+        "-s",
+        "false",
+        "-q",
+        "3",
+    ]);
+    let killed_after = kill_at_once(&mut group, l, Instant::now());
+    assert!(out.contains("success"), "{out}");
+    assert!(
+        killed_after < Duration::from_millis(500),
+        "the leader was killed {killed_after:?} after the answer: too late to tell"
+    );
+    let next = leader(&group, &admin).await;
+    assert_ne!(next, l);
+    let next_addr = group.broker_addr(next);
+    let cfg = group_settings(&admin, &next_addr, consumer_group).await;
+    assert!(
+        cfg.as_ref()
+            .is_some_and(|c| !c.consume_enable && c.retry_queue_nums == 3),
+        "the new leader n{next} lacks the settings n{l} answered {killed_after:?} before it was killed: {cfg:?}"
+    );
+    match admin
+        .pull(&next_addr, consumer_group, TOPIC, 0, 0, 32)
+        .await
+    {
+        Err(meridian_client::ClientError::Broker { code, .. }) => {
+            assert_eq!(code, meridian_protocol::codes::response_code::NO_PERMISSION)
+        }
+        other => panic!(
+            "a disabled group's pull on the new leader was not refused: {:?}",
+            other.map(|(code, _, _)| code)
+        ),
+    }
+    let offset = admin
+        .query_consumer_offset(&next_addr, consumer_group, TOPIC, 0)
+        .await
+        .expect("query the offset");
+    assert_eq!(offset, Some(0), "the group's committed offset on n{next}");
+
+    // deleteSubGroup -r on the new leader, killed the same way: the next
+    // leader has neither the group's entry nor its offsets.
+    tokio::task::block_in_place(|| group.start_broker(l));
+    wait_in_step(&group, &admin).await;
+    let out = group.admin(&[
+        "deleteSubGroup",
+        "-g",
+        consumer_group,
+        "-b",
+        &next_addr,
+        "-r",
+        "true",
+    ]);
+    let killed_after = kill_at_once(&mut group, next, Instant::now());
+    assert!(out.contains("success"), "{out}");
+    assert!(
+        killed_after < Duration::from_millis(500),
+        "the leader was killed {killed_after:?} after the answer: too late to tell"
+    );
+    let last = leader(&group, &admin).await;
+    assert_ne!(last, next);
+    let last_addr = group.broker_addr(last);
+    let cfg = group_settings(&admin, &last_addr, consumer_group).await;
+    assert!(
+        cfg.is_none(),
+        "the new leader n{last} still has the group n{next} deleted {killed_after:?} before it was killed: {cfg:?}"
+    );
+    let offset = admin
+        .query_consumer_offset(&last_addr, consumer_group, TOPIC, 0)
+        .await
+        .expect("query the offset");
+    assert_eq!(
+        offset, None,
+        "the deleted group's offset is still on n{last}"
+    );
+    let (code, _, _) = admin
+        .pull(&last_addr, consumer_group, TOPIC, 0, 0, 32)
+        .await
+        .expect("a pull once the group's settings are gone");
+    assert_ne!(code, meridian_protocol::codes::response_code::NO_PERMISSION);
+    // And every member holds the same table: the one restarted after the
+    // first kill took the records it missed from the log.
+    tokio::task::block_in_place(|| group.start_broker(next));
+    wait_in_step(&group, &admin).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..group.len() {
+        loop {
+            let cfg = group_settings(&admin, &group.broker_addr(i), consumer_group).await;
+            if cfg.is_none() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member n{i} still has the deleted group: {cfg:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Five members in three cities, two + two + one; links between cities
 /// carry 35 ms each way, as across a region.
 const CITIES: [usize; 5] = [0, 0, 1, 1, 2];

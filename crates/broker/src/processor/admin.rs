@@ -563,6 +563,16 @@ pub fn update_subscription_group(b: &Arc<BrokerInner>, req: &RemotingCommand) ->
     Ok(ok(req))
 }
 
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: every group's settings. In Raft
+/// mode, with every state record visible here applied first, as offset
+/// queries do: a new leader lists every change answered before its term.
+pub fn all_subscription_groups(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {
+    if let Some(state) = &b.raft_state {
+        state.catch_up(b);
+    }
+    json_ok(req, &b.subscription_groups.wrapper())
+}
+
 /// DELETE_SUBSCRIPTIONGROUP: forget a group's settings (and, with
 /// `cleanOffset`, its committed offsets on this broker).
 pub fn delete_subscription_group(b: &Arc<BrokerInner>, req: &RemotingCommand) -> Outcome {

@@ -96,12 +96,10 @@ impl Handler for BrokerProcessor {
             rc::CONSUME_MESSAGE_DIRECTLY => admin::consume_message_directly(b, req),
             rc::VIEW_BROKER_STATS_DATA => now(admin::broker_stats_data(b, &req)),
             rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
-                now(admin::update_subscription_group(b, &req))
+                synced(b, admin::update_subscription_group(b, &req))
             }
-            rc::DELETE_SUBSCRIPTIONGROUP => now(admin::delete_subscription_group(b, &req)),
-            rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => Reply::Now(Some(ok(&req).with_body(
-                serde_json::to_vec(&b.subscription_groups.wrapper()).unwrap_or_default(),
-            ))),
+            rc::DELETE_SUBSCRIPTIONGROUP => synced(b, admin::delete_subscription_group(b, &req)),
+            rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => now(admin::all_subscription_groups(b, &req)),
             rc::INVOKE_BROKER_TO_RESET_OFFSET => synced(b, admin::reset_offset(b, &req)),
             rc::GET_BROKER_CONFIG => now(admin::broker_config(b, &req)),
             rc::UPDATE_BROKER_CONFIG => now(admin::update_broker_config(b, &req)),
@@ -185,9 +183,9 @@ pub fn write_failed(req: &RemotingCommand, e: crate::WriteError) -> RemotingComm
     }
 }
 
-/// Answer `outcome`; on a Raft leader only once the topic and offset
-/// changes it made are committed through the Raft log (see
-/// `raft_state`), so an answered change survives a change of leader.
+/// Answer `outcome`; on a Raft leader only once the topic, subscription
+/// group and offset changes it made are committed through the Raft log
+/// (see `raft_state`), so an answered change survives a change of leader.
 fn synced(b: &Arc<BrokerInner>, outcome: Result<RemotingCommand, RemotingCommand>) -> Reply {
     let resp = match outcome {
         Ok(resp) => resp,
