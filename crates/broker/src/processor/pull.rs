@@ -63,16 +63,23 @@ pub fn process(b: &Arc<BrokerInner>, req: RemotingCommand) -> Reply {
         Ok(h) => h,
         Err(e) => return Reply::Now(Some(bad_header(&req, e))),
     };
+    let commits = h.sys_flag & FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0;
     let filter = match check(b, &req, &h) {
         Ok(f) => f,
-        Err(r) => return Reply::Now(Some(r)),
-    };
-    if h.sys_flag & FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
-        b.offsets
-            .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
-        if let Some(state) = &b.raft_state {
-            state.changed();
+        Err(r) => {
+            // A broker drained for maintenance or a switchover
+            // (brokerPermission without read) refuses the pull but still
+            // records how far the consumer got, so its last offsets travel
+            // with the rest.
+            let drained = b.forbids(perm::PERM_READ, "pulling").is_some();
+            if commits && drained && b.topics.get(&h.topic).is_some() {
+                commit(b, &h);
+            }
+            return Reply::Now(Some(r));
         }
+    };
+    if commits {
+        commit(b, &h);
     }
     let first = pull_once(b, &req, &h, &filter);
     let wants_wait = h.sys_flag & FLAG_SUSPEND != 0 && h.suspend_timeout_millis > 0;
@@ -126,6 +133,15 @@ impl PullFilter {
             tags: TagFilter(None),
             sql: None,
         }
+    }
+}
+
+/// Take the consumer's offset a pull carries.
+fn commit(b: &Arc<BrokerInner>, h: &PullMessageRequestHeader) {
+    b.offsets
+        .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+    if let Some(state) = &b.raft_state {
+        state.changed();
     }
 }
 

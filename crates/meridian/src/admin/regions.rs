@@ -50,6 +50,10 @@ pub enum RegionCommand {
         /// Give up waiting for offsets or relays after this long.
         #[arg(long = "timeoutMs", default_value_t = 300_000)]
         timeout_ms: u64,
+        /// How long consumers take to report their last offsets once
+        /// they can no longer pull (clients commit every 5 s).
+        #[arg(long = "commitGraceMs", default_value_t = 6_000)]
+        commit_grace_ms: u64,
     },
     /// Compare every origin queue of TOPIC across all regions: messages
     /// each region holds, and a checksum over the range they share
@@ -108,6 +112,7 @@ pub async fn run(r: Regions<'_>, json: bool, cmd: RegionCommand) -> anyhow::Resu
             force,
             settle_ms,
             timeout_ms,
+            commit_grace_ms,
         } => {
             let plan = Switchover {
                 r: &r,
@@ -115,6 +120,7 @@ pub async fn run(r: Regions<'_>, json: bool, cmd: RegionCommand) -> anyhow::Resu
                 to,
                 settle: Duration::from_millis(settle_ms),
                 timeout: Duration::from_millis(timeout_ms),
+                commit_grace: Duration::from_millis(commit_grace_ms),
                 json,
             };
             plan.run(force).await
@@ -365,6 +371,7 @@ struct Switchover<'a, 'b> {
     to: String,
     settle: Duration,
     timeout: Duration,
+    commit_grace: Duration,
     json: bool,
 }
 
@@ -560,6 +567,9 @@ impl Switchover<'_, '_> {
         Ok(state)
     }
 
+    /// Wait `commit_grace` for consumers that can no longer pull in `src`
+    /// to report their last offsets, then until `dst` holds every group
+    /// offset `src` had then (on the origin queues `dst` also has).
     async fn wait_offsets(
         &self,
         src_ns: &Admin,
@@ -567,21 +577,22 @@ impl Switchover<'_, '_> {
         dst_ns: &Admin,
         dst: &str,
     ) -> anyhow::Result<()> {
+        tokio::time::sleep(self.commit_grace).await;
+        let src_inv = inventory(src_ns, src, None).await?;
+        let mark = group_offsets(src_ns, &src_inv).await?;
         self.wait_until("consumer offsets to travel", || async {
-            let src_inv = inventory(src_ns, src, None).await?;
             let dst_inv = inventory(dst_ns, dst, None).await?;
-            let src_off = group_offsets(src_ns, &src_inv).await?;
             let dst_off = group_offsets(dst_ns, &dst_inv).await?;
-            let behind: Vec<_> = src_off
+            let behind = mark
                 .iter()
                 .filter(|((_, topic, origin), _)| {
                     dst_inv.contains_key(&(topic.clone(), origin.clone()))
                 })
                 .filter(|(k, o)| dst_off.get(*k).is_none_or(|d| d < *o))
-                .collect();
+                .count();
             Ok((
-                behind.is_empty(),
-                format!("{} group offsets not yet in {dst}", behind.len()),
+                behind == 0,
+                format!("{behind} group offsets not yet in {dst}"),
             ))
         })
         .await
