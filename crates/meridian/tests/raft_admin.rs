@@ -73,10 +73,10 @@ async fn wait_in_step(group: &BrokerGroup, admin: &Admin) {
 async fn create_topic(group: &BrokerGroup, admin: &Admin) {
     leader(group, admin).await;
     group.create_topic(TOPIC, 4);
-    // Followers copy topic configs from the leader every 3 s, once they
-    // know its address (from their registration's answer). A member that
-    // led without the topic would register the group without it, and the
-    // route would lose the topic: wait until every member has it.
+    // Followers apply the topic from the Raft log once it is committed and
+    // they have caught up. A member that led without the topic would
+    // register the group without it, and the route would lose the topic:
+    // wait until every member has it.
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..3 {
         while admin
