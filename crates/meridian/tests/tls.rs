@@ -494,18 +494,7 @@ fn tls_admin(namesrv: &str, pki: &Pki) -> meridian_client::Admin {
 /// read over TLS (what [`Region::read_all`] does in plaintext).
 async fn read_all_tls(region: &Region, pki: &Pki, topic: &str) -> Vec<MessageExt> {
     let admin = tls_admin(&region.namesrv(), pki);
-    let broker = region.broker();
-    let Ok(configs) = admin.all_topic_config(&broker).await else {
-        return Vec::new();
-    };
-    let Some(cfg) = configs.get(topic) else {
-        return Vec::new();
-    };
-    let mut all = Vec::new();
-    for q in 0..cfg.read_queue_nums.max(cfg.write_queue_nums) {
-        all.extend(support::queues::read_queue(&admin, &broker, topic, q).await);
-    }
-    all
+    support::queues::read_topic(&admin, &region.broker(), topic).await
 }
 
 /// What the relay processes named `prefix…` in `dir` logged.

@@ -995,9 +995,25 @@ mod tests {
         vec!["east".into(), "north".into(), "west".into()]
     }
 
+    /// East's verdicts among three regions at `now`, reports fresh for 500 ms.
+    fn verdicts_at(
+        mine: &BTreeMap<String, View>,
+        reports: &BTreeMap<String, (i64, Report)>,
+        now: i64,
+    ) -> BTreeMap<String, Verdict> {
+        verdicts(
+            "east",
+            &three(),
+            mine,
+            reports,
+            &RegionState::default(),
+            now,
+            500,
+        )
+    }
+
     #[test]
     fn a_region_fails_only_when_a_majority_of_all_regions_sees_it_down() {
-        let regions = three();
         let mine: BTreeMap<_, _> = [("west".to_string(), down())].into();
         // North still hears west: not failed.
         let reports: BTreeMap<_, _> = [(
@@ -1005,15 +1021,7 @@ mod tests {
             (1000, report("north", &[("west", View::default())])),
         )]
         .into();
-        let v = verdicts(
-            "east",
-            &regions,
-            &mine,
-            &reports,
-            &RegionState::default(),
-            1000,
-            500,
-        );
+        let v = verdicts_at(&mine, &reports, 1000);
         assert!(!v["west"].failed);
         assert_eq!(v["west"].agreeing, vec!["east"]);
         assert_eq!(v["west"].needed, 2);
@@ -1023,57 +1031,24 @@ mod tests {
             (1000, report("north", &[("west", down())])),
         )]
         .into();
-        let v = verdicts(
-            "east",
-            &regions,
-            &mine,
-            &reports,
-            &RegionState::default(),
-            1000,
-            500,
-        );
+        let v = verdicts_at(&mine, &reports, 1000);
         assert!(v["west"].failed && v["west"].pending);
         // North's report is stale: its vote does not count.
-        let v = verdicts(
-            "east",
-            &regions,
-            &mine,
-            &reports,
-            &RegionState::default(),
-            2000,
-            500,
-        );
+        let v = verdicts_at(&mine, &reports, 2000);
         assert!(!v["west"].failed);
     }
 
     #[test]
     fn an_isolated_region_never_fails_the_others() {
         // East hears nobody: it sees both down, but alone it is no majority.
-        let regions = three();
         let mine: BTreeMap<_, _> =
             [("west".to_string(), down()), ("north".to_string(), down())].into();
-        let v = verdicts(
-            "east",
-            &regions,
-            &mine,
-            &BTreeMap::new(),
-            &RegionState::default(),
-            0,
-            500,
-        );
+        let v = verdicts_at(&mine, &BTreeMap::new(), 0);
         assert!(!v["west"].failed && !v["north"].failed);
         // A failed region's own word about the others gives no vote on itself.
         let reports: BTreeMap<_, _> =
             [("west".to_string(), (0, report("west", &[("west", down())])))].into();
-        let v = verdicts(
-            "east",
-            &regions,
-            &BTreeMap::new(),
-            &reports,
-            &RegionState::default(),
-            0,
-            500,
-        );
+        let v = verdicts_at(&BTreeMap::new(), &reports, 0);
         assert!(v["west"].agreeing.is_empty());
     }
 

@@ -154,9 +154,10 @@ fn check(
     // A broker drained for a switchover (brokerPermission without read)
     // still hands its records to relays, which ask for placeholders: the
     // rest of its messages must reach the other regions.
-    let relay = req.ext(meridian_protocol::origin::PULL_PLACEHOLDERS_EXT) == Some("true");
-    if let Some(why) = b.forbids(perm::PERM_READ, "pulling").filter(|_| !relay) {
-        return Err(error(req, rc::NO_PERMISSION, why));
+    if let Some(why) = b.forbids(perm::PERM_READ, "pulling") {
+        if req.ext(meridian_protocol::origin::PULL_PLACEHOLDERS_EXT) != Some("true") {
+            return Err(error(req, rc::NO_PERMISSION, why));
+        }
     }
     let Some(cfg) = b.topics.get(&h.topic) else {
         return Err(error(

@@ -77,3 +77,20 @@ pub async fn count_keys(
     }
     seen
 }
+
+/// Every message of `topic` on the broker at `addr`, queue by queue (own
+/// queues and copies), each read with [`read_queue`]; empty when the
+/// broker does not have the topic.
+pub async fn read_topic(admin: &Admin, addr: &str, topic: &str) -> Vec<MessageExt> {
+    let Ok(configs) = admin.all_topic_config(addr).await else {
+        return Vec::new();
+    };
+    let Some(cfg) = configs.get(topic) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for q in 0..cfg.read_queue_nums.max(cfg.write_queue_nums) {
+        all.extend(read_queue(admin, addr, topic, q).await);
+    }
+    all
+}

@@ -10,7 +10,7 @@ use meridian_protocol::message::MessageExt;
 
 use super::cluster::{BrokerGroup, Process};
 use super::netproxy::NetProxy;
-use super::queues::read_queue;
+use super::queues::read_topic;
 
 /// One region: a name server and one broker.
 pub struct Region {
@@ -180,17 +180,7 @@ impl Region {
     pub async fn read_everything(&self, topic: &str) -> Vec<MessageExt> {
         let admin = Admin::new(&self.namesrv());
         let broker = self.master().await;
-        let Ok(configs) = admin.all_topic_config(&broker).await else {
-            return Vec::new();
-        };
-        let Some(cfg) = configs.get(topic) else {
-            return Vec::new();
-        };
-        let mut all = Vec::new();
-        for q in 0..cfg.read_queue_nums.max(cfg.write_queue_nums) {
-            all.extend(read_queue(&admin, &broker, topic, q).await);
-        }
-        all
+        read_topic(&admin, &broker, topic).await
     }
 }
 
