@@ -864,6 +864,22 @@ async fn a_group_grows_from_three_to_five_under_load_and_then_survives_losing_tw
 /// offsets, whose records went with the purged segments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_whose_disk_was_lost_after_a_purge_is_reseeded() {
+    reseeded_after_a_purge(true).await;
+}
+
+/// A member that was down while the leader's retention purged entries it
+/// lacks, but still holds records of its own (far behind, not empty),
+/// discards them and is re-seeded the same way, with no one emptying its
+/// store by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_far_behind_member_is_reseeded_in_place_after_a_purge() {
+    reseeded_after_a_purge(false).await;
+}
+
+/// Kill a follower (holding some messages), make the leader purge past
+/// what it has, bring it back (with its store deleted if `lose_disk`), and
+/// check it was re-seeded.
+async fn reseeded_after_a_purge(lose_disk: bool) {
     // 1 MiB segments, and retention keeping none past the newest, at any
     // hour.
     let every_hour = (0..24)
@@ -883,12 +899,35 @@ async fn a_member_whose_disk_was_lost_after_a_purge_is_reseeded() {
         .await
         .unwrap();
     let f = (l + 1) % 3;
-    tokio::task::block_in_place(|| group.kill9(f));
-    std::fs::remove_dir_all(group.store_dir(f)).unwrap();
-    // Enough to fill several segments; retention then deletes the oldest.
     let producer = Producer::new(&ns, "reseed-producer");
     let mut acked = Vec::new();
     let body = "x".repeat(4000);
+    // Messages every member holds before the follower goes down.
+    for n in 0..50 {
+        let key = format!("early-{n}");
+        let msg = Message {
+            topic: TOPIC.to_string(),
+            body: Bytes::from(format!("{key} {body}")),
+            keys: vec![key.clone()],
+            ..Default::default()
+        };
+        let r = producer.send(&msg).await.expect("send before the follower stops");
+        assert_eq!(r.status, "SEND_OK");
+        acked.push(key);
+    }
+    wait_in_step(&group, &admin).await;
+    let held_before: i64 = runtime(&admin, &group.broker_addr(f))
+        .await
+        .unwrap()
+        .get("commitLogMaxOffset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(held_before > 50 * 4000, "the follower holds the first messages");
+    tokio::task::block_in_place(|| group.kill9(f));
+    if lose_disk {
+        std::fs::remove_dir_all(group.store_dir(f)).unwrap();
+    }
+    // Enough to fill several segments; retention then deletes the oldest.
     for n in 0..1200 {
         let key = format!("rs-{n}");
         let msg = Message {
@@ -927,7 +966,7 @@ async fn a_member_whose_disk_was_lost_after_a_purge_is_reseeded() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(
-        min >= purged_from,
+        min >= purged_from && min > 0,
         "re-seeded at {min}, the leader had deleted up to {purged_from}"
     );
     assert_eq!(
@@ -956,7 +995,8 @@ async fn a_member_whose_disk_was_lost_after_a_purge_is_reseeded() {
         assert_eq!(keys(&mine), keys(&theirs), "queue {q}");
     }
     eprintln!(
-        "{} acknowledged; the leader deleted up to {purged_from}; the member was re-seeded at {min}",
+        "{} acknowledged; the follower held {held_before} bytes; the leader deleted up to \
+         {purged_from}; the member was re-seeded at {min}",
         acked.len()
     );
 }

@@ -33,6 +33,24 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     config_file::persist(path, &bytes)
 }
 
+/// Create the marker file at `path`, durably (its directory synced).
+pub fn write_marker(path: &Path) -> io::Result<()> {
+    config_file::persist(path, b"a re-seed that discards this member's log is under way\n")
+}
+
+/// Remove the marker file at `path`, durably.
+pub fn remove_marker(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// openraft's vote as stored: the term, the member voted for (the leader
 /// once `committed`), and whether a quorum granted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -195,11 +195,31 @@ impl RaftNode {
         let io = |what: &str, e: std::io::Error| format!("{}: {what}: {e}", dir.display());
         std::fs::create_dir_all(&dir).map_err(|e| io("create", e))?;
         let meta_file = MetaFile::new(dir.join("meta"));
-        let meta = meta_file.load().map_err(|e| io("meta", e))?;
+        let mut meta = meta_file.load().map_err(|e| io("meta", e))?;
         let vote_file = VoteFile::new(dir.join("vote"));
         let mut index = RaftIndex::open(&dir.join("index")).map_err(|e| io("index", e))?;
         let mut membership =
             MembershipLog::open(dir.join("membership")).map_err(|e| io("membership", e))?;
+        let marker = dir.join(crate::state_machine::RESEED_MARKER);
+        if marker.exists() {
+            // A re-seed that discards this member's log stopped half-way:
+            // finish emptying it. The vote stays; the leader sees an empty
+            // member and sends its snapshot again.
+            tracing::warn!(
+                "a re-seed from the leader's snapshot was interrupted: emptying this member's \
+                 log; the leader will send it again"
+            );
+            store
+                .raft_discard_and_reseed(0)
+                .map_err(|e| format!("emptying the commit log for a re-seed: {e}"))?;
+            index.restart_at(0).map_err(|e| io("index", e))?;
+            membership
+                .truncate_after(None)
+                .map_err(|e| io("membership", e))?;
+            meta = Default::default();
+            meta_file.save(&meta).map_err(|e| io("meta", e))?;
+            crate::files::remove_marker(&marker).map_err(|e| io("marker", e))?;
+        }
         let pristine = index.last().is_none() && meta.purged.is_none();
         let log_end = store.raft_write_position();
         if pristine && log_end > store.min_commit_log_offset() {

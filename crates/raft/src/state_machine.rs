@@ -181,11 +181,11 @@ impl RaftStateMachine<MqRaft> for MqStateMachine {
                 m.applied_end = s.store.raft_visible();
                 Ok(())
             }
-            _ if holds_no_record(s) => reseed(s, meta, last, &snapshot),
-            _ => Err(io::Error::other(format!(
-                "cannot install a snapshot at log entry {last}: this member lacks entries the \
-                 leader no longer has; empty this member's store and let it copy the log again"
-            ))),
+            _ if holds_no_record(s) => reseed(s, meta, last, &snapshot, false),
+            // Far behind: what this member holds is all before the
+            // snapshot's entry (openraft cut any uncommitted tail that
+            // disagreed), so it is discarded for the leader's log.
+            _ => reseed(s, meta, last, &snapshot, true),
         }
     }
 
@@ -228,15 +228,19 @@ fn holds_no_record(s: &Shared) -> bool {
         })
 }
 
-/// Re-seed an empty member from the leader's snapshot: its log restarts
-/// after the snapshot's last entry, its commit log at `next_offset` (the
+/// Re-seed a member from the leader's snapshot: its log restarts after
+/// the snapshot's last entry, its commit log at `next_offset` (the
 /// leader's oldest segment), and everything before counts as applied; the
-/// entries from there on arrive as ordinary appends.
+/// entries from there on arrive as ordinary appends. With `discard`, the
+/// records it holds (a far-behind member) go first; a marker file makes a
+/// member interrupted meanwhile empty itself on start (`RaftNode::start`),
+/// after which the leader sends the snapshot again.
 fn reseed(
     s: &Shared,
     meta: &SnapshotMeta,
     last: &LogId,
     snapshot: &CommitLogSnapshot,
+    discard: bool,
 ) -> Result<(), io::Error> {
     let next_offset = snapshot.next_offset;
     if !snapshot.state.is_empty() {
@@ -249,9 +253,19 @@ fn reseed(
             .import(&snapshot.state)
             .map_err(|e| io::Error::other(format!("the leader's tables: {e}")))?;
     }
-    s.store.raft_reseed(next_offset).map_err(|e| {
-        io::Error::other(format!("re-seeding the commit log at {next_offset}: {e}"))
-    })?;
+    let marker = reseed_marker(s);
+    if discard {
+        tracing::warn!(
+            last = %last,
+            "this member lacks log entries the leader no longer has: discarding its log to copy \
+             the leader's"
+        );
+        crate::files::write_marker(&marker)?;
+        s.store.raft_discard_and_reseed(next_offset)
+    } else {
+        s.store.raft_reseed(next_offset)
+    }
+    .map_err(|e| io::Error::other(format!("re-seeding the commit log at {next_offset}: {e}")))?;
     s.index.write().restart_at(last.index() + 1)?;
     {
         let mut m = s.membership.lock();
@@ -275,8 +289,14 @@ fn reseed(
         m.purged = Some(at);
         m.applied = Some(at);
         m.applied_end = next_offset;
+        if m.committed.is_none_or(|c| c.index < at.index) {
+            m.committed = Some(at);
+        }
     }
     s.persist_meta()?;
+    if discard {
+        crate::files::remove_marker(&marker)?;
+    }
     tracing::warn!(
         last = %last,
         next_offset,
@@ -285,6 +305,13 @@ fn reseed(
     );
     Ok(())
 }
+
+/// Where a re-seed that discards records marks itself while it runs.
+pub(crate) fn reseed_marker(s: &Shared) -> std::path::PathBuf {
+    s.meta_file.path().with_file_name(RESEED_MARKER)
+}
+
+pub(crate) const RESEED_MARKER: &str = "reseeding";
 
 /// The broker's tables, for a snapshot (empty without a broker).
 fn export_state(s: &Shared) -> Vec<u8> {

@@ -416,6 +416,54 @@ async fn an_emptied_member_is_reseeded_after_the_others_purged_their_log() {
     }
 }
 
+/// A member that lacks purged entries but holds records discards them for
+/// the leader's log; if it stops half-way (the re-seed marker is still
+/// there), it empties itself on start and the leader re-seeds it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_far_behind_member_is_reseeded_even_after_stopping_half_way() {
+    let mut g = Group::start(3).await;
+    assert_eq!(g.send(0, 400).await, 400);
+    g.wait_applied(400).await;
+    let leader = g.leader().await;
+    let f = (leader + 1) % 3;
+    g.stop_member(f).await;
+    for i in (0..3).filter(|&i| i != f) {
+        g.force_retention(i).await;
+    }
+    assert_eq!(g.send(400, 50).await, 50);
+    // As a member stopped in the middle of discarding its log leaves it:
+    // the marker written, records and queues gone, the Raft index and meta
+    // still describing them.
+    let root = g.members[f].dir.path().to_path_buf();
+    for sub in ["commitlog", "consumequeue"] {
+        let _ = std::fs::remove_dir_all(root.join(sub));
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let marker = root.join("raft").join("reseeding");
+    std::fs::write(&marker, b"").unwrap();
+    g.start_member(f).await;
+    g.wait_applied(450).await;
+    assert!(!marker.exists(), "the marker is gone once the member is emptied");
+    assert_eq!(g.send(450, 50).await, 50);
+    g.wait_applied(500).await;
+    let fs = g.members[f].store.clone().unwrap();
+    let ls = g.members[leader].store.clone().unwrap();
+    assert_eq!(fs.min_commit_log_offset(), ls.min_commit_log_offset());
+    assert!(fs.min_commit_log_offset() > 0, "re-seeded, not copied from 0");
+    for q in 0..2 {
+        let from = fs.min_offset_in_queue("T", q);
+        assert_eq!(
+            read_queue(&fs, q, from),
+            read_queue(&ls, q, from),
+            "queue {q} of the re-seeded member"
+        );
+        assert_eq!(fs.max_offset_in_queue("T", q), ls.max_offset_in_queue("T", q));
+    }
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}
+
 /// With `preferredLeaderId`, leadership ends up on that member, and moves
 /// back to it after it was away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

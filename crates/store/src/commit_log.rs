@@ -527,12 +527,11 @@ impl CommitLog {
         sync_dir(&self.dir)
     }
 
-    /// Make an empty log start at `offset`, a segment start: its segment
-    /// files (holding nothing published) are replaced by one empty segment
-    /// there. Put lock and flush lock held.
+    /// Make the log start empty at `offset`, a segment start: every segment
+    /// file (and whatever it holds) is replaced by one empty segment there.
+    /// Put lock and flush lock held.
     pub fn restart_at(&self, offset: i64) -> io::Result<()> {
         debug_assert_eq!(offset % self.segment_size as i64, 0);
-        debug_assert_eq!(self.min_offset(), self.readable_offset());
         let path = self.dir.join(offset_file_name(offset));
         let old: Vec<Arc<MappedFile>> = std::mem::take(&mut *self.segments.write());
         for seg in &old {

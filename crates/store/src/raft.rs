@@ -106,6 +106,28 @@ impl MessageStore {
         Ok(())
     }
 
+    /// A far-behind member re-seeded from the leader's snapshot: every
+    /// record it holds goes (all are in the leader's log before `offset`'s
+    /// entries, or were never committed), with the consume queues and key
+    /// index built from them, and the log starts again at `offset` as in
+    /// [`Self::raft_reseed`].
+    pub fn raft_discard_and_reseed(&self, offset: i64) -> Result<(), StoreError> {
+        let (min, readable) = (self.min_commit_log_offset(), self.inner.commit_log.readable_offset());
+        self.restart_log_at(offset, true)?;
+        {
+            let mut w = self.inner.writer.lock();
+            w.assigned = Default::default();
+            self.inner.raft_visible.store(offset, Ordering::Release);
+        }
+        tracing::warn!(
+            discarded_from = min,
+            discarded_to = readable,
+            offset,
+            "this member's records were discarded for the leader's log"
+        );
+        Ok(())
+    }
+
     /// Whether [`Self::raft_open`] put this store in Raft mode.
     pub fn is_raft(&self) -> bool {
         self.inner.raft_visible.load(Ordering::Acquire) != i64::MAX
@@ -118,8 +140,8 @@ impl MessageStore {
 
     /// Check messages before they are submitted to Raft, so that the
     /// append inside Raft normally succeeds. Completes their properties as
-    /// the append would.
-    pub fn raft_check_put(&self, msgs: &mut [PutMessage]) -> Result<(), PutError> {
+    /// the append would. Returns the bytes their records will take.
+    pub fn raft_check_put(&self, msgs: &mut [PutMessage]) -> Result<usize, PutError> {
         let inner = &self.inner;
         let mut total = 0usize;
         for m in msgs.iter_mut() {
@@ -134,7 +156,7 @@ impl MessageStore {
         if inner.disk_full.load(Ordering::Relaxed) {
             return Err(PutError::DiskFull);
         }
-        Ok(())
+        Ok(total)
     }
 
     /// The leader writes a new entry of `term`: `msgs` become records at the

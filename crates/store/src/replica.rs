@@ -154,6 +154,14 @@ impl MessageStore {
     /// created now). Refused if the commit log holds any record.
     /// Blocking (file creation, fsync): call it off the async workers.
     pub fn reset_empty_to(&self, offset: i64) -> Result<(), StoreError> {
+        self.restart_log_at(offset, false)
+    }
+
+    /// [`Self::reset_empty_to`], or with `discard` the same for a store
+    /// that holds records: they go, with the consume queues and the key
+    /// index built from them. Readers still holding old segments keep
+    /// valid bytes until they let go.
+    pub(crate) fn restart_log_at(&self, offset: i64, discard: bool) -> Result<(), StoreError> {
         let inner = &self.inner;
         let log = &inner.commit_log;
         let seg_size = log.segment_size() as i64;
@@ -170,7 +178,7 @@ impl MessageStore {
         let w = &mut *guard;
         let flush = inner.flush_lock.lock();
         let (min, readable) = (log.min_offset(), log.readable_offset());
-        if readable != min {
+        if readable != min && !discard {
             return Err(StoreError::Refused(format!(
                 "cannot start the commit log at offset {offset}: it is not empty, it holds \
                  [{min}, {readable})"
@@ -178,7 +186,8 @@ impl MessageStore {
         }
         let position = w.appender.write_offset();
         let in_place = log.segment_for(offset).is_some_and(|s| s.start() == offset);
-        if offset == readable && position == readable && (in_place || offset == 0) {
+        if readable == min && offset == readable && position == readable && (in_place || offset == 0)
+        {
             return Ok(());
         }
         inner.drop_tail(w, readable).map_err(io_err)?;
@@ -198,7 +207,9 @@ impl MessageStore {
         {
             let mut index = inner.index.lock();
             let index_err = |e| StoreError::io(inner.config.index_dir(), e);
-            index.truncate(offset).map_err(index_err)?;
+            // Without records no index file covers anything (with records
+            // discarded, none may).
+            index.truncate(offset.min(min)).map_err(index_err)?;
             index.delete_expired(offset).map_err(index_err)?;
         }
         inner.flushed_tx.send_replace(log.flushed_offset());
