@@ -911,7 +911,10 @@ async fn reseeded_after_a_purge(lose_disk: bool) {
             keys: vec![key.clone()],
             ..Default::default()
         };
-        let r = producer.send(&msg).await.expect("send before the follower stops");
+        let r = producer
+            .send(&msg)
+            .await
+            .expect("send before the follower stops");
         assert_eq!(r.status, "SEND_OK");
         acked.push(key);
     }
@@ -922,7 +925,10 @@ async fn reseeded_after_a_purge(lose_disk: bool) {
         .get("commitLogMaxOffset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert!(held_before > 50 * 4000, "the follower holds the first messages");
+    assert!(
+        held_before > 50 * 4000,
+        "the follower holds the first messages"
+    );
     tokio::task::block_in_place(|| group.kill9(f));
     if lose_disk {
         std::fs::remove_dir_all(group.store_dir(f)).unwrap();

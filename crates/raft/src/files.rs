@@ -35,7 +35,10 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
 
 /// Create the marker file at `path`, durably (its directory synced).
 pub fn write_marker(path: &Path) -> io::Result<()> {
-    config_file::persist(path, b"a re-seed that discards this member's log is under way\n")
+    config_file::persist(
+        path,
+        b"a re-seed that discards this member's log is under way\n",
+    )
 }
 
 /// Remove the marker file at `path`, durably.

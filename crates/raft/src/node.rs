@@ -16,7 +16,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::impls::ProgressResponder;
 use openraft::{ChangeMembers, EmptyNode, ServerState, SnapshotPolicy};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::files::{MembershipLog, MetaFile, VoteFile};
 use crate::index::RaftIndex;
@@ -153,13 +153,19 @@ pub struct PeerProgress {
     pub lag_ms: i64,
 }
 
-type Proposal = (
-    Arc<PendingPut>,
-    ProgressResponder<
-        crate::types::MqRaft,
-        openraft::raft::ClientWriteResult<crate::types::MqRaft>,
-    >,
-);
+/// A send waiting for the proposer: its messages, the bytes their records
+/// take, and where its answer goes.
+struct Proposal {
+    msgs: Vec<PutMessage>,
+    bytes: usize,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What a send hears back from the proposer.
+enum Answer {
+    Reply(MqReply),
+    Refused(ClientWriteError<crate::types::MqRaft>),
+}
 
 pub struct RaftNode {
     raft: Raft,
@@ -355,7 +361,7 @@ impl RaftNode {
             spawn_preferred_leader(raft.clone(), role.clone(), preferred, shutdown_rx.clone());
         }
         let (proposals, rx) = mpsc::unbounded_channel();
-        tokio::spawn(propose(raft.clone(), rx));
+        tokio::spawn(propose(raft.clone(), rx, opts.segment_size));
         tracing::info!(
             group = %peers.group,
             id = peers.self_id,
@@ -396,7 +402,8 @@ impl RaftNode {
         if !role.leader {
             return Err(SubmitError::NotLeader(role.leader_id));
         }
-        self.shared
+        let bytes = self
+            .shared
             .store
             .raft_check_put(&mut msgs)
             .map_err(SubmitError::Refused)?;
@@ -405,12 +412,13 @@ impl RaftNode {
         if n >= self.max_inflight {
             return Err(SubmitError::Busy(n));
         }
-        let (responder, rx) = ProgressResponder::complete_only();
-        if self
-            .proposals
-            .send((PendingPut::new(msgs), responder))
-            .is_err()
-        {
+        let (answer, rx) = oneshot::channel();
+        let proposal = Proposal {
+            msgs,
+            bytes,
+            answer,
+        };
+        if self.proposals.send(proposal).is_err() {
             return Err(SubmitError::NotLeader(None));
         }
         let timeout = self.commit_timeout;
@@ -436,15 +444,15 @@ impl RaftNode {
                     SendOutcome::Unknown(format!("not committed within {} ms", timeout.as_millis()))
                 }
                 Ok(Err(_)) => SendOutcome::Unknown("the Raft member stopped".into()),
-                Ok(Ok(Ok(resp))) => match resp.data {
+                Ok(Ok(Answer::Reply(reply))) => match reply {
                     MqReply::Stored(results) => SendOutcome::Stored(results),
                     MqReply::Rejected(e) => SendOutcome::Rejected(e),
                     MqReply::Empty => SendOutcome::Unknown("the entry carried no records".into()),
                 },
-                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                Ok(Ok(Answer::Refused(ClientWriteError::ForwardToLeader(f)))) => {
                     SendOutcome::NotLeader(f.leader_id)
                 }
-                Ok(Ok(Err(e))) => SendOutcome::Unknown(e.to_string()),
+                Ok(Ok(Answer::Refused(e))) => SendOutcome::Unknown(e.to_string()),
             }
         })
     }
@@ -635,15 +643,99 @@ impl Drop for Inflight {
     }
 }
 
-/// Hands proposals to openraft one by one, in submission order.
-async fn propose(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
-    while let Some((put, responder)) = rx.recv().await {
+/// Most sends one entry carries, and at most this share of a commit-log
+/// segment.
+const MAX_SENDS_PER_ENTRY: usize = 512;
+const MAX_ENTRY_BYTES: usize = 256 * 1024;
+
+/// Hands proposals to openraft in submission order. Sends that queued up
+/// while openraft took the previous ones go into one entry together (as
+/// long as none must land at a given queue offset, which may refuse it
+/// alone), so under load the per-entry work of Raft — proposing, indexing,
+/// replicating, applying, answering — is shared by many sends, as a group
+/// commit shares a flush.
+async fn propose(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, segment_size: u64) {
+    let max_bytes = MAX_ENTRY_BYTES.min(segment_size as usize / 4).max(1);
+    let mut queued: Vec<Proposal> = Vec::new();
+    let mut next: Option<Proposal> = None;
+    loop {
+        let first = match next.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = first.bytes;
+        let alone = !combinable(&first);
+        queued.push(first);
+        if !alone {
+            while queued.len() < MAX_SENDS_PER_ENTRY {
+                let Ok(p) = rx.try_recv() else { break };
+                if !combinable(&p) || bytes + p.bytes > max_bytes {
+                    next = Some(p);
+                    break;
+                }
+                bytes += p.bytes;
+                queued.push(p);
+            }
+        }
+        let mut msgs = Vec::with_capacity(queued.iter().map(|p| p.msgs.len()).sum());
+        let mut answers = Vec::with_capacity(queued.len());
+        for p in queued.drain(..) {
+            answers.push((p.msgs.len(), p.answer));
+            msgs.extend(p.msgs);
+        }
+        let (responder, reply) = ProgressResponder::complete_only();
         if raft
-            .client_write_ff(MqData::Put(put), Some(responder))
+            .client_write_ff(MqData::Put(PendingPut::new(msgs)), Some(responder))
             .await
             .is_err()
         {
-            return; // Raft stopped; dropped responders end their sends
+            return; // Raft stopped; dropped answers end their sends
+        }
+        tokio::spawn(async move {
+            let Ok(result) = reply.await else { return };
+            split_answer(result, answers);
+        });
+    }
+}
+
+/// Whether a send may share an entry with others.
+fn combinable(p: &Proposal) -> bool {
+    p.msgs.iter().all(|m| m.at_queue_offset.is_none())
+}
+
+/// Give each send of an entry its part of the entry's answer: its own
+/// results, in the order the messages were combined.
+fn split_answer(
+    result: openraft::raft::ClientWriteResult<crate::types::MqRaft>,
+    answers: Vec<(usize, oneshot::Sender<Answer>)>,
+) {
+    match result {
+        Ok(resp) => match resp.data {
+            MqReply::Stored(results) => {
+                let mut results = results.into_iter();
+                for (n, answer) in answers {
+                    let part: Vec<PutResult> = results.by_ref().take(n).collect();
+                    let _ = answer.send(Answer::Reply(MqReply::Stored(part)));
+                }
+            }
+            MqReply::Rejected(e) => {
+                for (_, answer) in answers {
+                    let _ = answer.send(Answer::Reply(MqReply::Rejected(e.duplicate())));
+                }
+            }
+            MqReply::Empty => {
+                for (_, answer) in answers {
+                    let _ = answer.send(Answer::Reply(MqReply::Empty));
+                }
+            }
+        },
+        Err(e) => {
+            for (_, answer) in answers {
+                let _ = answer.send(Answer::Refused(e.clone()));
+            }
         }
     }
 }

@@ -443,13 +443,19 @@ async fn a_far_behind_member_is_reseeded_even_after_stopping_half_way() {
     std::fs::write(&marker, b"").unwrap();
     g.start_member(f).await;
     g.wait_applied(450).await;
-    assert!(!marker.exists(), "the marker is gone once the member is emptied");
+    assert!(
+        !marker.exists(),
+        "the marker is gone once the member is emptied"
+    );
     assert_eq!(g.send(450, 50).await, 50);
     g.wait_applied(500).await;
     let fs = g.members[f].store.clone().unwrap();
     let ls = g.members[leader].store.clone().unwrap();
     assert_eq!(fs.min_commit_log_offset(), ls.min_commit_log_offset());
-    assert!(fs.min_commit_log_offset() > 0, "re-seeded, not copied from 0");
+    assert!(
+        fs.min_commit_log_offset() > 0,
+        "re-seeded, not copied from 0"
+    );
     for q in 0..2 {
         let from = fs.min_offset_in_queue("T", q);
         assert_eq!(
@@ -457,7 +463,10 @@ async fn a_far_behind_member_is_reseeded_even_after_stopping_half_way() {
             read_queue(&ls, q, from),
             "queue {q} of the re-seeded member"
         );
-        assert_eq!(fs.max_offset_in_queue("T", q), ls.max_offset_in_queue("T", q));
+        assert_eq!(
+            fs.max_offset_in_queue("T", q),
+            ls.max_offset_in_queue("T", q)
+        );
     }
     for i in 0..3 {
         g.stop_member(i).await;
@@ -548,6 +557,64 @@ async fn sync_flush_members_commit_and_fail_over() {
             s.flushed_offset() >= s.raft_visible(),
             "n{i}: applied entries are on disk"
         );
+    }
+    for i in 0..3 {
+        g.stop_member(i).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_share_entries_and_each_hears_its_own_results() {
+    let mut g = Group::start(3).await;
+    let leader = g.leader().await;
+    let node = g.members[leader].node.clone().unwrap();
+    let before = node.status().last_log_index.unwrap_or(0);
+
+    // 300 sends, every fifth a batch of three, all in flight at once.
+    const SENDS: usize = 300;
+    let mut pending = Vec::new();
+    let mut next = 0;
+    for s in 0..SENDS {
+        let n = if s % 5 == 0 { 3 } else { 1 };
+        let msgs: Vec<PutMessage> = (next..next + n).map(msg).collect();
+        next += n;
+        let bodies: Vec<Bytes> = msgs.iter().map(|m| m.body.clone()).collect();
+        pending.push((
+            bodies,
+            node.submit(msgs).expect("the leader takes the send"),
+        ));
+    }
+    for (s, (bodies, fut)) in pending.into_iter().enumerate() {
+        let SendOutcome::Stored(results) = fut.await else {
+            panic!("send {s} was not stored");
+        };
+        assert_eq!(
+            results.len(),
+            bodies.len(),
+            "send {s}: one result per message"
+        );
+        let store = g.members[leader].store.as_ref().unwrap();
+        for (r, body) in results.iter().zip(&bodies) {
+            let record = store.read_record(r.commit_log_offset).unwrap();
+            let v = meridian_protocol::message::parse_record(&record).unwrap();
+            assert_eq!(
+                v.body,
+                &body[..],
+                "send {s}: its result names its own message"
+            );
+            assert_eq!(v.queue_offset, r.queue_offset, "send {s}: queue offset");
+        }
+    }
+    g.wait_applied(next).await;
+    let entries = node.status().last_log_index.unwrap() - before;
+    eprintln!("{SENDS} sends in {entries} entries");
+    assert!(
+        (entries as usize) < SENDS,
+        "sends queued together share entries ({entries} entries for {SENDS} sends)"
+    );
+    let reference = g.queues(leader);
+    for i in 0..3 {
+        assert_eq!(g.queues(i), reference, "member n{i} agrees with the leader");
     }
     for i in 0..3 {
         g.stop_member(i).await;

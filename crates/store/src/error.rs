@@ -69,3 +69,28 @@ pub enum PutError {
         next: i64,
     },
 }
+
+impl PutError {
+    /// The same refusal, for a second caller (an I/O error keeps its kind
+    /// and message).
+    pub fn duplicate(&self) -> PutError {
+        match self {
+            PutError::MessageIllegal(s) => PutError::MessageIllegal(s.clone()),
+            PutError::FlushTimeout(r) => PutError::FlushTimeout(r.clone()),
+            PutError::DiskFull => PutError::DiskFull,
+            PutError::ServiceNotAvailable(s) => PutError::ServiceNotAvailable(s.clone()),
+            PutError::Io(e) => PutError::Io(std::io::Error::new(e.kind(), e.to_string())),
+            PutError::QueueOffsetMismatch {
+                topic,
+                queue_id,
+                wanted,
+                next,
+            } => PutError::QueueOffsetMismatch {
+                topic: topic.clone(),
+                queue_id: *queue_id,
+                wanted: *wanted,
+                next: *next,
+            },
+        }
+    }
+}

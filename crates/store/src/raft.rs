@@ -112,7 +112,10 @@ impl MessageStore {
     /// index built from them, and the log starts again at `offset` as in
     /// [`Self::raft_reseed`].
     pub fn raft_discard_and_reseed(&self, offset: i64) -> Result<(), StoreError> {
-        let (min, readable) = (self.min_commit_log_offset(), self.inner.commit_log.readable_offset());
+        let (min, readable) = (
+            self.min_commit_log_offset(),
+            self.inner.commit_log.readable_offset(),
+        );
         self.restart_log_at(offset, true)?;
         {
             let mut w = self.inner.writer.lock();

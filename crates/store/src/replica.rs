@@ -186,7 +186,10 @@ impl MessageStore {
         }
         let position = w.appender.write_offset();
         let in_place = log.segment_for(offset).is_some_and(|s| s.start() == offset);
-        if readable == min && offset == readable && position == readable && (in_place || offset == 0)
+        if readable == min
+            && offset == readable
+            && position == readable
+            && (in_place || offset == 0)
         {
             return Ok(());
         }
