@@ -15,6 +15,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: a send allocates and frees
+/// a few dozen small buffers on whichever runtime thread runs it, and
+/// glibc's allocator took about a tenth of a busy Raft leader's CPU on that
+/// (allocation, free, consolidation, arena locks); see docs/benchmarks.md,
+/// "What bounds each figure".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "meridian",
