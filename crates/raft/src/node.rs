@@ -161,11 +161,9 @@ struct Proposal {
     answer: oneshot::Sender<Answer>,
 }
 
-/// What a send hears back from the proposer.
-enum Answer {
-    Reply(MqReply),
-    Refused(ClientWriteError<crate::types::MqRaft>),
-}
+/// What a send hears back from the proposer: its part of the entry's
+/// reply, or openraft's refusal of the entry.
+type Answer = Result<MqReply, ClientWriteError<crate::types::MqRaft>>;
 
 pub struct RaftNode {
     raft: Raft,
@@ -444,15 +442,15 @@ impl RaftNode {
                     SendOutcome::Unknown(format!("not committed within {} ms", timeout.as_millis()))
                 }
                 Ok(Err(_)) => SendOutcome::Unknown("the Raft member stopped".into()),
-                Ok(Ok(Answer::Reply(reply))) => match reply {
+                Ok(Ok(Ok(reply))) => match reply {
                     MqReply::Stored(results) => SendOutcome::Stored(results),
                     MqReply::Rejected(e) => SendOutcome::Rejected(e),
                     MqReply::Empty => SendOutcome::Unknown("the entry carried no records".into()),
                 },
-                Ok(Ok(Answer::Refused(ClientWriteError::ForwardToLeader(f)))) => {
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
                     SendOutcome::NotLeader(f.leader_id)
                 }
-                Ok(Ok(Answer::Refused(e))) => SendOutcome::Unknown(e.to_string()),
+                Ok(Ok(Err(e))) => SendOutcome::Unknown(e.to_string()),
             }
         })
     }
@@ -643,9 +641,10 @@ impl Drop for Inflight {
     }
 }
 
-/// Most sends one entry carries, and at most this share of a commit-log
-/// segment.
+/// Most sends one entry carries.
 const MAX_SENDS_PER_ENTRY: usize = 512;
+/// Most record bytes one entry carries (and never more than a quarter of a
+/// commit-log segment); a single larger send still goes alone.
 const MAX_ENTRY_BYTES: usize = 256 * 1024;
 
 /// Hands proposals to openraft in submission order. Sends that queued up
@@ -706,36 +705,80 @@ fn combinable(p: &Proposal) -> bool {
     p.msgs.iter().all(|m| m.at_queue_offset.is_none())
 }
 
-/// Give each send of an entry its part of the entry's answer: its own
-/// results, in the order the messages were combined.
+/// Give each send of an entry its part of the entry's answer.
 fn split_answer(
     result: openraft::raft::ClientWriteResult<crate::types::MqRaft>,
     answers: Vec<(usize, oneshot::Sender<Answer>)>,
 ) {
     match result {
-        Ok(resp) => match resp.data {
-            MqReply::Stored(results) => {
-                let mut results = results.into_iter();
-                for (n, answer) in answers {
-                    let part: Vec<PutResult> = results.by_ref().take(n).collect();
-                    let _ = answer.send(Answer::Reply(MqReply::Stored(part)));
-                }
+        Ok(resp) => {
+            let counts: Vec<usize> = answers.iter().map(|(n, _)| *n).collect();
+            for (reply, (_, answer)) in split_reply(resp.data, &counts).into_iter().zip(answers) {
+                let _ = answer.send(Ok(reply));
             }
-            MqReply::Rejected(e) => {
-                for (_, answer) in answers {
-                    let _ = answer.send(Answer::Reply(MqReply::Rejected(e.duplicate())));
-                }
-            }
-            MqReply::Empty => {
-                for (_, answer) in answers {
-                    let _ = answer.send(Answer::Reply(MqReply::Empty));
-                }
-            }
-        },
+        }
         Err(e) => {
             for (_, answer) in answers {
-                let _ = answer.send(Answer::Refused(e.clone()));
+                let _ = answer.send(Err(e.clone()));
             }
+        }
+    }
+}
+
+/// One reply per send of an entry, sends of `counts[i]` messages each:
+/// stored results are dealt out in the order the messages were combined; a
+/// refusal (nothing of the entry stored) goes to every send.
+fn split_reply(reply: MqReply, counts: &[usize]) -> Vec<MqReply> {
+    match reply {
+        MqReply::Stored(results) => {
+            let mut results = results.into_iter();
+            counts
+                .iter()
+                .map(|&n| MqReply::Stored(results.by_ref().take(n).collect()))
+                .collect()
+        }
+        MqReply::Rejected(e) => counts
+            .iter()
+            .map(|_| MqReply::Rejected(e.duplicate()))
+            .collect(),
+        MqReply::Empty => counts.iter().map(|_| MqReply::Empty).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(i: i64) -> PutResult {
+        PutResult {
+            commit_log_offset: i * 100,
+            queue_offset: i,
+            wrote_bytes: 100,
+            store_timestamp: 1,
+            msg_id: format!("id{i}"),
+        }
+    }
+
+    #[test]
+    fn each_send_of_a_combined_entry_gets_its_own_results() {
+        let stored = MqReply::Stored((0..6).map(result).collect());
+        let parts = split_reply(stored, &[1, 3, 2]);
+        let offsets: Vec<Vec<i64>> = parts
+            .iter()
+            .map(|p| match p {
+                MqReply::Stored(r) => r.iter().map(|r| r.queue_offset).collect(),
+                other => panic!("not stored: {other:?}"),
+            })
+            .collect();
+        assert_eq!(offsets, vec![vec![0], vec![1, 2, 3], vec![4, 5]]);
+    }
+
+    #[test]
+    fn a_refused_entry_refuses_every_send_in_it() {
+        let parts = split_reply(MqReply::Rejected(PutError::DiskFull), &[1, 2, 1]);
+        assert_eq!(parts.len(), 3);
+        for p in parts {
+            assert!(matches!(p, MqReply::Rejected(PutError::DiskFull)), "{p:?}");
         }
     }
 }
