@@ -745,44 +745,6 @@ fn split_reply(reply: MqReply, counts: &[usize]) -> Vec<MqReply> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn result(i: i64) -> PutResult {
-        PutResult {
-            commit_log_offset: i * 100,
-            queue_offset: i,
-            wrote_bytes: 100,
-            store_timestamp: 1,
-            msg_id: format!("id{i}"),
-        }
-    }
-
-    #[test]
-    fn each_send_of_a_combined_entry_gets_its_own_results() {
-        let stored = MqReply::Stored((0..6).map(result).collect());
-        let parts = split_reply(stored, &[1, 3, 2]);
-        let offsets: Vec<Vec<i64>> = parts
-            .iter()
-            .map(|p| match p {
-                MqReply::Stored(r) => r.iter().map(|r| r.queue_offset).collect(),
-                other => panic!("not stored: {other:?}"),
-            })
-            .collect();
-        assert_eq!(offsets, vec![vec![0], vec![1, 2, 3], vec![4, 5]]);
-    }
-
-    #[test]
-    fn a_refused_entry_refuses_every_send_in_it() {
-        let parts = split_reply(MqReply::Rejected(PutError::DiskFull), &[1, 2, 1]);
-        assert_eq!(parts.len(), 3);
-        for p in parts {
-            assert!(matches!(p, MqReply::Rejected(PutError::DiskFull)), "{p:?}");
-        }
-    }
-}
-
 /// Turn openraft's metrics into the broker's [`Role`]. A leader that has
 /// not heard from a majority within `lease` stops counting as leader (it
 /// may be cut off; the others elect a new one), so it stops taking writes
@@ -956,4 +918,42 @@ fn spawn_meta_persister(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(i: i64) -> PutResult {
+        PutResult {
+            commit_log_offset: i * 100,
+            queue_offset: i,
+            wrote_bytes: 100,
+            store_timestamp: 1,
+            msg_id: format!("id{i}"),
+        }
+    }
+
+    #[test]
+    fn each_send_of_a_combined_entry_gets_its_own_results() {
+        let stored = MqReply::Stored((0..6).map(result).collect());
+        let parts = split_reply(stored, &[1, 3, 2]);
+        let offsets: Vec<Vec<i64>> = parts
+            .iter()
+            .map(|p| match p {
+                MqReply::Stored(r) => r.iter().map(|r| r.queue_offset).collect(),
+                other => panic!("not stored: {other:?}"),
+            })
+            .collect();
+        assert_eq!(offsets, vec![vec![0], vec![1, 2, 3], vec![4, 5]]);
+    }
+
+    #[test]
+    fn a_refused_entry_refuses_every_send_in_it() {
+        let parts = split_reply(MqReply::Rejected(PutError::DiskFull), &[1, 2, 1]);
+        assert_eq!(parts.len(), 3);
+        for p in parts {
+            assert!(matches!(p, MqReply::Rejected(PutError::DiskFull)), "{p:?}");
+        }
+    }
 }
