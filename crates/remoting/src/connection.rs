@@ -270,6 +270,11 @@ async fn write_loop<W: AsyncWrite>(
             _ = conn.closed() => break,
         };
         encode_frame(&first, &mut buf);
+        // Let the tasks that are ready run first: answers that complete
+        // together (the sends of one Raft entry, a group commit) are each
+        // queued by a task of their own, and would otherwise go out one
+        // write each as the writer wakes for the first of them.
+        tokio::task::yield_now().await;
         // Everything already queued goes out in the same write: under load
         // one syscall carries many responses.
         while buf.len() < 1024 * 1024 {
