@@ -334,9 +334,9 @@ async fn connection<H: Handler>(
 }
 
 /// Appends a replication stream may have read but not yet answered. The
-/// leader keeps fewer in flight (see `network`); this bounds what a
-/// misbehaving one can make this member hold.
-const STREAM_BACKLOG: usize = 256;
+/// leader keeps at most half as many in flight (`MAX_INFLIGHT_APPENDS`);
+/// this bounds what a misbehaving one can make this member hold.
+const STREAM_BACKLOG: usize = 1024;
 
 /// A replication stream, from its first append on: appends go to the Raft
 /// node as they arrive, answers go back in order with the appends' ids.
