@@ -388,7 +388,15 @@ pub enum CodecError {
 #[derive(Debug, Clone)]
 pub struct RaftCodec {
     max_frame: usize,
+    /// The body being encoded, kept between frames: an append can be
+    /// megabytes, and a fresh buffer for each (grown by doubling) was
+    /// fresh memory from the OS each time, zeroed page by page.
+    scratch: Vec<u8>,
 }
+
+/// Largest encoding buffer kept between frames; a larger one (a snapshot
+/// frame, say) is let go after use.
+const KEPT_SCRATCH: usize = 8 * 1024 * 1024;
 
 impl Default for RaftCodec {
     fn default() -> Self {
@@ -406,6 +414,7 @@ impl RaftCodec {
     pub fn with_max_frame(max_frame: usize) -> RaftCodec {
         RaftCodec {
             max_frame: max_frame.min(MAX_FRAME),
+            scratch: Vec::new(),
         }
     }
 
@@ -455,9 +464,11 @@ impl Encoder<Frame> for RaftCodec {
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
         let kind = frame.msg.kind();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
         let body = frame
             .msg
-            .encode_body(Vec::new())
+            .encode_body(scratch)
             .map_err(|source| CodecError::Encode { kind, source })?;
         let len = HEADER_BYTES + body.len();
         if len > self.max_frame {
@@ -471,6 +482,9 @@ impl Encoder<Frame> for RaftCodec {
         dst.put_u8(kind as u8);
         dst.put_u64(frame.id);
         dst.extend_from_slice(&body);
+        if body.capacity() <= KEPT_SCRATCH {
+            self.scratch = body;
+        }
         Ok(())
     }
 }
