@@ -68,7 +68,8 @@ async fn broker_registers_with_every_name_server() {
         &conf,
         format!(
             "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort={broker_port}\n\
-             storePathRootDir={}\nbrokerIP1=127.0.0.1\nhaListenPort=0\nnamesrvAddr={}\n",
+             storePathRootDir={}\nbrokerIP1=127.0.0.1\nhaListenPort=0\nnamesrvAddr={}\n\
+             diskMaxUsedSpaceRatio=95\n",
             dir.path().join("store").display(),
             ns_addrs.join(";")
         ),

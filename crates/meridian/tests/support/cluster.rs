@@ -254,12 +254,13 @@ impl Cluster {
                     "--broker-port".to_owned(),
                     self.broker_port.to_string(),
                 ];
-                let extra = self.opts.conf_lines();
-                if !extra.is_empty() {
-                    let conf = self.write_file("broker-extra.conf", &extra);
-                    args.push("-c".to_owned());
-                    args.push(path_arg(&conf));
-                }
+                let extra = format!(
+                    "diskMaxUsedSpaceRatio={TEST_DISK_RATIO}\n{}",
+                    self.opts.conf_lines()
+                );
+                let conf = self.write_file("broker-extra.conf", &extra);
+                args.push("-c".to_owned());
+                args.push(path_arg(&conf));
                 let process = self.spawn("dev", &args);
                 self.broker = Some(process.wait_for_line(DEV_READY));
             }
@@ -278,7 +279,8 @@ impl Cluster {
                 let store = self.data_dir();
                 let conf = format!(
                     "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort={}\n\
-                     storePathRootDir={}\nbrokerIP1=127.0.0.1\nhaListenPort=0\n{}",
+                     storePathRootDir={}\nbrokerIP1=127.0.0.1\nhaListenPort=0\n\
+                     diskMaxUsedSpaceRatio={TEST_DISK_RATIO}\n{}",
                     self.broker_port,
                     path_arg(&store),
                     self.opts.conf_lines()
@@ -564,6 +566,11 @@ fn tail(path: &Path, lines: usize) -> String {
 /// lines say otherwise): a run with many brokers fits a few GB of disk.
 const TEST_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
+/// `diskMaxUsedSpaceRatio` of every test broker. Tests share the disk with
+/// whatever else the machine runs; past the default 75 % a broker starts
+/// deleting its oldest segments, and a test's messages would go with them.
+pub const TEST_DISK_RATIO: u32 = 95;
+
 /// A name server and the brokers of one group (`broker-a`), each broker a
 /// process of its own with its own `broker.conf`: a master and slaves, or
 /// the members of a Raft group.
@@ -630,7 +637,8 @@ impl BrokerGroup {
                 "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nlistenPort={port}\n\
                  haListenPort={ha_port}\nstorePathRootDir={}\nbrokerIP1=127.0.0.1\n\
                  namesrvAddr=127.0.0.1:{namesrv_port}\n\
-                 mappedFileSizeCommitLog={TEST_SEGMENT_SIZE}\n{extra}\n",
+                 mappedFileSizeCommitLog={TEST_SEGMENT_SIZE}\n\
+                 diskMaxUsedSpaceRatio={TEST_DISK_RATIO}\n{extra}\n",
                 path_arg(&store)
             );
             let conf = group.write(&format!("broker-{i}.conf"), &text);
