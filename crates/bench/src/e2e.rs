@@ -60,7 +60,7 @@ pub async fn run(args: E2eArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Report>
         phases,
         vec![("sent", sent_live.clone()), ("received", recv_live.clone())],
     );
-    let sent = produce::join(produce::spawn(&pplan, &pools)).await;
+    let sent = produce::join(&pplan, produce::spawn(&pplan, &pools)).await;
 
     // Let the consumers catch up with what was sent, within the grace period.
     let catch_up_until = Instant::now() + grace;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
 use meridian_client::producer::{batch_request, send_request, Message};
 use meridian_protocol::codes::response_code;
 use meridian_protocol::{RemotingCommand, SerializeType};
@@ -58,6 +59,10 @@ pub struct Plan {
     pub stop: Arc<AtomicBool>,
     /// Messages left to send (`-q`).
     pub budget: Option<AtomicI64>,
+    /// The send latencies of every task, in one histogram: the tasks can be
+    /// thousands, and a histogram each was memory to allocate and zero
+    /// while the load was already due.
+    pub latency: parking_lot::Mutex<Histogram<u64>>,
 }
 
 impl Plan {
@@ -115,6 +120,7 @@ impl Plan {
             live,
             stop,
             budget: p.messages.map(|n| AtomicI64::new(n as i64)),
+            latency: parking_lot::Mutex::new(stats::new_histogram()),
         })
     }
 
@@ -219,7 +225,10 @@ pub async fn task(plan: Arc<Plan>, idx: usize, mut conns: Conns) -> Tally {
                 tally.msgs += plan.per_request as u64;
                 tally.bytes += msg_bytes;
                 if !oneway {
-                    tally.record_latency(d.done.duration_since(d.latency_from));
+                    stats::record_latency(
+                        &mut plan.latency.lock(),
+                        d.done.duration_since(d.latency_from),
+                    );
                 }
             }
         }
@@ -317,14 +326,15 @@ pub fn spawn(plan: &Arc<Plan>, pools: &Pools) -> Vec<tokio::task::JoinHandle<Tal
         .collect()
 }
 
-/// Wait for tasks and merge what they counted.
-pub async fn join(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
+/// Wait for tasks and merge what they counted, with `plan`'s latencies.
+pub async fn join(plan: &Plan, handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
     let mut all = Tally::default();
     for h in handles {
         if let Ok(t) = h.await {
             all.merge(t);
         }
     }
+    let _ = all.latency.add(&*plan.latency.lock());
     all
 }
 
@@ -350,7 +360,7 @@ pub async fn run(args: ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Rep
         stop,
     )?);
     let progress = Progress::start(phases, vec![("sent", live)]);
-    let tally = join(spawn(&plan, &pools)).await;
+    let tally = join(&plan, spawn(&plan, &pools)).await;
     progress.stop().await;
     pools.close_all();
 
