@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::args::{ConsumeArgs, ConsumerArgs};
 use crate::stamp::Stamp;
-use crate::stats::{self, LatencyMs, Live, Phases, Progress, Tally, MIB};
+use crate::stats::{self, Live, Phases, Progress, Tally, MIB};
 use crate::target::{self, Conns, Pools, Queue};
 use crate::Report;
 
@@ -276,7 +276,7 @@ pub async fn run(args: ConsumeArgs, stop_flag: Arc<AtomicBool>) -> anyhow::Resul
         sent: None,
         received: Some(tally.msgs),
         errors: tally.errors,
-        latency_ms: LatencyMs::of(&tally.latency),
+        latency_ms: tally.latency_ms(),
         latency_from: "pull round trip (pulls that found messages)",
         send_msgs_per_sec: None,
         send_latency_ms: None,

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::args::{E2eArgs, Mode};
 use crate::stamp::Stamp;
-use crate::stats::{self, LatencyMs, Live, Phases, Progress, MIB};
+use crate::stats::{self, Live, Phases, Progress, MIB};
 use crate::target;
 use crate::{consume, produce, Report};
 
@@ -98,14 +98,14 @@ pub async fn run(args: E2eArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Report>
         sent: Some(sent.msgs),
         received: Some(received.msgs),
         errors: sent.errors + received.errors,
-        latency_ms: LatencyMs::of(&received.latency),
+        latency_ms: received.latency_ms(),
         latency_from: if p.rate.is_some() {
             "intended send time to receipt by the consumer (open loop)"
         } else {
             "send to receipt by the consumer"
         },
         send_msgs_per_sec: Some(stats::per_sec(sent.msgs, window)),
-        send_latency_ms: (p.mode != Mode::Oneway).then(|| LatencyMs::of(&sent.latency)),
+        send_latency_ms: (p.mode != Mode::Oneway).then(|| sent.latency_ms()),
         sent_total: Some(sent_live.msgs.load(Ordering::Relaxed)),
         received_total: Some(recv_live.msgs.load(Ordering::Relaxed)),
         first_error,

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use hdrhistogram::Histogram;
 use meridian_client::producer::{batch_request, send_request, Message};
 use meridian_protocol::codes::response_code;
 use meridian_protocol::{RemotingCommand, SerializeType};
@@ -24,7 +23,7 @@ use meridian_remoting::{Connection, RemotingError};
 
 use crate::args::{Mode, ProduceArgs, ProducerArgs};
 use crate::stamp::{Stamp, STAMP_LEN};
-use crate::stats::{self, LatencyMs, Live, Phases, Progress, Tally, MIB};
+use crate::stats::{self, Live, Phases, Progress, SharedLatencies, Tally, MIB};
 use crate::target::{self, Conns, Pools, Queue};
 use crate::Report;
 
@@ -59,10 +58,8 @@ pub struct Plan {
     pub stop: Arc<AtomicBool>,
     /// Messages left to send (`-q`).
     pub budget: Option<AtomicI64>,
-    /// The send latencies of every task, in one histogram: the tasks can be
-    /// thousands, and a histogram each was memory to allocate and zero
-    /// while the load was already due.
-    pub latency: parking_lot::Mutex<Histogram<u64>>,
+    /// The send latencies of every task (the tasks can be thousands).
+    pub latency: SharedLatencies,
 }
 
 impl Plan {
@@ -120,7 +117,7 @@ impl Plan {
             live,
             stop,
             budget: p.messages.map(|n| AtomicI64::new(n as i64)),
-            latency: parking_lot::Mutex::new(stats::new_histogram()),
+            latency: SharedLatencies::default(),
         })
     }
 
@@ -209,6 +206,7 @@ pub async fn task(plan: Arc<Plan>, idx: usize, mut conns: Conns) -> Tally {
     };
     let mut msgs = vec![template; plan.per_request];
     let mut tally = Tally::default();
+    let mut latencies = plan.latency.batch();
     let mut inflight = FuturesUnordered::new();
     // Tasks start spread over one interval, not all at once.
     let mut next_due = plan
@@ -225,10 +223,7 @@ pub async fn task(plan: Arc<Plan>, idx: usize, mut conns: Conns) -> Tally {
                 tally.msgs += plan.per_request as u64;
                 tally.bytes += msg_bytes;
                 if !oneway {
-                    stats::record_latency(
-                        &mut plan.latency.lock(),
-                        d.done.duration_since(d.latency_from),
-                    );
+                    latencies.record(d.done.duration_since(d.latency_from));
                 }
             }
         }
@@ -334,7 +329,7 @@ pub async fn join(plan: &Plan, handles: Vec<tokio::task::JoinHandle<Tally>>) -> 
             all.merge(t);
         }
     }
-    let _ = all.latency.add(&*plan.latency.lock());
+    plan.latency.add_to(&mut all);
     all
 }
 
@@ -365,7 +360,7 @@ pub async fn run(args: ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Rep
     pools.close_all();
 
     let window = stats::window(&phases, tally.finished_at);
-    let latency = LatencyMs::of(&tally.latency);
+    let latency = tally.latency_ms();
     Ok(Report {
         command: "produce",
         settings: settings(c, p, queues.len()),

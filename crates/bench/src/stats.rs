@@ -75,29 +75,17 @@ impl Live {
 }
 
 /// What one task counted inside the measured window.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Tally {
     pub msgs: u64,
     pub bytes: u64,
     pub errors: u64,
-    /// Latencies in microseconds.
-    pub latency: Histogram<u64>,
+    /// Latencies in microseconds; made at the first one recorded (a task
+    /// that records into [`SharedLatencies`] never makes one).
+    latency: Option<Histogram<u64>>,
     pub first_error: Option<String>,
     /// When the task stopped (its last request answered).
     pub finished_at: Option<Instant>,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Tally {
-            msgs: 0,
-            bytes: 0,
-            errors: 0,
-            latency: new_histogram(),
-            first_error: None,
-            finished_at: None,
-        }
-    }
 }
 
 /// A latency histogram in microseconds, 3 significant digits. It starts
@@ -115,9 +103,86 @@ pub fn record_latency(h: &mut Histogram<u64>, d: Duration) {
     let _ = h.record(us);
 }
 
+/// Latencies recorded at a time, per task, into [`SharedLatencies`].
+const LATENCY_BATCH: usize = 64;
+
+/// The latencies of many tasks in one histogram. Each task collects its
+/// own in a [`LatencyBatch`] and adds them under the lock a batch at a
+/// time. For producer runs of thousands of tasks: a histogram per task was
+/// memory to allocate and zero while the load was already due.
+pub struct SharedLatencies(parking_lot::Mutex<Histogram<u64>>);
+
+impl Default for SharedLatencies {
+    fn default() -> Self {
+        SharedLatencies(parking_lot::Mutex::new(new_histogram()))
+    }
+}
+
+impl SharedLatencies {
+    /// A task's batch; what it holds is added when it fills up and when
+    /// it is dropped.
+    pub fn batch(&self) -> LatencyBatch<'_> {
+        LatencyBatch {
+            into: self,
+            pending: Vec::with_capacity(LATENCY_BATCH),
+        }
+    }
+
+    /// Add every latency recorded so far to `tally`.
+    pub fn add_to(&self, tally: &mut Tally) {
+        tally.add_latencies(&self.0.lock());
+    }
+}
+
+/// One task's latencies on their way into [`SharedLatencies`].
+pub struct LatencyBatch<'a> {
+    into: &'a SharedLatencies,
+    pending: Vec<Duration>,
+}
+
+impl LatencyBatch<'_> {
+    pub fn record(&mut self, d: Duration) {
+        self.pending.push(d);
+        if self.pending.len() >= LATENCY_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut h = self.into.0.lock();
+        for d in self.pending.drain(..) {
+            record_latency(&mut h, d);
+        }
+    }
+}
+
+impl Drop for LatencyBatch<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 impl Tally {
     pub fn record_latency(&mut self, d: Duration) {
-        record_latency(&mut self.latency, d);
+        record_latency(self.latency.get_or_insert_with(new_histogram), d);
+    }
+
+    /// Add the latencies of `h`.
+    pub fn add_latencies(&mut self, h: &Histogram<u64>) {
+        if !h.is_empty() {
+            // Both grow as needed: only an allocation failure refuses.
+            let _ = self.latency.get_or_insert_with(new_histogram).add(h);
+        }
+    }
+
+    /// Percentiles of the latencies recorded (zeros when none were).
+    pub fn latency_ms(&self) -> LatencyMs {
+        self.latency
+            .as_ref()
+            .map_or_else(LatencyMs::default, LatencyMs::of)
     }
 
     pub fn note_error(&mut self, what: impl FnOnce() -> String) {
@@ -131,8 +196,9 @@ impl Tally {
         self.msgs += other.msgs;
         self.bytes += other.bytes;
         self.errors += other.errors;
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.latency.add(&other.latency);
+        if let Some(h) = &other.latency {
+            self.add_latencies(h);
+        }
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -277,13 +343,41 @@ mod tests {
         }
         b.note_error(|| "boom".into());
         let all = merge_all([a, b]);
-        let l = LatencyMs::of(&all.latency);
+        let l = all.latency_ms();
         assert_eq!(l.count, 100);
         assert!((l.p50 - 50.0).abs() < 0.1, "{l:?}");
         assert!((l.p99 - 99.0).abs() < 0.1, "{l:?}");
         assert!((l.max - 100.0).abs() < 0.1, "{l:?}");
         assert_eq!(all.errors, 1);
         assert_eq!(all.first_error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn every_latency_of_every_batch_reaches_the_shared_histogram() {
+        let shared = SharedLatencies::default();
+        // One batch fills up twice and ends part full; one never fills.
+        let mut a = shared.batch();
+        for ms in 1..=150 {
+            a.record(Duration::from_millis(ms));
+        }
+        let mut b = shared.batch();
+        for ms in 151..=160 {
+            b.record(Duration::from_millis(ms));
+        }
+        drop(a);
+        drop(b);
+        let mut all = Tally::default();
+        shared.add_to(&mut all);
+        let l = all.latency_ms();
+        assert_eq!(l.count, 160);
+        assert!((l.max - 160.0).abs() < 0.2, "{l:?}");
+        assert!((l.p50 - 80.0).abs() < 0.1, "{l:?}");
+    }
+
+    #[test]
+    fn a_tally_without_latencies_reports_none() {
+        let all = merge_all([Tally::default(), Tally::default()]);
+        assert_eq!(all.latency_ms(), LatencyMs::default());
     }
 
     #[test]

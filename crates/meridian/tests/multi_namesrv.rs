@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use meridian_client::Admin;
 
 mod support;
+use support::cluster::TEST_DISK_RATIO;
 use support::free_port;
 
 const MERIDIAN: &str = env!("CARGO_BIN_EXE_meridian");
@@ -69,7 +70,7 @@ async fn broker_registers_with_every_name_server() {
         format!(
             "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort={broker_port}\n\
              storePathRootDir={}\nbrokerIP1=127.0.0.1\nhaListenPort=0\nnamesrvAddr={}\n\
-             diskMaxUsedSpaceRatio=95\n",
+             diskMaxUsedSpaceRatio={TEST_DISK_RATIO}\n",
             dir.path().join("store").display(),
             ns_addrs.join(";")
         ),

@@ -267,21 +267,21 @@ impl Message {
         }
     }
 
-    /// Append the body of this message to `out`.
-    fn encode_body(&self, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
+    /// Write the body of this message to `out`.
+    fn encode_body<W: std::io::Write>(&self, out: W) -> postcard::Result<W> {
         match self {
-            Message::Hello(m) => postcard::to_extend(m, out),
+            Message::Hello(m) => postcard::to_io(m, out),
             Message::HelloAck => Ok(out),
-            Message::AppendEntries(m) | Message::AppendStream(m) => postcard::to_extend(m, out),
-            Message::AppendEntriesResponse(m) => postcard::to_extend(m, out),
-            Message::Vote(m) | Message::PreVote(m) => postcard::to_extend(m, out),
-            Message::VoteResponse(m) | Message::PreVoteResponse(m) => postcard::to_extend(m, out),
-            Message::FullSnapshot(m) => postcard::to_extend(m, out),
-            Message::FullSnapshotResponse(m) => postcard::to_extend(m, out),
-            Message::TransferLeader(m) => postcard::to_extend(m, out),
-            Message::TransferLeaderResponse(m) => postcard::to_extend(m, out),
-            Message::Error(m) => postcard::to_extend(m, out),
-            Message::AppendStreamResponse(m) => postcard::to_extend(m, out),
+            Message::AppendEntries(m) | Message::AppendStream(m) => postcard::to_io(m, out),
+            Message::AppendEntriesResponse(m) => postcard::to_io(m, out),
+            Message::Vote(m) | Message::PreVote(m) => postcard::to_io(m, out),
+            Message::VoteResponse(m) | Message::PreVoteResponse(m) => postcard::to_io(m, out),
+            Message::FullSnapshot(m) => postcard::to_io(m, out),
+            Message::FullSnapshotResponse(m) => postcard::to_io(m, out),
+            Message::TransferLeader(m) => postcard::to_io(m, out),
+            Message::TransferLeaderResponse(m) => postcard::to_io(m, out),
+            Message::Error(m) => postcard::to_io(m, out),
+            Message::AppendStreamResponse(m) => postcard::to_io(m, out),
         }
     }
 
@@ -388,15 +388,7 @@ pub enum CodecError {
 #[derive(Debug, Clone)]
 pub struct RaftCodec {
     max_frame: usize,
-    /// The body being encoded, kept between frames: an append can be
-    /// megabytes, and a fresh buffer for each (grown by doubling) was
-    /// fresh memory from the OS each time, zeroed page by page.
-    scratch: Vec<u8>,
 }
-
-/// Largest encoding buffer kept between frames; a larger one (a snapshot
-/// frame, say) is let go after use.
-const KEPT_SCRATCH: usize = 8 * 1024 * 1024;
 
 impl Default for RaftCodec {
     fn default() -> Self {
@@ -414,7 +406,6 @@ impl RaftCodec {
     pub fn with_max_frame(max_frame: usize) -> RaftCodec {
         RaftCodec {
             max_frame: max_frame.min(MAX_FRAME),
-            scratch: Vec::new(),
         }
     }
 
@@ -462,29 +453,31 @@ impl Decoder for RaftCodec {
 impl Encoder<Frame> for RaftCodec {
     type Error = CodecError;
 
+    /// The body is serialized straight into `dst` behind a length left
+    /// open, then the length is filled in: no buffer of its own per frame
+    /// (an append can be megabytes, and a fresh buffer each time was fresh
+    /// memory from the OS, zeroed page by page) and no copy of it. A frame
+    /// that cannot be encoded leaves `dst` as it was.
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
         let kind = frame.msg.kind();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let body = frame
-            .msg
-            .encode_body(scratch)
-            .map_err(|source| CodecError::Encode { kind, source })?;
-        let len = HEADER_BYTES + body.len();
+        let start = dst.len();
+        dst.reserve(LEN_BYTES + HEADER_BYTES);
+        dst.put_u32(0);
+        dst.put_u8(kind as u8);
+        dst.put_u64(frame.id);
+        if let Err(source) = frame.msg.encode_body((&mut *dst).writer()) {
+            dst.truncate(start);
+            return Err(CodecError::Encode { kind, source });
+        }
+        let len = dst.len() - start - LEN_BYTES;
         if len > self.max_frame {
+            dst.truncate(start);
             return Err(CodecError::TooLong {
                 len,
                 max: self.max_frame,
             });
         }
-        dst.reserve(LEN_BYTES + len);
-        dst.put_u32(len as u32);
-        dst.put_u8(kind as u8);
-        dst.put_u64(frame.id);
-        dst.extend_from_slice(&body);
-        if body.capacity() <= KEPT_SCRATCH {
-            self.scratch = body;
-        }
+        dst[start..start + LEN_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
         Ok(())
     }
 }
@@ -755,6 +748,71 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, CodecError::Encode { .. }), "{err}");
+    }
+
+    #[test]
+    fn frames_encoded_back_to_back_decode_as_sent() {
+        // One codec and one buffer, as a connection uses them: a large
+        // append, a small answer, a refused frame, another append.
+        let mut codec = RaftCodec::new();
+        let mut buf = BytesMut::new();
+        codec
+            .encode(
+                Frame {
+                    id: 1,
+                    msg: Message::AppendEntries(append_request()),
+                },
+                &mut buf,
+            )
+            .unwrap();
+        codec
+            .encode(
+                Frame {
+                    id: 2,
+                    msg: Message::Error("late".into()),
+                },
+                &mut buf,
+            )
+            .unwrap();
+        let before = buf.clone();
+        let mut refused = append_request();
+        refused.entries[1].payload = EntryPayload::Normal(MqData::Put(PendingPut::new(vec![])));
+        assert!(codec
+            .encode(
+                Frame {
+                    id: 3,
+                    msg: Message::AppendEntries(refused),
+                },
+                &mut buf,
+            )
+            .is_err());
+        assert_eq!(buf, before, "a refused frame left bytes behind");
+        let mut small = RaftCodec::with_max_frame(MAX_HELLO_FRAME);
+        assert!(matches!(
+            small.encode(
+                Frame {
+                    id: 4,
+                    msg: Message::Error("x".repeat(MAX_HELLO_FRAME)),
+                },
+                &mut buf,
+            ),
+            Err(CodecError::TooLong { .. })
+        ));
+        assert_eq!(buf, before, "a frame over the limit left bytes behind");
+        codec
+            .encode(
+                Frame {
+                    id: 5,
+                    msg: Message::AppendEntries(append_request()),
+                },
+                &mut buf,
+            )
+            .unwrap();
+        let ids: Vec<u64> = std::iter::from_fn(|| codec.decode(&mut buf).unwrap())
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 5]);
+        assert!(buf.is_empty());
     }
 
     #[test]
