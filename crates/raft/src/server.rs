@@ -333,10 +333,10 @@ async fn connection<H: Handler>(
     tracing::debug!(%addr, from, "Raft connection from n{from} closed at shutdown");
 }
 
-/// Appends a replication stream may have read but not yet answered. The
-/// leader keeps at most half as many in flight (`MAX_INFLIGHT_APPENDS`);
-/// this bounds what a misbehaving one can make this member hold.
-const STREAM_BACKLOG: usize = 1024;
+/// Appends a replication stream may have read but not yet answered: twice
+/// what a leader keeps in flight, a bound on what a misbehaving one can
+/// make this member hold.
+const STREAM_BACKLOG: usize = 2 * crate::network::MAX_INFLIGHT_APPENDS;
 
 /// A replication stream, from its first append on: appends go to the Raft
 /// node as they arrive, answers go back in order with the appends' ids.
