@@ -46,6 +46,35 @@ fn region<'a>(regions: &'a [Region], name: &str) -> &'a Region {
     regions.iter().find(|r| r.name == name).expect("region")
 }
 
+/// A standby region's name server as the home region's applications list
+/// it: far away, and unreachable while they start (nothing listens at its
+/// address yet, so a stock client's connect fails at once and it takes the
+/// home region's name server). [`FarNameServer::reach`] opens the way.
+struct FarNameServer {
+    addr: String,
+    target: String,
+    proxy: Option<NetProxy>,
+}
+
+impl FarNameServer {
+    fn unreachable(target: &str) -> FarNameServer {
+        FarNameServer {
+            addr: format!("127.0.0.1:{}", support::free_port()),
+            target: target.to_string(),
+            proxy: None,
+        }
+    }
+
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// From now on the address leads to the standby's name server.
+    fn reach(&mut self) {
+        self.proxy = Some(NetProxy::start_on(&self.addr, &self.target, 0));
+    }
+}
+
 /// Client settings for these tests: read routes every 10 s (the least
 /// rocketmq-client-rust allows; 30 s is its default).
 fn client_config() -> rocketmq_client_rust::ClientConfig {
@@ -282,8 +311,7 @@ async fn a_killed_region_fails_over_to_its_standby_and_fails_back_after_it_retur
     // East's applications list east's name server, then west's. West's is
     // far away (here: unreachable while the clients start), so they take
     // east's.
-    let far_west = NetProxy::start(&west_ns, 0);
-    far_west.blackhole();
+    let mut far_west = FarNameServer::unreachable(&west_ns);
     let clients_ns = format!("{east_ns};{}", far_west.addr());
     let group = unique("orders");
     let inbox = Inbox::new();
@@ -296,7 +324,7 @@ async fn a_killed_region_fails_over_to_its_standby_and_fails_back_after_it_retur
         inbox.len(),
         load.acked().len()
     );
-    far_west.heal();
+    far_west.reach();
     // Let the group commit (every 5 s) and the relays carry its offsets.
     tokio::time::sleep(Duration::from_secs(7)).await;
     let before = load.acked();
@@ -634,8 +662,7 @@ async fn a_planned_switchover_loses_and_repeats_nothing_and_fails_back() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _relays = mesh(dir.path(), &regions, &topic);
     let (east, west) = (region(&regions, "east"), region(&regions, "west"));
-    let far_west = NetProxy::start(&west.namesrv(), 0);
-    far_west.blackhole();
+    let mut far_west = FarNameServer::unreachable(&west.namesrv());
     let clients_ns = format!("{};{}", east.namesrv(), far_west.addr());
     let group = unique("billing");
     let inbox = Inbox::new();
@@ -643,7 +670,7 @@ async fn a_planned_switchover_loses_and_repeats_nothing_and_fails_back() {
     let producer = Arc::new(stock_producer(&clients_ns).await);
     let load = Load::start(producer.clone(), &topic, Duration::from_millis(20));
     assert!(within(Duration::from_secs(30), || async { inbox.len() >= 50 }).await);
-    far_west.heal();
+    far_west.reach();
     assert!(load.acked().iter().all(|a| a.broker == "broker-east"));
 
     // Move east's clients to west while they run.
@@ -754,8 +781,7 @@ async fn measure_region_failover() {
     };
     // East's applications: east's name server first (west's unreachable
     // while they start), then west's.
-    let far_west = NetProxy::start(&ns("west"), 0);
-    far_west.blackhole();
+    let mut far_west = FarNameServer::unreachable(&ns("west"));
     let mut apps = vec![("east", format!("{};{}", ns("east"), far_west.addr()))];
     if pattern != "active-standby" {
         apps.push(("west", ns("west")));
@@ -793,7 +819,7 @@ async fn measure_region_failover() {
         })
         .await
     );
-    far_west.heal();
+    far_west.reach();
     tokio::time::sleep(Duration::from_secs(8)).await;
     // t0: the kill has happened (every process of east is gone), or the
     // planned switchover starts.

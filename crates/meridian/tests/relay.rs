@@ -38,7 +38,7 @@ async fn produce(
         let r = producer
             .send(msg)
             .await
-            .unwrap_or_else(|e| panic!("send {body}: {e}"))
+            .unwrap_or_else(|e| panic!("send {body}: {}", support::describe(&e)))
             .expect("a sync send returns a result");
         assert_eq!(r.send_status, SendStatus::SendOk, "status of {body}");
         bodies.push(body);
@@ -785,7 +785,7 @@ async fn produce_delayed(producer: &DefaultMQProducer, topic: &str, body: &str, 
     let r = producer
         .send(msg)
         .await
-        .unwrap_or_else(|e| panic!("send {body}: {e}"))
+        .unwrap_or_else(|e| panic!("send {body}: {}", support::describe(&e)))
         .expect("a sync send returns a result");
     assert_eq!(r.send_status, SendStatus::SendOk, "status of {body}");
 }

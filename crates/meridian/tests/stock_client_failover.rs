@@ -182,7 +182,7 @@ async fn stock_consumer_keeps_consuming_from_the_slave_after_the_master_dies() {
         let result = producer
             .send(message(&topic, "TagF", key, &format!("body {key}"), &[]))
             .await
-            .unwrap_or_else(|e| panic!("send {key}: {e}"))
+            .unwrap_or_else(|e| panic!("send {key}: {}", support::describe(&e)))
             .expect("a sync send returns a result");
         assert_eq!(result.send_status, SendStatus::SendOk, "status of {key}");
     }

@@ -112,7 +112,7 @@ async fn send_with(
     producer
         .send_message_in_transaction::<(), _>(msg, None)
         .await
-        .unwrap_or_else(|e| panic!("send {body} in a transaction: {e}"));
+        .unwrap_or_else(|e| panic!("send {body} in a transaction: {}", support::describe(&e)));
 }
 
 /// [`send`] right after the broker restarted: a send that fails on the
@@ -548,7 +548,9 @@ async fn a_sync_master_slave_holds_what_was_acknowledged_and_the_restarted_maste
             let sent = producer
                 .send_message_in_transaction::<(), _>(msg, None)
                 .await
-                .unwrap_or_else(|e| panic!("send {body} in a transaction: {e}"))
+                .unwrap_or_else(|e| {
+                    panic!("send {body} in a transaction: {}", support::describe(&e))
+                })
                 .send_result
                 .expect("a send result");
             assert_eq!(

@@ -95,6 +95,16 @@ pub async fn start_producer(namesrv: &str) -> DefaultMQProducer {
     producer
 }
 
+/// A stock client's error with what its text leaves out: the broker's
+/// response code and address, when the broker answered.
+pub fn describe(e: &rocketmq_client_rust::ClientError) -> String {
+    match (e.broker_response_code(), e.broker_addr()) {
+        (Some(code), Some(addr)) => format!("{e} (broker {addr} answered code {code})"),
+        (Some(code), None) => format!("{e} (the broker answered code {code})"),
+        _ => e.to_string(),
+    }
+}
+
 /// A push consumer builder with the settings every test shares: its own
 /// instance name (so two consumers in this process are two clients), start at
 /// the first offset when the group has none, one message per listener call.
