@@ -253,7 +253,8 @@ fn held_back(inner: &Inner, floor: &Floor, count: usize, force: bool) {
     }
 }
 
-/// Used fraction (0.0..=1.0) of the filesystem holding `path`.
+/// Used fraction (0.0..=1.0) of the filesystem holding `path`, as `df`
+/// reports it (see [`used_fraction`]).
 pub(crate) fn disk_used_ratio(path: &Path) -> io::Result<f64> {
     #[cfg(unix)]
     {
@@ -266,12 +267,11 @@ pub(crate) fn disk_used_ratio(path: &Path) -> io::Result<f64> {
         if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        let total = st.f_blocks as f64;
-        if total <= 0.0 {
-            return Ok(0.0);
-        }
-        // Space only root may use counts as used: the broker cannot have it.
-        Ok(((total - st.f_bavail as f64) / total).clamp(0.0, 1.0))
+        Ok(used_fraction(
+            st.f_blocks as u64,
+            st.f_bfree as u64,
+            st.f_bavail as u64,
+        ))
     }
     #[cfg(not(unix))]
     {
@@ -298,6 +298,19 @@ fn local_hour() -> Option<u32> {
     }
 }
 
+/// `df`'s use of a filesystem from its block counts: used blocks over the
+/// blocks the broker can have (used plus available). Blocks reserved for
+/// root are in neither, so a filesystem with a large reservation is not
+/// taken for a full one (nor an empty reservation for free space).
+fn used_fraction(blocks: u64, free: u64, available: u64) -> f64 {
+    let used = blocks.saturating_sub(free);
+    let usable = used + available;
+    if usable == 0 {
+        return 0.0;
+    }
+    (used as f64 / usable as f64).clamp(0.0, 1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +320,33 @@ mod tests {
         let r = disk_used_ratio(Path::new("/")).unwrap();
         assert!((0.0..=1.0).contains(&r));
         assert!(local_hour().unwrap() < 24);
+    }
+
+    #[test]
+    fn disk_use_is_what_df_reports() {
+        // A filesystem with most of its free blocks reserved: 252 GB,
+        // 60 GB used, 31 GB available to the broker. df says 66 %, not
+        // the 88 % that counting the reservation as used would give.
+        let r = used_fraction(66_053_021, 50_303_887, 8_072_338);
+        assert!((r - 0.661).abs() < 0.001, "{r}");
+        assert_eq!(used_fraction(100, 100, 95), 0.0);
+        assert_eq!(used_fraction(100, 5, 0), 1.0);
+        assert_eq!(used_fraction(0, 0, 0), 0.0);
+
+        // And the measured figure agrees with df's own for this machine.
+        let Ok(out) = std::process::Command::new("df")
+            .args(["--output=pcent", "/"])
+            .output()
+        else {
+            return; // no df here
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let df: f64 = text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().trim_end_matches('%').parse().ok())
+            .expect("df --output=pcent prints a percentage");
+        let ours = disk_used_ratio(Path::new("/")).unwrap() * 100.0;
+        assert!((ours - df).abs() <= 1.5, "Meridian {ours:.1} %, df {df} %");
     }
 }
