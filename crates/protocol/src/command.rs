@@ -6,9 +6,7 @@
 //! read and write the ext fields through the accessors here, which are as
 //! forgiving as the Java broker about what other clients put in them.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 
@@ -81,36 +79,7 @@ impl SerializeType {
     }
 }
 
-/// A command's ext fields. A request carries a handful, with short keys,
-/// and every header read looks several up: FNV-1a hashes those faster than
-/// the default SipHash. (Flooding is no concern: the map lives for one
-/// request and is bounded by the frame size.)
-pub type ExtFields = HashMap<String, String, BuildHasherDefault<Fnv1a>>;
-
-/// FNV-1a, 64-bit.
-#[derive(Clone, Copy)]
-pub struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+pub use crate::ext_fields::ExtFields;
 
 /// One request or response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,19 +174,19 @@ impl RemotingCommand {
     }
 
     /// This command with the ext field `key` set to `value`.
-    pub fn with_ext(mut self, key: &str, value: impl ToString) -> Self {
+    pub fn with_ext(mut self, key: &str, value: impl fmt::Display) -> Self {
         self.set_ext(key, value);
         self
     }
 
     /// Sets the ext field `key` to `value`, replacing any old value.
-    pub fn set_ext(&mut self, key: &str, value: impl ToString) {
-        self.ext_fields.insert(key.to_string(), value.to_string());
+    pub fn set_ext(&mut self, key: &str, value: impl fmt::Display) {
+        self.ext_fields.insert_display(key, value);
     }
 
     /// The ext field `key` exactly as sent, if present.
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 
     /// The ext field `key`; when absent, a field whose name differs only in
@@ -230,7 +199,7 @@ impl RemotingCommand {
         self.ext_fields
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// The ext field `key` for typed parsing: an empty or blank value counts

@@ -227,7 +227,7 @@ mod tests {
             let cmd = sample(st);
             assert_eq!(roundtrip(&cmd), cmd, "{st:?}");
             let mut resp = cmd.response_to(1, "broken".to_string());
-            resp.ext_fields.insert("msgId".into(), "ABC".into());
+            resp.ext_fields.insert("msgId", "ABC");
             assert_eq!(roundtrip(&resp), resp, "{st:?}");
         }
     }

@@ -50,18 +50,12 @@ impl Credentials {
 
 /// The Base64 HMAC-SHA1 signature of `req` under `secret_key`.
 fn signature(secret_key: &str, req: &RemotingCommand, skip_unique_key_query: bool) -> String {
-    let mut keys: Vec<&String> = req
-        .ext_fields
-        .keys()
-        .filter(|k| {
-            k.as_str() != SIGNATURE && !(skip_unique_key_query && k.as_str() == UNIQUE_KEY_QUERY)
-        })
-        .collect();
-    keys.sort_unstable();
     let mut mac = <HmacSha1 as KeyInit>::new_from_slice(secret_key.as_bytes())
         .expect("HMAC takes a key of any length");
-    for k in keys {
-        mac.update(req.ext_fields[k].as_bytes());
+    for (k, v) in req.ext_fields.sorted() {
+        if k != SIGNATURE && !(skip_unique_key_query && k == UNIQUE_KEY_QUERY) {
+            mac.update(v.as_bytes());
+        }
     }
     mac.update(&req.body);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())

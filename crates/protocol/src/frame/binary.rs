@@ -37,10 +37,8 @@ pub fn encode(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), ProtocolE
 
     let len_at = dst.len();
     dst.put_i32(0); // ext fields length, patched below
-    let mut fields: Vec<(&String, &String)> = cmd.ext_fields.iter().collect();
-    // Sorted, so the same command always encodes to the same bytes.
-    fields.sort_unstable();
-    for (key, value) in fields {
+                    // Sorted, so the same command always encodes to the same bytes.
+    for (key, value) in cmd.ext_fields.sorted() {
         let key_len = i16::try_from(key.len()).map_err(|_| {
             ProtocolError::Unencodable(format!(
                 "ext field key of {} bytes exceeds 32767",
@@ -96,7 +94,7 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand, ProtocolError> {
 
 fn decode_ext(bytes: &[u8]) -> Result<ExtFields, ProtocolError> {
     let mut r = Reader { buf: bytes };
-    let mut map = ExtFields::default();
+    let mut map = ExtFields::with_capacity(16, bytes.len());
     while !r.buf.is_empty() {
         let key_len = r.i16("ext field key length")?;
         let key_len = usize::try_from(key_len).map_err(|_| {
@@ -106,13 +104,13 @@ fn decode_ext(bytes: &[u8]) -> Result<ExtFields, ProtocolError> {
         let value_len = r.len_i32("ext field value length")?;
         let value = r.take(value_len, "ext field value")?;
         if !key.is_empty() && !value.is_empty() {
-            map.insert(
-                String::from_utf8_lossy(key).into_owned(),
-                String::from_utf8_lossy(value).into_owned(),
+            map.push_decoded(
+                &String::from_utf8_lossy(key),
+                &String::from_utf8_lossy(value),
             );
         }
     }
-    Ok(map)
+    Ok(map.decoded())
 }
 
 /// Reads big-endian values off a slice, failing (never panicking) when it

@@ -7,8 +7,6 @@
 //! a name or a `LanguageCode` number, and ext-field values may be strings,
 //! numbers or booleans (null values count as absent).
 
-use std::collections::BTreeMap;
-
 use bytes::{BufMut, BytesMut};
 use std::borrow::Cow;
 
@@ -25,8 +23,8 @@ use crate::language;
 #[derive(Serialize)]
 struct JsonHeaderOut<'a> {
     code: i32,
-    #[serde(rename = "extFields", skip_serializing_if = "BTreeMap::is_empty")]
-    ext_fields: BTreeMap<&'a str, &'a str>,
+    #[serde(rename = "extFields", skip_serializing_if = "SortedFields::is_empty")]
+    ext_fields: SortedFields<'a>,
     flag: i32,
     language: &'a str,
     opaque: i32,
@@ -37,16 +35,27 @@ struct JsonHeaderOut<'a> {
     version: i32,
 }
 
+/// Ext fields sorted by key, written as a JSON object.
+struct SortedFields<'a>(Vec<(&'a str, &'a str)>);
+
+impl SortedFields<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for SortedFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().copied())
+    }
+}
+
 /// Appends `cmd`'s header, as JSON, to `dst`.
 pub fn encode(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), ProtocolError> {
     let header = JsonHeaderOut {
         code: cmd.code,
         // Sorted, so the same command always encodes to the same bytes.
-        ext_fields: cmd
-            .ext_fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
+        ext_fields: SortedFields(cmd.ext_fields.sorted()),
         flag: cmd.flag,
         language: &cmd.language,
         opaque: cmd.opaque,
@@ -188,16 +197,25 @@ impl<'de> Deserialize<'de> for ExtFieldsIn {
                 Ok(ExtFieldsIn(ExtFields::default()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = ExtFields::with_capacity_and_hasher(
-                    map.size_hint().unwrap_or(16),
-                    Default::default(),
-                );
-                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, Scalar<'de>>()? {
-                    if v.present() {
-                        out.insert(k.into_owned(), v.into_string());
+                let mut out = ExtFields::with_capacity(map.size_hint().unwrap_or(16), 512);
+                // Keys and values without escapes are borrowed from the
+                // frame and copied once, into the fields' one string.
+                while let Some((k, v)) = map.next_entry::<Scalar<'de>, Scalar<'de>>()? {
+                    let key = match k {
+                        Scalar::Str(k) => k,
+                        other => Cow::Owned(other.into_string()),
+                    };
+                    match v {
+                        Scalar::Null => {}
+                        Scalar::Str(v) => out.push_decoded(&key, &v),
+                        Scalar::Int(n) => out.push_decoded_display(&key, n),
+                        Scalar::UInt(n) => out.push_decoded_display(&key, n),
+                        Scalar::Bool(b) => out.push_decoded_display(&key, b),
+                        Scalar::Other(v) => out.push_decoded_display(&key, v),
+                        f @ Scalar::Float(_) => out.push_decoded(&key, &f.into_string()),
                     }
                 }
-                Ok(ExtFieldsIn(out))
+                Ok(ExtFieldsIn(out.decoded()))
             }
         }
         d.deserialize_any(V)
@@ -364,6 +382,33 @@ mod tests {
         // Null remark and null extFields.
         let cmd = parse(r#"{"code":0,"remark":null,"extFields":null}"#).unwrap();
         assert!(cmd.remark.is_none() && cmd.ext_fields.is_empty());
+    }
+
+    #[test]
+    fn repeated_and_escaped_ext_fields_read_as_java_reads_them() {
+        // A repeated key: the last value stands. Escapes are undone (the
+        // message properties' separators come as \u0001 and \u0002).
+        let cmd = parse(
+            r#"{"code":310,"extFields":{"a":"1","i":"KEYS\u0001k1\u0002TAGS\u0001t","a":"2","\u0041b":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(cmd.ext("a"), Some("2"));
+        assert_eq!(cmd.ext("i"), Some("KEYS\u{1}k1\u{2}TAGS\u{1}t"));
+        assert_eq!(cmd.ext("Ab"), Some("x"));
+        assert_eq!(cmd.ext_fields.len(), 3);
+
+        // Many fields, many repeated: each key once, with its last value.
+        let fields: Vec<String> = (0..5_000)
+            .map(|i| format!("\"k{}\":\"{i}\"", i % 1_000))
+            .collect();
+        let cmd = parse(&format!(
+            "{{\"code\":1,\"extFields\":{{{}}}}}",
+            fields.join(",")
+        ))
+        .unwrap();
+        assert_eq!(cmd.ext_fields.len(), 1_000);
+        assert_eq!(cmd.ext("k7"), Some("4007"));
+        assert_eq!(cmd.ext("k999"), Some("4999"));
     }
 
     #[test]
