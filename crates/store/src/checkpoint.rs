@@ -2,8 +2,9 @@
 //! files, so recovery knows where to start re-deriving them.
 //!
 //! Written (atomically, see `config_file`) as JSON to
-//! `<root>/checkpoint.json` after the commit log, every consume queue and
-//! the index were forced to disk up to `derived_flushed`.
+//! `<root>/checkpoint.json` after the commit log and every consume queue
+//! were forced to disk up to `derived_flushed`, and the index up to
+//! `index_flushed`.
 
 use std::path::Path;
 
@@ -16,9 +17,14 @@ pub(crate) struct Checkpoint {
     pub version: u32,
     /// Commit-log bytes below this offset are on disk.
     pub commit_log_flushed: i64,
-    /// Consume-queue and index entries of every record below this offset
-    /// are on disk.
+    /// Consume-queue entries of every record below this offset are on disk
+    /// (and index entries too, when `index_flushed` is absent: checkpoints
+    /// written before it existed forced both together).
     pub derived_flushed: i64,
+    /// Index entries of every record below this offset are on disk. The
+    /// index is forced less often than the queues, so this may be behind.
+    #[serde(default)]
+    pub index_flushed: Option<i64>,
     /// Oldest commit-log offset the index covered, if it had any file.
     pub index_begin: Option<i64>,
     /// Written by a clean shutdown.
@@ -75,6 +81,7 @@ mod tests {
             version: Checkpoint::VERSION,
             commit_log_flushed: 10,
             derived_flushed: 8,
+            index_flushed: Some(6),
             index_begin: Some(0),
             clean_shutdown: true,
             timestamp_ms: 1,
@@ -88,5 +95,12 @@ mod tests {
         assert_eq!(Checkpoint::load(&p), Ok(Some(c)));
         std::fs::write(&p, b"{not json").unwrap();
         assert!(Checkpoint::load(&p).is_err());
+        // Written before the index had a mark of its own: none.
+        std::fs::write(
+            &p,
+            br#"{"version":1,"commit_log_flushed":10,"derived_flushed":8,"index_begin":0,"clean_shutdown":false,"timestamp_ms":1,"queues":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(Checkpoint::load(&p).unwrap().unwrap().index_flushed, None);
     }
 }

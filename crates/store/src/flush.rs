@@ -9,9 +9,10 @@
 //!   fdatasync for everything appended since the previous one, so puts that
 //!   arrive while a flush runs share the next.
 //!
-//! Derived files are flushed only every `checkpoint_interval_ms`, even under
-//! SYNC_FLUSH: they can be rebuilt from the commit log, so an acknowledged
-//! message only needs its record on disk.
+//! Derived files are flushed only every `checkpoint_interval_ms` (the index
+//! only every `INDEX_FLUSH_INTERVAL`), even under SYNC_FLUSH: they can be
+//! rebuilt from the commit log, so an acknowledged message only needs its
+//! record on disk.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -67,7 +68,7 @@ pub(crate) fn run_checkpoints(inner: Arc<Inner>) {
             inner.release_cold_pages();
             continue;
         }
-        if let Err(e) = inner.checkpoint(false) {
+        if let Err(e) = inner.routine_checkpoint() {
             tracing::error!(error = %e, "checkpoint failed; will retry");
         }
         next = Instant::now() + every;

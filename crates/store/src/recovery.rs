@@ -547,7 +547,15 @@ pub(crate) fn recover(config: &StoreConfig, delay_levels: &[u64]) -> Result<Reco
         }
     }
     let queue_from = derived;
-    let mut index_from = index.end_offset().map_or(derived, |e| e.min(derived));
+    // The index may have been forced longer ago than the queues; what its
+    // header claims past that may be only partly on disk.
+    let index_durable = checkpoint
+        .as_ref()
+        .and_then(|c| c.index_flushed)
+        .map_or(derived, |i| i.max(min).min(derived));
+    let mut index_from = index
+        .end_offset()
+        .map_or(index_durable, |e| e.min(index_durable));
     if let Some(b) = index_notes.rebuild_from {
         index_from = index_from.min(b);
     }
