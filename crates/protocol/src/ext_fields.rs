@@ -7,6 +7,7 @@
 //! vector, so decoding a header allocates twice whatever its size. Lookups
 //! scan the fields, which for a dozen short keys is faster than hashing.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -28,8 +29,8 @@ struct Field {
     value: Range<usize>,
 }
 
-/// Past this many fields a decoded header drops repeated keys by sorting
-/// rather than by comparing every pair.
+/// Past this many fields a decoded header finds repeated keys with a hash
+/// map rather than by comparing with every field kept so far.
 const SMALL: usize = 16;
 
 impl ExtFields {
@@ -73,23 +74,21 @@ impl ExtFields {
         self.position(key).map(|i| self.value(&self.fields[i]))
     }
 
-    /// True when `key` is present.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.position(key).is_some()
-    }
-
     /// Sets `key` to `value`, replacing an earlier value.
     pub fn insert(&mut self, key: &str, value: &str) {
-        self.insert_display(key, value);
+        let value = self.push_text(value);
+        self.set(key, value);
     }
 
     /// Sets `key` to `value` as it displays, written in place (a number
     /// allocates nothing of its own).
     pub fn insert_display(&mut self, key: &str, value: impl fmt::Display) {
-        let start = self.text.len();
-        // Writing into a String cannot fail.
-        let _ = write!(self.text, "{value}");
-        let value = start..self.text.len();
+        let value = self.push_display(value);
+        self.set(key, value);
+    }
+
+    /// Points `key` at `value`, already in `text`.
+    fn set(&mut self, key: &str, value: Range<usize>) {
         match self.position(key) {
             Some(i) => {
                 self.fields[i].value = value;
@@ -116,11 +115,6 @@ impl ExtFields {
         self.fields.iter().map(|f| (self.key(f), self.value(f)))
     }
 
-    /// Every key, in the order they were added.
-    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.fields.iter().map(|f| self.key(f))
-    }
-
     /// Every field sorted by key: the order both header encodings write.
     pub fn sorted(&self) -> Vec<(&str, &str)> {
         let mut all: Vec<(&str, &str)> = self.iter().collect();
@@ -131,6 +125,13 @@ impl ExtFields {
     fn push_text(&mut self, s: &str) -> Range<usize> {
         let start = self.text.len();
         self.text.push_str(s);
+        start..self.text.len()
+    }
+
+    fn push_display(&mut self, value: impl fmt::Display) -> Range<usize> {
+        let start = self.text.len();
+        // Writing into a String cannot fail.
+        let _ = write!(self.text, "{value}");
         start..self.text.len()
     }
 
@@ -145,63 +146,41 @@ impl ExtFields {
     /// [`ExtFields::push_decoded`] of a value written as it displays.
     pub(crate) fn push_decoded_display(&mut self, key: &str, value: impl fmt::Display) {
         let key = self.push_text(key);
-        let start = self.text.len();
-        let _ = write!(self.text, "{value}");
-        let value = start..self.text.len();
+        let value = self.push_display(value);
         self.fields.push(Field { key, value });
     }
 
     /// After decoding: of fields sent with the same key, the last one
-    /// stands (as in Java's map), in the place of the first. Quadratic only
-    /// for a handful of fields; a header of many sorts instead, so a huge
-    /// one costs n log n, not n².
+    /// stands (as in Java's map), in the place of the first. One pass that
+    /// keeps the first of each key at the front; an earlier one is found by
+    /// scanning the few kept so far, or, in a header of many fields, by a
+    /// hash map, so a huge one costs n, not n².
     pub(crate) fn decoded(mut self) -> Self {
-        let n = self.fields.len();
-        if n < 2 {
-            return self;
-        }
-        let mut keep = vec![true; n];
-        if n <= SMALL {
-            for later in 1..n {
-                let key = self.key(&self.fields[later]);
-                if let Some(first) =
-                    (0..later).find(|&i| keep[i] && self.key(&self.fields[i]) == key)
-                {
-                    // The later value goes into the first place.
-                    self.fields[first].value = self.fields[later].value.clone();
-                    keep[later] = false;
-                }
-            }
-        } else {
-            let mut order: Vec<usize> = (0..n).collect();
-            order.sort_by(|&a, &b| {
-                self.key(&self.fields[a])
-                    .cmp(self.key(&self.fields[b]))
-                    .then(a.cmp(&b))
-            });
-            let mut run = 0;
-            while run < n {
-                let first = order[run];
-                let mut end = run + 1;
-                while end < n && self.key(&self.fields[order[end]]) == self.key(&self.fields[first])
-                {
-                    end += 1;
-                }
-                if end - run > 1 {
-                    self.fields[first].value = self.fields[order[end - 1]].value.clone();
-                    for &later in &order[run + 1..end] {
-                        keep[later] = false;
+        let text = &self.text;
+        let fields = &mut self.fields;
+        let many = fields.len() > SMALL;
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut kept = 0;
+        for i in 0..fields.len() {
+            let key = &text[fields[i].key.clone()];
+            let earlier = if many {
+                seen.get(key).copied()
+            } else {
+                (0..kept).find(|&j| &text[fields[j].key.clone()] == key)
+            };
+            match earlier {
+                Some(j) => fields[j].value = fields[i].value.clone(),
+                None => {
+                    // Everything in kept..i is a repeat already settled.
+                    fields.swap(kept, i);
+                    if many {
+                        seen.insert(key, kept);
                     }
+                    kept += 1;
                 }
-                run = end;
             }
         }
-        let mut i = 0;
-        self.fields.retain(|_| {
-            let k = keep[i];
-            i += 1;
-            k
-        });
+        fields.truncate(kept);
         self
     }
 
@@ -305,7 +284,8 @@ mod tests {
                 assert_eq!(f.get(&format!("k{k}")), Some(last.to_string().as_str()));
             }
             // In the order the keys first came.
-            assert_eq!(f.keys().collect::<Vec<_>>(), vec!["k0", "k1", "k2"]);
+            let keys: Vec<&str> = f.iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, vec!["k0", "k1", "k2"]);
         }
     }
 

@@ -67,7 +67,7 @@ impl MessageStore {
     /// committed. Call once, before any other `raft_` call.
     pub fn raft_open(&self, visible_to: i64) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let _checkpoint = inner.checkpoint_lock.lock();
+        let mut checkpoint = inner.checkpoint_lock.lock();
         let mut guard = inner.writer.lock();
         let readable = inner.commit_log.readable_offset();
         let min = inner.commit_log.min_offset();
@@ -92,7 +92,7 @@ impl MessageStore {
         inner.raft_visible.store(visible, Ordering::Release);
         drop(guard);
         inner
-            .checkpoint_locked(false)
+            .checkpoint_locked(&mut checkpoint, false)
             .map_err(|e| StoreError::io(inner.config.checkpoint_path(), e))
     }
 

@@ -173,7 +173,7 @@ impl MessageStore {
             )));
         }
         let io_err = |e| StoreError::io(&inner.config.commit_log_dir, e);
-        let _checkpoint = inner.checkpoint_lock.lock();
+        let mut checkpoint = inner.checkpoint_lock.lock();
         let mut guard = inner.writer.lock();
         let w = &mut *guard;
         let flush = inner.flush_lock.lock();
@@ -223,7 +223,9 @@ impl MessageStore {
             offset,
             "empty commit log restarted at a replication source's offset"
         );
-        inner.checkpoint_locked(false).map_err(io_err)
+        inner
+            .checkpoint_locked(&mut checkpoint, false)
+            .map_err(io_err)
     }
 
     /// Cut the commit log back to `to`, which must be where a record (or a
@@ -244,7 +246,7 @@ impl MessageStore {
         let inner = &self.inner;
         let log = &inner.commit_log;
         let io_err = |e| StoreError::io(&inner.config.commit_log_dir, e);
-        let _checkpoint = inner.checkpoint_lock.lock();
+        let mut checkpoint = inner.checkpoint_lock.lock();
         let mut guard = inner.writer.lock();
         let w = &mut *guard;
         let flush = inner.flush_lock.lock();
@@ -275,7 +277,9 @@ impl MessageStore {
             queue_entries = dropped,
             "commit log cut back"
         );
-        inner.checkpoint_locked(false).map_err(io_err)
+        inner
+            .checkpoint_locked(&mut checkpoint, false)
+            .map_err(io_err)
     }
 }
 

@@ -50,6 +50,15 @@ pub(crate) const RELEASE_INTERVAL: Duration = Duration::from_millis(100);
 /// checkpoint's `index_flushed` stays behind and recovery re-indexes from
 /// there (RocketMQ forces an index file only when it is full).
 pub(crate) const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// When the checkpoints last forced the index, and how far: index entries
+/// of every record below `below` are on disk. Kept under the checkpoint
+/// lock, which every checkpoint holds.
+#[derive(Default)]
+pub(crate) struct IndexForced {
+    below: i64,
+    at: Option<Instant>,
+}
 /// Index entry bytes behind the newest kept mapped.
 const HOT_INDEX_BYTES: usize = 4 * 1024 * 1024;
 /// Consume-queue bytes behind each queue's newest entry kept mapped (3,276
@@ -201,11 +210,8 @@ pub(crate) struct Inner {
     pub index: Mutex<IndexService>,
     /// Serializes commit-log flushes.
     pub flush_lock: Mutex<()>,
-    /// Serializes checkpoints.
-    pub checkpoint_lock: Mutex<()>,
-    /// Index entries of every record below this offset are on disk; and
-    /// when the index was last forced (see [`INDEX_FLUSH_INTERVAL`]).
-    pub index_flushed: Mutex<(i64, Option<Instant>)>,
+    /// Serializes checkpoints, and holds what they know of the index.
+    pub checkpoint_lock: Mutex<IndexForced>,
     pub flushed_tx: watch::Sender<i64>,
     /// The readable offset, for those who follow the log (replication).
     pub max_offset_tx: watch::Sender<i64>,
@@ -303,8 +309,7 @@ impl MessageStore {
             }),
             index: Mutex::new(recovered.index),
             flush_lock: Mutex::new(()),
-            checkpoint_lock: Mutex::new(()),
-            index_flushed: Mutex::new((0, None)),
+            checkpoint_lock: Mutex::new(IndexForced::default()),
             flushed_tx,
             max_offset_tx,
             flush_pending: AtomicBool::new(false),
@@ -1153,29 +1158,37 @@ impl Inner {
 
     /// Force everything to disk and record it in the checkpoint.
     pub(crate) fn checkpoint(&self, clean_shutdown: bool) -> io::Result<()> {
-        let _g = self.checkpoint_lock.lock();
-        self.checkpoint_locked(clean_shutdown)
+        let mut forced = self.checkpoint_lock.lock();
+        self.checkpoint_locked(&mut forced, clean_shutdown)
     }
 
     /// What the checkpoint thread does every `checkpoint_interval_ms`: the
     /// commit log and consume queues to disk, the index only every
     /// [`INDEX_FLUSH_INTERVAL`], then the checkpoint.
     pub(crate) fn routine_checkpoint(&self) -> io::Result<()> {
-        let _g = self.checkpoint_lock.lock();
-        let due = self
-            .index_flushed
-            .lock()
-            .1
+        let mut forced = self.checkpoint_lock.lock();
+        let due = forced
+            .at
             .is_none_or(|at| at.elapsed() >= INDEX_FLUSH_INTERVAL);
-        self.checkpoint_with(false, due)
+        self.checkpoint_with(&mut forced, false, due)
     }
 
-    /// [`Inner::checkpoint`] with the checkpoint lock already held.
-    pub(crate) fn checkpoint_locked(&self, clean_shutdown: bool) -> io::Result<()> {
-        self.checkpoint_with(clean_shutdown, true)
+    /// [`Inner::checkpoint`] with the checkpoint lock already held
+    /// (`forced` is what it guards).
+    pub(crate) fn checkpoint_locked(
+        &self,
+        forced: &mut IndexForced,
+        clean_shutdown: bool,
+    ) -> io::Result<()> {
+        self.checkpoint_with(forced, clean_shutdown, true)
     }
 
-    fn checkpoint_with(&self, clean_shutdown: bool, flush_index: bool) -> io::Result<()> {
+    fn checkpoint_with(
+        &self,
+        forced: &mut IndexForced,
+        clean_shutdown: bool,
+        flush_index: bool,
+    ) -> io::Result<()> {
         // A consistent cut: commit-log end and queue ends at the same instant.
         // Only `Arc` clones under the put lock; names are copied after.
         let (derived, ends) = {
@@ -1209,19 +1222,18 @@ impl Inner {
                 index.begin_offset(),
             )
         };
-        let index_flushed = match targets {
-            Some(targets) => {
-                for (map, used) in targets {
-                    map.flush_range_paced(0, used)?;
-                }
-                *self.index_flushed.lock() = (derived, Some(Instant::now()));
-                derived
+        if let Some(targets) = targets {
+            for (map, used) in targets {
+                map.flush_range_paced(0, used)?;
             }
-            // Not forced this time: what is known durable stays where it
-            // was (a truncation below it forces the index, so it is never
-            // past the end).
-            None => self.index_flushed.lock().0.min(derived),
-        };
+            *forced = IndexForced {
+                below: derived,
+                at: Some(Instant::now()),
+            };
+        }
+        // Unless forced just now, what is known durable stays where it was (a
+        // truncation below it forces the index, so it is never past the end).
+        let index_flushed = forced.below.min(derived);
         Checkpoint {
             version: Checkpoint::VERSION,
             commit_log_flushed: self.commit_log.flushed_offset(),

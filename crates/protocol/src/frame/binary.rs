@@ -37,7 +37,8 @@ pub fn encode(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), ProtocolE
 
     let len_at = dst.len();
     dst.put_i32(0); // ext fields length, patched below
-                    // Sorted, so the same command always encodes to the same bytes.
+
+    // Sorted, so the same command always encodes to the same bytes.
     for (key, value) in cmd.ext_fields.sorted() {
         let key_len = i16::try_from(key.len()).map_err(|_| {
             ProtocolError::Unencodable(format!(
