@@ -188,14 +188,24 @@ impl Group {
     }
 
     /// Member `i`'s retention deletes every segment it may, whatever its
-    /// age; at least one must go.
+    /// age; at least one must go. A pass may find nothing to delete yet —
+    /// the commit log not flushed past a segment, or the last entry's
+    /// apply not yet recorded for the Raft log to let go of — as the
+    /// broker's periodic passes may; then it is run again, for up to 10 s.
     async fn force_retention(&self, i: usize) {
-        let store = self.members[i].store.clone().unwrap();
-        let deleted = tokio::task::spawn_blocking(move || store.delete_expired_files(true))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(deleted > 0, "member n{i} deleted no segment");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let store = self.members[i].store.clone().unwrap();
+            let deleted = tokio::task::spawn_blocking(move || store.delete_expired_files(true))
+                .await
+                .unwrap()
+                .unwrap();
+            if deleted > 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "member n{i} deleted no segment");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn queues(&self, i: usize) -> Vec<Vec<(i64, i64, Bytes)>> {
